@@ -1,0 +1,78 @@
+"""Options and loading steps shared by the verbs that read a spec or host facts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torchrig.host.facts import HostFacts
+    from torchrig.lock.lockfile import LockFile
+    from torchrig.spec.model import Spec
+
+
+def add_spec_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=Path("torchrig.toml"),
+        metavar="FILE",
+        help="the spec to use (default: ./torchrig.toml)",
+    )
+
+
+def add_host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host",
+        type=Path,
+        metavar="FILE",
+        help="use facts saved by `torchrig host --json` instead of probing this machine",
+    )
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def load_spec_from(args: argparse.Namespace) -> tuple[Spec, str]:
+    from torchrig.spec.load import load_spec, spec_digest
+
+    spec = load_spec(args.spec)
+    return spec, spec_digest(spec)
+
+
+def host_facts(args: argparse.Namespace, *, engines: bool = True) -> HostFacts:
+    from torchrig.host.facts import load_host_facts
+
+    if args.host is not None:
+        return load_host_facts(args.host)
+    from torchrig.host.probe import probe_host
+
+    return probe_host(engines=engines)
+
+
+def lock_path(args: argparse.Namespace) -> Path:
+    return Path(args.spec).parent / "torchrig.lock"
+
+
+def read_lock_if_any(path: Path) -> LockFile | None:
+    from torchrig.lock.lockfile import read_lock
+
+    return read_lock(path) if path.exists() else None
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

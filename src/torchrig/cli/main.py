@@ -1,0 +1,95 @@
+"""The `torchrig` command: parse, dispatch to one verb module, and map errors to exit codes.
+
+This is the only error boundary. Known errors (torchrig.errors) print one line on stderr and
+exit with their documented code; anything else is a bug and says so. Tracebacks are shown
+only with --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from collections.abc import Sequence
+
+from torchrig import __version__
+from torchrig.errors import EXIT_CODES, TorchrigError
+
+# One module per verb, imported only when that verb runs so `torchrig plan` stays fast.
+VERBS: dict[str, str] = {
+    "init": "Write a commented torchrig.toml chosen from this machine's facts.",
+    "schema": "Print the JSON schema of torchrig.toml.",
+    "host": "Report this machine: driver, GPUs, container engines, shm, disk.",
+    "plan": "Show what torchrig would build and run, and why; changes nothing.",
+    "lock": "Pin every Python package with hashes into torchrig.lock.",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so usage errors go through the boundary."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _ArgError(f"{self.prog}: {message}")
+
+
+class _ArgError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="torchrig",
+        description="A reproducible, secure PyTorch + CUDA workbench in one command.",
+        epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
+    )
+    parser.add_argument("--version", action="version", version=f"torchrig {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and the commands torchrig runs"
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for verb, help_text in VERBS.items():
+        verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
+        verb_parser.set_defaults(_module=verb)
+        module = importlib.import_module(f"torchrig.cli.{verb}")
+        module.add_arguments(verb_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list
+    try:
+        parser = build_parser()
+        args = parser.parse_args(args_list)
+        if not getattr(args, "_module", None):
+            parser.print_help()
+            return 2
+        module = importlib.import_module(f"torchrig.cli.{args._module}")
+        return int(module.run(args))
+    except _ArgError as exc:
+        print(f"error: {exc} (see --help)", file=sys.stderr)
+        return 2
+    except TorchrigError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        print(
+            f"internal error: {type(exc).__name__}: {exc} — this is a bug in torchrig; "
+            "rerun with --debug and report the traceback",
+            file=sys.stderr,
+        )
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

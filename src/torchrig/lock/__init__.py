@@ -1,0 +1,1 @@
+"""The lock: every Python package pinned with hashes, through uv."""

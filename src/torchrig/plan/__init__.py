@@ -1,0 +1,1 @@
+"""Plan: what build and up would do, computed without touching anything."""
