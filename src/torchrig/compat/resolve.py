@@ -276,6 +276,9 @@ def _variant_preference(spec: Spec, host: HostFacts, gpus: list[Gpu], reasons: l
             "for a GPU server)"
         )
         return lambda release, arch: ["cpu"]
+    if _torch_from_main_index(spec):
+        reasons.append("variant: only the main index's default build (sources.torch_index)")
+        return lambda release, arch: [release.pypi_variant(arch)]
     reasons.append(
         "variant: the PyPI default build first, then the other CUDA builds, newest CUDA first"
     )
@@ -293,6 +296,12 @@ def _variant_preference(spec: Spec, host: HostFacts, gpus: list[Gpu], reasons: l
     return order
 
 
+def _torch_from_main_index(spec: Spec) -> bool:
+    """torch_index names PyPI (or the main index): only its default build can come from it."""
+    url = spec.sources.torch_index
+    return url in (spec.sources.index, PYPI) or url.rstrip("/") == "https://pypi.org/simple"
+
+
 def _cuda_key(cuda: str) -> float:
     major, minor = (cuda.split(".") + ["0"])[:2]
     return int(major) * 100 + int(minor)
@@ -305,51 +314,52 @@ def _check(
     spec: Spec, host: HostFacts, compat: Compat, release: Release, version: str,
     variant: Variant, arch: str, python: str, gpu_ccs: list[tuple[Gpu, str | None]],
 ) -> _Verdict:
+    """Every reason this candidate cannot serve, joined; hardware reasons come first since
+    they are the ones a person cannot change."""
     label = f"torch {version} {variant.name}"
     if arch not in variant.platforms:
         pypi = release.pypi_variant(arch)  # type: ignore[arg-type]
-        extra = " (its PyPI aarch64 wheel is CPU-only)" if arch == "aarch64" and pypi == "cpu" else ""
+        cpu_only = arch == "aarch64" and pypi == "cpu"
+        extra = " (its PyPI aarch64 wheel is CPU-only)" if cpu_only else ""
         return _Verdict(False, f"{label}: no {arch} build{extra}")
-    if python not in release.python:
-        return _Verdict(
-            False, f"{label}: no wheels for Python {python} (has {_span(release.python)})"
+    problems: list[str] = []
+    if not variant.cuda and gpu_ccs and spec.torch.variant == "auto":
+        problems.append(
+            'a CPU-only build, but this host has NVIDIA GPUs (set torch.variant = "cpu" to '
+            "accept that)"
         )
-    patch = next(p for p in release.patches if p.version == version)
-    if spec.torch.torchaudio and not patch.torchaudio:
-        return _Verdict(
-            False, f"{label}: no torchaudio release for it (torchaudio is in maintenance)"
-        )
-    if not variant.cuda:
-        return _Verdict(True)
+    archs = variant.arch_list(arch)  # type: ignore[arg-type]
+    for gpu, cc in gpu_ccs:
+        if variant.cuda and cc and archs and _kernels_for(cc, archs) is None:
+            problems.append(
+                f"no kernels for {gpu.name} (sm_{cc.replace('.', '')}); this build has "
+                f"{_span(archs)}"
+            )
+            break
     degraded = ""
-    if host.driver:
+    if variant.cuda and host.driver:
         major = variant.cuda_major or 0
         mvc = compat.minor_compat_for(major)
-        if mvc and _driver_lt(host.driver.version, mvc.min_driver):
-            return _Verdict(
-                False,
-                f"{label}: CUDA {variant.cuda} needs NVIDIA driver >= {mvc.min_driver} "
-                f"(CUDA {major}.x minor-version compatibility); this host has "
-                f"{host.driver.version}",
-            )
         toolkit = compat.toolkit_driver(variant.cuda)
-        if toolkit and _driver_lt(host.driver.version, toolkit.min_driver):
+        if mvc and _driver_lt(host.driver.version, mvc.min_driver):
+            problems.append(
+                f"CUDA {variant.cuda} needs NVIDIA driver >= {mvc.min_driver} (CUDA {major}.x "
+                f"minor-version compatibility); this host has {host.driver.version}"
+            )
+        elif toolkit and _driver_lt(host.driver.version, toolkit.min_driver):
             degraded = (
                 f"{label}: driver {host.driver.version} is older than CUDA {toolkit.label}'s "
                 f"{toolkit.min_driver}; it runs under minor-version compatibility, but PTX "
-                "JIT (Triton, torch.compile) may fail with cudaErrorUnsupportedPtxVersion — "
+                "JIT (Triton, torch.compile) may fail with cudaErrorUnsupportedPtxVersion; "
                 "update the driver to lift this"
             )
-    archs = variant.arch_list(arch)  # type: ignore[arg-type]
-    for gpu, cc in gpu_ccs:
-        if cc is None or not archs:
-            continue
-        if _kernels_for(cc, archs) is None:
-            return _Verdict(
-                False,
-                f"{label}: no kernels for {gpu.name} (sm_{cc.replace('.', '')}); this build "
-                f"has {_span(archs)}",
-            )
+    if python not in release.python:
+        problems.append(f"no wheels for Python {python} (has {_span(release.python)})")
+    patch = next(p for p in release.patches if p.version == version)
+    if spec.torch.torchaudio and not patch.torchaudio:
+        problems.append("no torchaudio release for it (torchaudio is in maintenance)")
+    if problems:
+        return _Verdict(False, f"{label}: " + "; ".join(problems))
     return _Verdict(True, degraded=degraded)
 
 

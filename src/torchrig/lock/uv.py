@@ -131,6 +131,8 @@ def _common_args(request: UvRequest) -> list[str]:
         "--python-version", request.python,
         "--python-platform", request.platform,
         "--no-config",
+        # The target Python is described by --python-version; never fetch an interpreter.
+        "--no-python-downloads",
         "--quiet",
     ]
     if request.default_index:
@@ -156,6 +158,12 @@ def _uv_reason(stderr: str) -> str:
 
 def _uv_fix(stderr: str) -> str:
     low = stderr.lower()
+    missing = re.search(r"there is no version of (\S+)", stderr)
+    if missing:
+        return (
+            f"no configured source has {missing.group(1)}: add an index or wheelhouse "
+            "(sources.find_links) that does, or drop it from the spec"
+        )
     if "no solution found" in low or "unsatisfiable" in low:
         return "relax the conflicting requirements in python.packages, or pick another torch"
     if any(s in low for s in ("dns", "connect", "network", "timed out", "certificate")):
