@@ -150,7 +150,8 @@ def make_plan(
         f"base: {resolution.base.distribution} ({resolution.base.image})",
         "system packages: python3, gcc and headers (torch.compile), openssh-server, tini"
         + (", " + ", ".join(spec.base.packages) if spec.base.packages else ""),
-        f"torch layer: torch {resolution.torch} ({resolution.variant}), triton, CUDA libraries",
+        f"torch layer: torch {resolution.torch} ({resolution.variant})"
+        + (", triton, CUDA libraries" if resolution.cuda else ""),
         f"stack: {spec.python.stack}",
         f"your packages: {len(spec.python.packages)}",
         "torchrig (doctor, verify, bench, recipes)",
