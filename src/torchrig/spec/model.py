@@ -8,6 +8,7 @@ syntax); whether a request can be met on a host is the resolver's job.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Literal
 
@@ -21,7 +22,32 @@ USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SIZE_RE = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?[kmgt]?$", re.IGNORECASE)
 VARIANT_RE = re.compile(r"^(auto|cpu|cu1[0-9]{2})$")
 DISTRO_RE = re.compile(r"^(auto|(debian|ubuntu):[a-z]+)$")
-APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:*-]+)?$")
+PYTHON_RE = re.compile(r"^(auto|3\.[0-9]{1,2})$")
+IMAGE_RE = re.compile(r"[^\s@]+@sha256:[0-9a-f]{64}")
+
+
+class Invalid(ValueError):
+    """A validator's verdict: what is wrong, how to fix it, and (optionally) where.
+
+    `at` is a key path relative to the value being validated (e.g. ("image",) from a
+    model validator of [base], or (2,) for the third item of a list), so the loader can
+    name the exact key and line instead of the enclosing table.
+    """
+
+    def __init__(
+        self, message: str, fix: str | None = None, *, at: tuple[str | int, ...] = ()
+    ) -> None:
+        super().__init__(f"{message}; {fix}" if fix else message)
+        self.message = message
+        self.fix = fix
+        self.at = at
+
+
+def _q(value: object) -> str:
+    """A value quoted for a one-line message: escapes newlines, cuts long text."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + '…"'
 
 
 class _Section(BaseModel):
@@ -38,12 +64,13 @@ def parse_size(text: str) -> int:
 
 
 def _check_size(value: str, *, allow: tuple[str, ...]) -> str:
-    if value in allow or SIZE_RE.match(value):
+    if value in allow or SIZE_RE.fullmatch(value):
         return value
-    allowed = " or ".join(f'"{a}"' for a in allow if a) or ""
-    raise ValueError(
-        f'"{value}" is not a size; write a number with a unit like "16g" or "512m"'
-        + (f", or {allowed}" if allowed else "")
+    allowed = " or ".join(f'"{a}"' for a in allow if a)
+    raise Invalid(
+        f"{_q(value)} is not a size",
+        'write a number with a unit like "16g" or "512m" (no space; k, m, g, t)'
+        + (f", or {allowed}" if allowed else ""),
     )
 
 
@@ -51,15 +78,18 @@ class Project(_Section):
     name: str = Field(
         description="Names the image, the container and its volumes: lower case letters, "
         "digits, '.', '_' and '-'.",
+        # Patterns in the schema are for editors; the validators below give the messages.
+        json_schema_extra={"pattern": NAME_RE.pattern},
     )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError(
-                f'"{value}" is not a valid name; use lower case letters, digits, ".", "_" or "-", '
-                "starting with a letter or digit (at most 63 characters)"
+        if not NAME_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not a valid name",
+                'use lower case letters, digits, ".", "_" or "-", starting with a letter or '
+                "digit (at most 63 characters)",
             )
         return value
 
@@ -72,6 +102,7 @@ class Torch(_Section):
     )
     variant: str = Field(
         default="auto",
+        json_schema_extra={"pattern": VARIANT_RE.pattern},
         description='Build variant: "auto" (the newest build this host\'s driver and GPUs can '
         'run), "cpu", or a CUDA variant such as "cu126", "cu128", "cu130", "cu132".',
     )
@@ -92,25 +123,32 @@ class Torch(_Section):
         value = value.strip()
         if value == "latest":
             return value
+        fix = 'write "latest", "2.13.0", "2.13" or ">=2.8,<2.12"'
         try:
             if value[:1].isdigit():
-                Version(value)
-            else:
-                SpecifierSet(value)
+                version = Version(value)
+                if version.local:
+                    raise Invalid(
+                        f"{_q(value)} names a build variant",
+                        f'write version = "{version.public}" and put the variant '
+                        f'("{version.local}") in torch.variant',
+                    )
+                if len(version.release) < 2:
+                    raise Invalid(f"{_q(value)} is too vague to be a release line", fix)
+            elif not value or not str(SpecifierSet(value)):
+                raise Invalid(f"{_q(value)} is not a version", fix)
         except (InvalidVersion, InvalidSpecifier):
-            raise ValueError(
-                f'"{value}" is not a version, a release line or a range; write "latest", '
-                '"2.13.0", "2.13" or ">=2.8,<2.12"'
-            ) from None
+            raise Invalid(f"{_q(value)} is not a version, a release line or a range", fix) from None
         return value
 
     @field_validator("variant")
     @classmethod
     def _variant(cls, value: str) -> str:
-        if not VARIANT_RE.match(value):
-            raise ValueError(
-                f'"{value}" is not a build variant; use "auto", "cpu" or a CUDA variant like '
-                '"cu128" or "cu130"'
+        if not VARIANT_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not a build variant",
+                'use "auto", "cpu" or a CUDA variant like "cu128" or "cu130" '
+                "(torchrig builds NVIDIA CUDA workbenches only)",
             )
         return value
 
@@ -129,6 +167,7 @@ class Torch(_Section):
 class Python(_Section):
     version: str = Field(
         default="auto",
+        json_schema_extra={"pattern": PYTHON_RE.pattern},
         description='CPython version ("3.12"), or "auto" for the base distribution\'s python3. '
         "torchrig uses the distribution's interpreter, so this and the base must agree.",
     )
@@ -145,19 +184,25 @@ class Python(_Section):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if value != "auto" and not re.match(r"^3\.[0-9]{1,2}$", value):
-            raise ValueError(f'"{value}" is not a Python version; write "3.12" or "auto"')
+        if not PYTHON_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not a Python 3 minor version", 'write e.g. "3.12", or "auto"'
+            )
         return value
 
     @field_validator("packages")
     @classmethod
     def _packages(cls, value: list[str]) -> list[str]:
-        for item in value:
+        for index, item in enumerate(value):
             try:
                 Requirement(item)
             except InvalidRequirement as exc:
-                raise ValueError(
-                    f'"{item}" is not a valid requirement ({exc}); write e.g. "peft>=0.13"'
+                # packaging's message carries a caret diagram on later lines: keep the first.
+                reason = str(exc).splitlines()[0].rstrip(" .") if str(exc) else "unparsable"
+                raise Invalid(
+                    f"{_q(item)} is not a valid requirement ({reason[:1].lower()}{reason[1:]})",
+                    'write a PEP 508 requirement, e.g. "peft>=0.13" or "wandb"',
+                    at=(index,),
                 ) from None
         return value
 
@@ -165,6 +210,7 @@ class Python(_Section):
 class Base(_Section):
     distribution: str = Field(
         default="auto",
+        json_schema_extra={"pattern": DISTRO_RE.pattern},
         description='Base distribution and release: "ubuntu:noble", "ubuntu:jammy", '
         '"debian:bookworm", "debian:trixie", or "auto" (the one whose python3 matches '
         "python.version; ubuntu:noble when that is auto too).",
@@ -182,37 +228,46 @@ class Base(_Section):
     @field_validator("distribution")
     @classmethod
     def _distribution(cls, value: str) -> str:
-        if not DISTRO_RE.match(value):
-            raise ValueError(
-                f'"{value}" is not a distribution; write "ubuntu:noble", "debian:bookworm" '
-                'or "auto"'
+        if not DISTRO_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not a distribution",
+                'write "ubuntu:noble", "ubuntu:jammy", "debian:bookworm", "debian:trixie" '
+                'or "auto"',
             )
         return value
 
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if value and "@sha256:" not in value:
-            raise ValueError(
-                f'"{value}" is not pinned by digest; append "@sha256:<digest>" (see '
-                "`docker buildx imagetools inspect IMAGE`) so every build gets the same base"
+        if value and not IMAGE_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not an image reference pinned by digest",
+                'append "@sha256:<64 hex digits>" (see `docker buildx imagetools inspect '
+                "IMAGE`) so every build gets the same base",
             )
         return value
 
     @field_validator("packages")
     @classmethod
     def _packages(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if not APT_PACKAGE_RE.match(item):
-                raise ValueError(
-                    f'"{item}" is not an apt package name; write e.g. "ffmpeg" or "git=1:2.39*"'
+        for index, item in enumerate(value):
+            if not APT_PACKAGE_RE.fullmatch(item):
+                raise Invalid(
+                    f"{_q(item)} is not an apt package name",
+                    'write e.g. "ffmpeg" or "git=1:2.39.5-0+deb12u2"',
+                    at=(index,),
                 )
         return value
 
     @model_validator(mode="after")
     def _one_base(self) -> Base:
         if self.image and self.distribution != "auto":
-            raise ValueError('set either "distribution" or "image", not both')
+            raise Invalid(
+                "is set together with base.distribution",
+                'set either "distribution" or "image", not both (an image brings its own '
+                "distribution)",
+                at=("image",),
+            )
         return self
 
 
@@ -224,7 +279,7 @@ class User(_Section):
     )
     uid: int | Literal["auto"] = Field(
         default="auto",
-        description='UID inside the container, so workspace files belong to you on the host; '
+        description="UID inside the container, so workspace files belong to you on the host; "
         '"auto" takes the host user\'s.',
     )
     gid: int | Literal["auto"] = Field(
@@ -240,17 +295,21 @@ class User(_Section):
     @classmethod
     def _name(cls, value: str) -> str:
         if value == "root":
-            raise ValueError('the workbench never runs as "root"; pick another name or "auto"')
-        if value != "auto" and not USER_RE.match(value):
-            raise ValueError(f'"{value}" is not a valid user name; use e.g. "alice"')
+            raise Invalid('the workbench never runs as "root"', 'pick another name, or "auto"')
+        if value != "auto" and not USER_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not a valid user name",
+                'use lower case letters, digits, "_" and "-", e.g. "alice", or "auto"',
+            )
         return value
 
     @field_validator("uid", "gid")
     @classmethod
     def _id(cls, value: int | str) -> int | str:
         if isinstance(value, int) and not 1 <= value <= 2147483646:
-            raise ValueError(
-                f"{value} is out of range; use 1 to 2147483646 (0 is root), or \"auto\""
+            raise Invalid(
+                f"{value} is out of range" + (" (0 is root)" if value == 0 else ""),
+                'use 1 to 2147483646, or "auto" for the host user\'s',
             )
         return value
 
@@ -258,25 +317,43 @@ class User(_Section):
 Port = Annotated[int, Field(ge=0, le=65535)]
 
 
+_PORT_HELP = (
+    "Host port on 127.0.0.1; 0 picks a free one. If taken, the next free port is used and reported."
+)
+
+
 class Service(_Section):
+    """A service of the workbench; each kind below sets its own defaults."""
+
     enabled: bool = Field(default=True, description="Run this service in the workbench.")
-    port: Port = Field(
-        description="Host port on 127.0.0.1; 0 picks a free one. If taken, the next free "
-        "port is used and reported."
-    )
+    port: Port = Field(description=_PORT_HELP)
+
+
+# One class per service so a table that only says `enabled = false` is complete.
+class JupyterService(Service):
+    port: Port = Field(default=8888, description=_PORT_HELP)
+
+
+class SshService(Service):
+    port: Port = Field(default=2222, description=_PORT_HELP)
+
+
+class TensorBoardService(Service):
+    enabled: bool = Field(default=False, description="Run this service in the workbench.")
+    port: Port = Field(default=6006, description=_PORT_HELP)
 
 
 class Services(_Section):
-    jupyter: Service = Field(
-        default_factory=lambda: Service(port=8888),
+    jupyter: JupyterService = Field(
+        default_factory=JupyterService,
         description="JupyterLab, behind a generated token, on 127.0.0.1 only.",
     )
-    ssh: Service = Field(
-        default_factory=lambda: Service(port=2222),
+    ssh: SshService = Field(
+        default_factory=SshService,
         description="OpenSSH: key-only, no root login, only the workbench user.",
     )
-    tensorboard: Service = Field(
-        default_factory=lambda: Service(enabled=False, port=6006),
+    tensorboard: TensorBoardService = Field(
+        default_factory=TensorBoardService,
         description="TensorBoard on the workspace's runs/ folder.",
     )
 
@@ -293,7 +370,12 @@ class Resources(_Section):
         'RAM, between 1g and 64g) or a size like "16g".',
     )
     memory: str = Field(default="", description='Memory limit like "64g"; "" for none.')
-    cpus: float = Field(default=0, ge=0, description="CPU limit (e.g. 8 or 7.5); 0 for none.")
+    cpus: float = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="CPU limit (e.g. 8 or 7.5); 0 for none.",
+    )
     pids: int = Field(default=8192, ge=64, description="Process limit (CIS 5.29).")
     stop_timeout: int = Field(
         default=120,
@@ -316,20 +398,35 @@ class Resources(_Section):
     @classmethod
     def _gpus(cls, value: str | int | list[str]) -> str | int | list[str]:
         if isinstance(value, str) and value not in ("all", "none"):
-            raise ValueError(f'"{value}" is not a GPU selection; write "all", "none", 2 or ["0"]')
+            raise Invalid(
+                f"{_q(value)} is not a GPU selection",
+                f"write a count without quotes (gpus = {value}) or a list of indexes "
+                f'(gpus = ["{value}"])'
+                if value.isdecimal() and value.isascii()
+                else 'write "all", "none", a count like 2, or ["0"]',
+            )
         if isinstance(value, int) and not 1 <= value <= 64:
-            raise ValueError(f'{value} GPUs is out of range; write 1 to 64, or "none"')
+            raise Invalid(f"{value} GPUs is out of range", 'write 1 to 64, or "none" for no GPU')
         if isinstance(value, list):
             if not value:
-                raise ValueError('an empty list selects no GPU; write "none" if you mean that')
-            for item in value:
+                raise Invalid("an empty list selects no GPU", 'write "none" if you mean that')
+            for index, item in enumerate(value):
                 if not (item.isdigit() or item.startswith(("GPU-", "MIG-"))):
-                    raise ValueError(
-                        f'"{item}" is not a GPU index or UUID; write e.g. "0" or "GPU-8a1f…"'
+                    raise Invalid(
+                        f"{_q(item)} is not a GPU index or UUID",
+                        'write an index like "0" or a UUID like "GPU-8a1f…" (see `nvidia-smi -L`)',
+                        at=(index,),
                     )
-            if len(set(value)) != len(value):
-                raise ValueError("a GPU is listed twice")
+            for index, item in enumerate(value):
+                if item in value[:index]:
+                    raise Invalid(f"GPU {_q(item)} is listed twice", "list it once", at=(index,))
         return value
+
+
+def _check_url(value: str) -> str:
+    if not re.fullmatch(r"(https?|file)://\S+", value):
+        raise Invalid(f"{_q(value)} is not a URL", 'write e.g. "https://pypi.org/simple"')
+    return value.rstrip("/")
 
 
 class Sources(_Section):
@@ -367,14 +464,18 @@ class Sources(_Section):
     def _url(cls, value: str) -> str:
         if value in ("auto", "none"):
             return value
-        if not re.match(r"^(https?|file)://\S+$", value):
-            raise ValueError(f'"{value}" is not a URL; write e.g. "https://pypi.org/simple"')
-        return value.rstrip("/")
+        return _check_url(value)
 
     @field_validator("extra_indexes")
     @classmethod
     def _urls(cls, value: list[str]) -> list[str]:
-        return [cls._url(v) for v in value]
+        checked = []
+        for index, item in enumerate(value):
+            try:
+                checked.append(_check_url(item))
+            except Invalid as exc:
+                raise Invalid(exc.message, exc.fix, at=(index,)) from None
+        return checked
 
 
 class Spec(_Section):
@@ -385,9 +486,7 @@ class Spec(_Section):
     python: Python = Field(default_factory=Python, description="Python and its packages.")
     base: Base = Field(default_factory=Base, description="The base image and system packages.")
     user: User = Field(default_factory=User, description="The user inside the workbench.")
-    services: Services = Field(
-        default_factory=Services, description="Services the workbench runs."
-    )
+    services: Services = Field(default_factory=Services, description="Services the workbench runs.")
     resources: Resources = Field(
         default_factory=Resources, description="GPUs, shared memory and limits."
     )
@@ -402,9 +501,34 @@ class Spec(_Section):
             service: Service = getattr(self.services, name)
             if service.enabled and service.port:
                 if service.port in used:
-                    raise ValueError(
-                        f"services.{name}.port {service.port} is also services."
-                        f"{used[service.port]}.port; give each service its own port"
+                    other = used[service.port]
+                    # Point at the port the file sets, not at one left at its default.
+                    written = "port" in getattr(self.services, other).model_fields_set
+                    here, there = (
+                        (other, name)
+                        if written and "port" not in service.model_fields_set
+                        else (name, other)
+                    )
+                    raise Invalid(
+                        f"{service.port} is also the port of services.{there}",
+                        "give each service its own port (or 0 for a free one)",
+                        at=("services", here, "port"),
                     )
                 used[service.port] = name
         return self
+
+
+def tables(
+    model: type[BaseModel] = Spec, prefix: tuple[str, ...] = (), description: str = ""
+) -> list[tuple[tuple[str, ...], type[BaseModel], str]]:
+    """Every table of the spec in file order: (key path, model, description).
+
+    `torchrig init`, the reference in docs/ and the error hints all walk the model this way,
+    so a new field shows up everywhere at once.
+    """
+    found: list[tuple[tuple[str, ...], type[BaseModel], str]] = [(prefix, model, description)]
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += tables(annotation, (*prefix, name), field.description or "")
+    return found
