@@ -16,7 +16,9 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 
 
-def timed(cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> float:
+def timed(
+    cmd: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> float:
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start

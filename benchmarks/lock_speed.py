@@ -45,9 +45,23 @@ def main() -> None:
         target = tomllib.loads(text)["targets"][0]
         reqs = Path(tmp) / "requirements.in"
         reqs.write_text("\n".join(target["requirements"]) + "\n")
-        uv = [find_uv_bin(), "pip", "compile", str(reqs), "--python-version", target["python"],
-              "--python-platform", target["platform"], "--no-config", "--no-python-downloads",
-              "--quiet", "--format", "pylock.toml", "-o", str(Path(tmp) / "pylock.toml")]
+        uv = [
+            find_uv_bin(),
+            "pip",
+            "compile",
+            str(reqs),
+            "--python-version",
+            target["python"],
+            "--python-platform",
+            target["platform"],
+            "--no-config",
+            "--no-python-downloads",
+            "--quiet",
+            "--format",
+            "pylock.toml",
+            "-o",
+            str(Path(tmp) / "pylock.toml"),
+        ]
         baseline = [timed(uv, env=env) for _ in range(args.runs)]
         packages = len(target["packages"])
         size = sum(p.get("size", 0) for p in target["packages"])
@@ -61,7 +75,9 @@ def main() -> None:
         "uv_compile_baseline_warm": summary(baseline),
     }
     verdict = results["warm"]["max_s"] <= 20.0
-    path = write_result("lock-speed", {"target_warm_s": 20.0, "meets_target": verdict, "results": results})
+    path = write_result(
+        "lock-speed", {"target_warm_s": 20.0, "meets_target": verdict, "results": results}
+    )
     print(json.dumps(results, indent=2))
     print(f"{'meets' if verdict else 'MISSES'} the 20 s warm target; wrote {path}")
 

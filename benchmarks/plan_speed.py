@@ -36,7 +36,8 @@ def main() -> None:
         for name, cmd in cases.items():
             timed(cmd, cwd=project)  # warm the page cache
             results[name] = summary([timed(cmd, cwd=project) for _ in range(args.runs)])
-            print(f"{name:28s} median {results[name]['median_s']:.3f} s  max {results[name]['max_s']:.3f} s")
+            r = results[name]
+            print(f"{name:28s} median {r['median_s']:.3f} s  max {r['max_s']:.3f} s")
     target = 1.0
     verdict = all(results[k]["max_s"] <= target for k in results if k.startswith("plan"))
     path = write_result(

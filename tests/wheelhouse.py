@@ -17,9 +17,9 @@ def make_wheel(
     files = {
         f"{dist}/__init__.py": f'__version__ = "{version}"\n',
         f"{info}/METADATA": "Metadata-Version: 2.1\n"
-        f"Name: {name}\nVersion: {version}\n"
-        + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{info}/WHEEL": f"Wheel-Version: 1.0\nGenerator: torchrig-tests\nRoot-Is-Purelib: true\nTag: {tag}\n",
+        f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: torchrig-tests\n"
+        f"Root-Is-Purelib: true\nTag: {tag}\n",
     }
     record = []
     for arcname, text in files.items():

@@ -26,8 +26,12 @@ def _wheelhouse(folder: Path) -> Path:
     # A fake CPU torch and torchrig's runtime dependencies, so the whole lock is offline.
     make_wheel(folder, "torch", "2.13.0+cpu", ("filelock",))
     make_wheel(folder, "filelock", "3.0.0")
-    for name, version in (("pydantic", "2.9.0"), ("packaging", "24.0"), ("rich", "13.9.0"),
-                          ("nvidia-ml-py", "12.560.30")):
+    for name, version in (
+        ("pydantic", "2.9.0"),
+        ("packaging", "24.0"),
+        ("rich", "13.9.0"),
+        ("nvidia-ml-py", "12.560.30"),
+    ):
         make_wheel(folder, name, version)
     make_wheel(folder, "alpha", "1.0", ("beta>=1",))
     make_wheel(folder, "beta", "1.0")
@@ -50,8 +54,16 @@ def _offline_project(tmp_path: Path, wheels: Path, packages: str = '["alpha"]') 
 
 
 def _torchrig(project: Path, *args: str) -> int:
-    return main(["lock", "--spec", str(project / "torchrig.toml"),
-                 "--host", str(project / "host.json"), *args])
+    return main(
+        [
+            "lock",
+            "--spec",
+            str(project / "torchrig.toml"),
+            "--host",
+            str(project / "host.json"),
+            *args,
+        ]
+    )
 
 
 def test_offline_lock_from_a_wheelhouse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -61,8 +73,16 @@ def test_offline_lock_from_a_wheelhouse(tmp_path: Path, capsys: pytest.CaptureFi
     lock = read_lock(project / "torchrig.lock")
     (target,) = lock.targets
     got = {p.name: p for p in target.packages}
-    assert set(got) == {"torch", "filelock", "alpha", "beta", "pydantic", "packaging", "rich",
-                        "nvidia-ml-py"}
+    assert set(got) == {
+        "torch",
+        "filelock",
+        "alpha",
+        "beta",
+        "pydantic",
+        "packaging",
+        "rich",
+        "nvidia-ml-py",
+    }
     assert got["beta"].version == "2.0", "the newest version that fits is chosen"
     assert got["torch"].version == "2.13.0+cpu"
     for package in target.packages:
@@ -93,17 +113,43 @@ def test_exported_requirements_install_with_hash_checking(tmp_path: Path) -> Non
     out = tmp_path / "req.txt"
     # Export through the CLI, as the image build will.
     code = subprocess.run(
-        [sys.executable, "-m", "torchrig.cli.main", "lock", "--spec",
-         str(project / "torchrig.toml"), "--export", "requirements"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "torchrig.cli.main",
+            "lock",
+            "--spec",
+            str(project / "torchrig.toml"),
+            "--export",
+            "requirements",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert code.returncode == 0, code.stderr
     out.write_text(code.stdout)
     target = tmp_path / "site"
     ok = subprocess.run(
-        [sys.executable, "-m", "pip", "--isolated", "install", "--no-index", "--find-links", str(wheels),
-         "--require-hashes", "--no-deps", "--target", str(target), "-r", str(out)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--isolated",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "--require-hashes",
+            "--no-deps",
+            "--target",
+            str(target),
+            "-r",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert ok.returncode == 0, ok.stderr
     assert (target / "beta" / "__init__.py").exists()
@@ -113,9 +159,25 @@ def test_exported_requirements_install_with_hash_checking(tmp_path: Path) -> Non
     make_wheel(wheels, "beta", "2.0", ("filelock",))  # overwrites with different metadata
     assert sha256_of(beta) not in code.stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "pip", "--isolated", "install", "--no-index", "--find-links", str(wheels),
-         "--require-hashes", "--no-deps", "--target", str(tmp_path / "site2"), "-r", str(out)],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--isolated",
+            "install",
+            "--no-index",
+            "--find-links",
+            str(wheels),
+            "--require-hashes",
+            "--no-deps",
+            "--target",
+            str(tmp_path / "site2"),
+            "-r",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert bad.returncode != 0
     assert "DO NOT MATCH THE HASHES" in bad.stderr
@@ -137,7 +199,7 @@ def test_lock_against_real_pypi() -> None:
     assert six.index == "https://pypi.org/simple"
     assert six.file == "six-1.17.0-py2.py3-none-any.whl"
     # The recorded hash is the real file's: fetch it and compare.
-    with urllib.request.urlopen(six.url, timeout=60) as response:  # noqa: S310 (PyPI URL)
+    with urllib.request.urlopen(six.url, timeout=60) as response:
         body = response.read()
     assert hashlib.sha256(body).hexdigest() == six.sha256
     assert len(body) == six.size

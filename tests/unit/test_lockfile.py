@@ -105,8 +105,10 @@ def test_check_passes_for_an_unchanged_spec_and_ignores_non_package_keys() -> No
         ('[python]\npackages = ["peft"]\n', "packages or sources changed"),
         ('[python]\nstack = "minimal"\n', "packages or sources changed"),
         ('[sources]\nfind_links = ["/srv/wheels"]\n', "packages or sources changed"),
-        ('[services.jupyter]\nenabled = false\nport = 8888\n[python]\nstack = "none"\n',
-         "packages or sources changed"),
+        (
+            '[services.jupyter]\nenabled = false\nport = 8888\n[python]\nstack = "none"\n',
+            "packages or sources changed",
+        ),
         ('[python]\nversion = "3.11"\n', "Python 3.11"),
     ],
 )
@@ -145,7 +147,9 @@ def test_stack_adds_service_packages_once() -> None:
         ('version = 9\ntorchrig = "0"\nspec_digest = ""\ntargets = []\n', "lock format 9"),
     ],
 )
-def test_bad_lock_files_are_usage_errors(tmp_path: Path, content: str | None, fragment: str) -> None:
+def test_bad_lock_files_are_usage_errors(
+    tmp_path: Path, content: str | None, fragment: str
+) -> None:
     path = tmp_path / "torchrig.lock"
     if content is not None:
         path.write_text(content)

@@ -47,44 +47,94 @@ def run(body: str, facts: HostFacts) -> Resolution:
 # (id, spec body, host, expected torch, expected variant)
 OK_CASES = [
     ("no-gpu-latest", "", host(), "2.15.0", "cpu"),
-    ("h100-580-latest-prefers-cu130-over-mvc-only-cu132", "", host(H100, driver="580.159.04"),
-     "2.15.0", "cu130"),
+    (
+        "h100-580-latest-prefers-cu130-over-mvc-only-cu132",
+        "",
+        host(H100, driver="580.159.04"),
+        "2.15.0",
+        "cu130",
+    ),
     ("h100-595-latest-pypi-cu132", "", host(H100, driver="595.58.03"), "2.15.0", "cu132"),
-    ("h100-pinned", '[torch]\nversion = "2.13.0"\n', host(H100, driver="580.159.04"),
-     "2.13.0", "cu130"),
-    ("h100-line", '[torch]\nversion = "2.12"\n', host(H100, driver="580.159.04"),
-     "2.12.1", "cu130"),
-    ("h100-range", '[torch]\nversion = ">=2.8,<2.12"\n', host(H100, driver="580.159.04"),
-     "2.11.0", "cu130"),
+    (
+        "h100-pinned",
+        '[torch]\nversion = "2.13.0"\n',
+        host(H100, driver="580.159.04"),
+        "2.13.0",
+        "cu130",
+    ),
+    (
+        "h100-line",
+        '[torch]\nversion = "2.12"\n',
+        host(H100, driver="580.159.04"),
+        "2.12.1",
+        "cu130",
+    ),
+    (
+        "h100-range",
+        '[torch]\nversion = ">=2.8,<2.12"\n',
+        host(H100, driver="580.159.04"),
+        "2.11.0",
+        "cu130",
+    ),
     ("v100-535-latest-cu126", "", host(V100, driver="535.104.05"), "2.14.1", "cu126"),
     ("v100-580-latest-still-cu126", "", host(V100, driver="580.95.05"), "2.14.1", "cu126"),
-    ("v100-old-pypi", '[torch]\nversion = "2.10"\n', host(V100, driver="570.124.06"),
-     "2.10.0", "cu128"),
+    (
+        "v100-old-pypi",
+        '[torch]\nversion = "2.10"\n',
+        host(V100, driver="570.124.06"),
+        "2.10.0",
+        "cu128",
+    ),
     ("t4-470-cuda11", "", host(T4, driver="470.82.01"), "2.7.1", "cu118"),
     ("a100-525-cu126", "", host(A100, driver="525.60.13"), "2.14.1", "cu126"),
     ("4090-550-cu126", "", host(RTX4090, driver="550.54.15"), "2.14.1", "cu126"),
     ("b200-570-cu128", "", host(B200, driver="570.124.06"), "2.11.0", "cu128"),
     ("b200-595-pypi", "", host(B200, driver="595.58.03"), "2.15.0", "cu132"),
     ("5090-580-cu130", "", host(RTX5090, driver="580.95.05"), "2.15.0", "cu130"),
-    ("cpu-asked-on-gpu", '[torch]\nvariant = "cpu"\n', host(H100, driver="580.159.04"),
-     "2.15.0", "cpu"),
-    ("gpus-none", '[resources]\ngpus = "none"\n', host(H100, driver="580.159.04"),
-     "2.15.0", "cpu"),
-    ("torchaudio-caps-at-2.11", "[torch]\ntorchaudio = true\n", host(H100, driver="580.159.04"),
-     "2.11.0", "cu130"),
-    ("python-3.10-jammy", '[python]\nversion = "3.10"\n', host(H100, driver="580.159.04"),
-     "2.14.1", "cu130"),
+    (
+        "cpu-asked-on-gpu",
+        '[torch]\nvariant = "cpu"\n',
+        host(H100, driver="580.159.04"),
+        "2.15.0",
+        "cpu",
+    ),
+    ("gpus-none", '[resources]\ngpus = "none"\n', host(H100, driver="580.159.04"), "2.15.0", "cpu"),
+    (
+        "torchaudio-caps-at-2.11",
+        "[torch]\ntorchaudio = true\n",
+        host(H100, driver="580.159.04"),
+        "2.11.0",
+        "cu130",
+    ),
+    (
+        "python-3.10-jammy",
+        '[python]\nversion = "3.10"\n',
+        host(H100, driver="580.159.04"),
+        "2.14.1",
+        "cu130",
+    ),
     ("mixed-v100-h100-all", "", host(V100, H100, driver="580.95.05"), "2.14.1", "cu126"),
-    ("mixed-select-h100", '[resources]\ngpus = ["1"]\n', host(V100, H100, driver="580.95.05"),
-     "2.15.0", "cu130"),
-    ("aarch64-gh200-latest", "", host(GH200, driver="580.95.05", arch="aarch64"),
-     "2.15.0", "cu130"),
+    (
+        "mixed-select-h100",
+        '[resources]\ngpus = ["1"]\n',
+        host(V100, H100, driver="580.95.05"),
+        "2.15.0",
+        "cu130",
+    ),
+    (
+        "aarch64-gh200-latest",
+        "",
+        host(GH200, driver="580.95.05", arch="aarch64"),
+        "2.15.0",
+        "cu130",
+    ),
     ("no-gpu-cuda-planned", '[torch]\nvariant = "cu130"\n', host(), "2.15.0", "cu130"),
 ]
 
 
-@pytest.mark.parametrize(("body", "facts", "torch", "variant"),
-                         [c[1:] for c in OK_CASES], ids=[c[0] for c in OK_CASES])
+@pytest.mark.parametrize(
+    ("body", "facts", "torch", "variant"), [c[1:] for c in OK_CASES], ids=[c[0] for c in OK_CASES]
+)
 def test_resolves(body: str, facts: HostFacts, torch: str, variant: str) -> None:
     result = run(body, facts)
     assert (result.torch, result.variant) == (torch, variant), result.reasons
@@ -92,32 +142,54 @@ def test_resolves(body: str, facts: HostFacts, torch: str, variant: str) -> None
 
 
 ERROR_CASES = [
-    ("v100-2.15-no-sm70", '[torch]\nversion = "2.15"\n', host(V100, driver="580.95.05"),
-     "no kernels for Tesla V100-SXM2-32GB (sm_70)"),
-    ("driver-535-cu13", '[torch]\nvariant = "cu130"\n', host(H100, driver="535.104.05"),
-     "needs NVIDIA driver >= 580"),
-    ("5090-torch-2.6", '[torch]\nversion = "2.6"\n', host(RTX5090, driver="580.95.05"),
-     "(sm_120)"),
-    ("aarch64-pypi-cpu-only", '[torch]\nversion = "<=2.10"\n[sources]\n'
-     'torch_index = "https://pypi.org/simple"\n', host(GH200, driver="580.95.05", arch="aarch64"),
-     "CPU-only"),
+    (
+        "v100-2.15-no-sm70",
+        '[torch]\nversion = "2.15"\n',
+        host(V100, driver="580.95.05"),
+        "no kernels for Tesla V100-SXM2-32GB (sm_70)",
+    ),
+    (
+        "driver-535-cu13",
+        '[torch]\nvariant = "cu130"\n',
+        host(H100, driver="535.104.05"),
+        "needs NVIDIA driver >= 580",
+    ),
+    ("5090-torch-2.6", '[torch]\nversion = "2.6"\n', host(RTX5090, driver="580.95.05"), "(sm_120)"),
+    (
+        "aarch64-pypi-cpu-only",
+        '[torch]\nversion = "<=2.10"\n[sources]\ntorch_index = "https://pypi.org/simple"\n',
+        host(GH200, driver="580.95.05", arch="aarch64"),
+        "CPU-only",
+    ),
     ("unknown-version", '[torch]\nversion = "3.0"\n', host(), "matches no release"),
-    ("bookworm-with-3.12", '[python]\nversion = "3.12"\n[base]\n'
-     'distribution = "debian:bookworm"\n', host(), "has Python 3.11"),
+    (
+        "bookworm-with-3.12",
+        '[python]\nversion = "3.12"\n[base]\ndistribution = "debian:bookworm"\n',
+        host(),
+        "has Python 3.11",
+    ),
     ("python-3.9", '[python]\nversion = "3.9"\n', host(), "no base distribution"),
-    ("gpu-index-missing", '[resources]\ngpus = ["3"]\n', host(H100, driver="580.95.05"),
-     "GPU 3"),
+    ("gpu-index-missing", '[resources]\ngpus = ["3"]\n', host(H100, driver="580.95.05"), "GPU 3"),
     ("too-many-gpus", "[resources]\ngpus = 4\n", host(H100, driver="580.95.05"), "4 GPUs"),
-    ("driver-470-latest-cuda13-only", '[torch]\nversion = "2.15"\n',
-     host(H100, driver="470.82.01"), "needs NVIDIA driver"),
-    ("image-without-python", '[base]\nimage = "r.example/x:1@sha256:' + "a" * 64 + '"\n',
-     host(), "python.version"),
+    (
+        "driver-470-latest-cuda13-only",
+        '[torch]\nversion = "2.15"\n',
+        host(H100, driver="470.82.01"),
+        "needs NVIDIA driver",
+    ),
+    (
+        "image-without-python",
+        '[base]\nimage = "r.example/x:1@sha256:' + "a" * 64 + '"\n',
+        host(),
+        "python.version",
+    ),
     ("riscv", "", HostFacts(system=System(arch="riscv64")), "riscv64"),
 ]
 
 
-@pytest.mark.parametrize(("body", "facts", "fragment"),
-                         [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES])
+@pytest.mark.parametrize(
+    ("body", "facts", "fragment"), [c[1:] for c in ERROR_CASES], ids=[c[0] for c in ERROR_CASES]
+)
 def test_impossible_requests_explain_themselves(body: str, facts: HostFacts, fragment: str) -> None:
     with pytest.raises(ResolutionError) as caught:
         run(body, facts)
@@ -145,8 +217,10 @@ def test_pypi_default_is_unpinned_local_and_index_variant_is_local() -> None:
 
 
 def test_cpu_from_wheelhouse_only() -> None:
-    body = ('[torch]\nversion = "2.13.0"\nvariant = "cpu"\n[python]\nversion = "3.11"\n'
-            '[sources]\ntorch_index = "none"\nfind_links = ["/opt/wheels"]\n')
+    body = (
+        '[torch]\nversion = "2.13.0"\nvariant = "cpu"\n[python]\nversion = "3.11"\n'
+        '[sources]\ntorch_index = "none"\nfind_links = ["/opt/wheels"]\n'
+    )
     result = run(body, host())
     assert result.requirements[0] == "torch==2.13.0+cpu"
     assert result.index == ""

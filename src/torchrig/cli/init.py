@@ -7,12 +7,11 @@ file is never overwritten without --force, and the new one appears whole or not 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torchrig.errors import UsageError
+from torchrig.fsutil import write_atomically
 
 if TYPE_CHECKING:
     import argparse
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     _check_name(name)
     text = render_spec(name, _host_facts(args.host))
     parse_spec(text, path=str(target))  # what we write must load; a failure here is a bug
-    _write_atomically(target, text)
+    write_atomically(target, text)
     print(f'wrote {target} for project "{name}"')
     plan = "torchrig plan" + (f" --spec {target}" if folder.resolve() != Path.cwd() else "")
     if args.host is not None:
@@ -95,34 +94,3 @@ def _host_facts(path: Path | None) -> HostFacts:
 
     # The engines are not needed to choose defaults, and asking them can take seconds.
     return probe_host(engines=False)
-
-
-def _write_atomically(target: Path, text: str) -> None:
-    """Temp file in the same folder, then rename: the file is whole or absent, never half.
-
-    mkstemp makes the file 0600; a spec is meant to be shared, so give it the mode a plain
-    `open()` would (0666 less the umask), or keep the mode of the file it replaces.
-    """
-    try:
-        mode = target.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write in {target.parent} ({exc.strerror})",
-            "check that the folder is writable, or pass another with --dir",
-        ) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).chmod(mode)
-        Path(tmp).replace(target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

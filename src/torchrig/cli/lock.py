@@ -11,8 +11,8 @@ from torchrig.cli.common import (
     host_facts,
     load_spec_from,
     lock_path,
-    write_atomically,
 )
+from torchrig.fsutil import write_atomically
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

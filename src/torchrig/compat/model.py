@@ -51,7 +51,7 @@ class Variant(_Record):
     cudnn: str = ""
     nccl: str = ""
     status: Literal["stable", "experimental"] = "stable"
-    platforms: list[Arch] = Field(default_factory=lambda: ["x86_64"])
+    platforms: list[Arch] = Field(default_factory=lambda: list[Arch](["x86_64"]))
     arch_x86_64: list[str] = Field(
         default_factory=list,
         description="torch.cuda.get_arch_list() of the x86_64 wheel (sm_XY / compute_XY).",
@@ -62,7 +62,7 @@ class Variant(_Record):
     )
     sources: list[str]
 
-    def arch_list(self, arch: Arch) -> list[str]:
+    def arch_list(self, arch: str) -> list[str]:
         return self.arch_x86_64 if arch == "x86_64" else self.arch_aarch64
 
     @property
@@ -85,7 +85,7 @@ class Release(_Record):
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
 
-    def pypi_variant(self, arch: Arch) -> str:
+    def pypi_variant(self, arch: str) -> str:
         return self.pypi_x86_64 if arch == "x86_64" else self.pypi_aarch64
 
 

@@ -102,15 +102,15 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
     for release, version in versions:
         passing: list[tuple[Variant, _Verdict]] = []
         for name in preference(release, arch):
-            variant = release.variant(name)
-            verdict = (
-                _check(spec, host, compat, release, version, variant, arch, python, gpu_ccs)
-                if variant
-                else _Verdict(False, f"torch {version} has no {name} build "
-                              f"(builds: {', '.join(v.name for v in release.variants)})")
-            )
+            found = release.variant(name)
+            if found is None:
+                builds = ", ".join(v.name for v in release.variants)
+                reason = f"torch {version} has no {name} build (builds: {builds})"
+                rejected.append(Rejection(torch=version, variant=name, reason=reason))
+                continue
+            verdict = _check(spec, host, compat, release, version, found, arch, python, gpu_ccs)
             if verdict.ok:
-                passing.append((variant, verdict))  # type: ignore[arg-type]
+                passing.append((found, verdict))
             else:
                 rejected.append(Rejection(torch=version, variant=name, reason=verdict.reason))
         if not passing:
@@ -124,8 +124,18 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
         if verdict.degraded:
             warnings.append(verdict.degraded)
         return _resolution(
-            spec, host, compat, release, version, variant, arch, base, gpu_ccs,
-            reasons, warnings, rejected,
+            spec,
+            host,
+            compat,
+            release,
+            version,
+            variant,
+            arch,
+            base,
+            gpu_ccs,
+            reasons,
+            warnings,
+            rejected,
         )
     raise _impossible(spec, host, arch, python, rejected)
 
@@ -154,8 +164,11 @@ def choose_base(spec: Spec, arch: str, compat: Compat, reasons: list[str]) -> Ba
             )
         reasons.append(f"base: the image {spec.base.image} with its python{want_python}")
         return BaseChoice(
-            distribution="image", image=spec.base.image, python=want_python,
-            glibc="2.28", mirror=_mirror(spec, None, arch),
+            distribution="image",
+            image=spec.base.image,
+            python=want_python,
+            glibc="2.28",
+            mirror=_mirror(spec, None, arch),
         )
     if spec.base.distribution != "auto":
         dist = compat.distribution(spec.base.distribution)
@@ -178,7 +191,8 @@ def choose_base(spec: Spec, arch: str, compat: Compat, reasons: list[str]) -> Ba
         reasons.append(f"base: {dist.ref} (newest Ubuntu LTS), with its python{dist.python}")
     else:
         matches = [
-            d for ref in DISTRIBUTION_PREFERENCE
+            d
+            for ref in DISTRIBUTION_PREFERENCE
             if (d := compat.distribution(ref)) is not None and d.python == want_python
         ]
         if not matches:
@@ -190,8 +204,11 @@ def choose_base(spec: Spec, arch: str, compat: Compat, reasons: list[str]) -> Ba
         dist = matches[0]
         reasons.append(f"base: {dist.ref}, whose python3 is the asked-for {want_python}")
     return BaseChoice(
-        distribution=dist.ref, image=dist.image, python=dist.python,
-        glibc=dist.glibc, mirror=_mirror(spec, dist, arch),
+        distribution=dist.ref,
+        image=dist.image,
+        python=dist.python,
+        glibc=dist.glibc,
+        mirror=_mirror(spec, dist, arch),
     )
 
 
@@ -268,9 +285,7 @@ def _variant_preference(spec: Spec, host: HostFacts, gpus: list[Gpu], reasons: l
         reasons.append(f"variant: {asked}, as asked")
         return lambda release, arch: [asked]
     if not gpus:
-        why = (
-            "no NVIDIA GPU on this host" if not host.gpus else 'resources.gpus = "none"'
-        )
+        why = "no NVIDIA GPU on this host" if not host.gpus else 'resources.gpus = "none"'
         reasons.append(
             f"variant: cpu, because {why} (set torch.variant or plan with --host FILE "
             "for a GPU server)"
@@ -284,7 +299,7 @@ def _variant_preference(spec: Spec, host: HostFacts, gpus: list[Gpu], reasons: l
     )
 
     def order(release: Release, arch: str) -> list[str]:
-        default = release.pypi_variant(arch)  # type: ignore[arg-type]
+        default = release.pypi_variant(arch)
         cuda = [v for v in release.variants if v.cuda]
         cuda.sort(key=lambda v: (v.status != "stable", -_cuda_key(v.cuda)))
         names = [v.name for v in cuda]
@@ -303,7 +318,7 @@ def _torch_from_main_index(spec: Spec) -> bool:
 
 
 def _cuda_key(cuda: str) -> float:
-    major, minor = (cuda.split(".") + ["0"])[:2]
+    major, minor = [*cuda.split("."), "0"][:2]
     return int(major) * 100 + int(minor)
 
 
@@ -311,14 +326,21 @@ def _cuda_key(cuda: str) -> float:
 
 
 def _check(
-    spec: Spec, host: HostFacts, compat: Compat, release: Release, version: str,
-    variant: Variant, arch: str, python: str, gpu_ccs: list[tuple[Gpu, str | None]],
+    spec: Spec,
+    host: HostFacts,
+    compat: Compat,
+    release: Release,
+    version: str,
+    variant: Variant,
+    arch: str,
+    python: str,
+    gpu_ccs: list[tuple[Gpu, str | None]],
 ) -> _Verdict:
     """Every reason this candidate cannot serve, joined; hardware reasons come first since
     they are the ones a person cannot change."""
     label = f"torch {version} {variant.name}"
     if arch not in variant.platforms:
-        pypi = release.pypi_variant(arch)  # type: ignore[arg-type]
+        pypi = release.pypi_variant(arch)
         cpu_only = arch == "aarch64" and pypi == "cpu"
         extra = " (its PyPI aarch64 wheel is CPU-only)" if cpu_only else ""
         return _Verdict(False, f"{label}: no {arch} build{extra}")
@@ -328,7 +350,7 @@ def _check(
             'a CPU-only build, but this host has NVIDIA GPUs (set torch.variant = "cpu" to '
             "accept that)"
         )
-    archs = variant.arch_list(arch)  # type: ignore[arg-type]
+    archs = variant.arch_list(arch)
     for gpu, cc in gpu_ccs:
         if variant.cuda and cc and archs and _kernels_for(cc, archs) is None:
             problems.append(
@@ -396,12 +418,21 @@ def _span(items: list[str]) -> str:
 
 
 def _resolution(
-    spec: Spec, host: HostFacts, compat: Compat, release: Release, version: str,
-    variant: Variant, arch: str, base: BaseChoice, gpu_ccs: list[tuple[Gpu, str | None]],
-    reasons: list[str], warnings: list[str], rejected: list[Rejection],
+    spec: Spec,
+    host: HostFacts,
+    compat: Compat,
+    release: Release,
+    version: str,
+    variant: Variant,
+    arch: str,
+    base: BaseChoice,
+    gpu_ccs: list[tuple[Gpu, str | None]],
+    reasons: list[str],
+    warnings: list[str],
+    rejected: list[Rejection],
 ) -> Resolution:
     patch = next(p for p in release.patches if p.version == version)
-    from_pypi = variant.name == release.pypi_variant(arch)  # type: ignore[arg-type]
+    from_pypi = variant.name == release.pypi_variant(arch)
     torch_index = spec.sources.torch_index
     if torch_index == "auto":
         index = spec.sources.index if from_pypi else f"{PYTORCH_INDEX}/{variant.name}"
@@ -424,14 +455,13 @@ def _resolution(
 
     where = "PyPI" if from_pypi and torch_index == "auto" else (index or "find_links")
     reasons.append(
-        f"torch {version}: the newest release matching \"{spec.torch.version}\" with a "
+        f'torch {version}: the newest release matching "{spec.torch.version}" with a '
         f"{variant.name} build that passes every check"
         if len(_candidate_versions(spec, compat)) > 1
         else f"torch {version}: as asked"
     )
     reasons.append(
-        f"index: {where}"
-        + (" (the default PyPI wheel is this variant)" if from_pypi else "")
+        f"index: {where}" + (" (the default PyPI wheel is this variant)" if from_pypi else "")
     )
     if variant.cuda and host.driver:
         reasons.append(f"driver {host.driver.version} runs CUDA {variant.cuda}")
@@ -445,7 +475,7 @@ def _resolution(
             f"the arch list of torch {release.line} {variant.name} is not verified from the wheel"
         )
     fits: list[GpuFit] = []
-    archs = variant.arch_list(arch)  # type: ignore[arg-type]
+    archs = variant.arch_list(arch)
     for gpu, cc in gpu_ccs:
         kernels = _kernels_for(cc, archs) if cc and archs else None
         fits.append(GpuFit(index=gpu.index, name=gpu.name, cc=cc, kernels=kernels or "?"))
@@ -462,11 +492,25 @@ def _resolution(
         warnings.append("this host has NVIDIA GPUs but the cpu build was asked for")
     platform = platform_tag(arch, base.glibc)
     return Resolution(
-        torch=version, variant=variant.name, cuda=variant.cuda, cudnn=variant.cudnn,
-        nccl=variant.nccl, triton=patch.triton if variant.cuda else "",
-        torchvision=vision, torchaudio=audio, requirements=requirements, index=index,
-        python=base.python, arch=arch, platform=platform, base=base, arch_list=archs,
-        gpus=fits, reasons=reasons, warnings=warnings, rejected=rejected,
+        torch=version,
+        variant=variant.name,
+        cuda=variant.cuda,
+        cudnn=variant.cudnn,
+        nccl=variant.nccl,
+        triton=patch.triton if variant.cuda else "",
+        torchvision=vision,
+        torchaudio=audio,
+        requirements=requirements,
+        index=index,
+        python=base.python,
+        arch=arch,
+        platform=platform,
+        base=base,
+        arch_list=archs,
+        gpus=fits,
+        reasons=reasons,
+        warnings=warnings,
+        rejected=rejected,
     )
 
 

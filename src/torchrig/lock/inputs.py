@@ -41,6 +41,7 @@ class LockInputs(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     packages: list[str]
+    flavour: str
     torchvision: bool
     torchaudio: bool
     python: str
@@ -78,6 +79,7 @@ def stack_packages(spec: Spec) -> list[str]:
 def lock_inputs(spec: Spec, *, python: str, platform: str) -> LockInputs:
     return LockInputs(
         packages=stack_packages(spec),
+        flavour=spec.torch.flavour,
         torchvision=spec.torch.torchvision,
         torchaudio=spec.torch.torchaudio,
         python=python,
@@ -87,6 +89,18 @@ def lock_inputs(spec: Spec, *, python: str, platform: str) -> LockInputs:
         find_links=list(spec.sources.find_links),
         torch_index=spec.sources.torch_index,
     )
+
+
+def devel_requirements(cuda: str) -> list[str]:
+    """nvcc and the CUDA headers from NVIDIA's PyPI wheels, matching torch's CUDA minor."""
+    if not cuda:
+        return []
+    major, minor = cuda.split(".")[:2]
+    series = f"=={major}.{minor}.*"
+    if major == "13":
+        names = ("nvidia-cuda-nvcc", "nvidia-cuda-cccl", "nvidia-nvvm", "nvidia-cuda-crt")
+        return [f"{name}{series}" for name in names]
+    return [f"nvidia-cuda-nvcc-cu{major}{series}", f"nvidia-cuda-cccl-cu{major}{series}"]
 
 
 def is_guarded(name: str) -> bool:

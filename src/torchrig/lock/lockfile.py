@@ -132,7 +132,9 @@ def read_lock(path: Path) -> LockFile:
 
 def requirements_txt(target: Target) -> str:
     """Hash-pinned requirements for `pip install --require-hashes --no-deps`."""
-    lines = [f"# torchrig lock target {target.variant}: torch {target.torch}, Python {target.python}"]
+    lines = [
+        f"# torchrig lock target {target.variant}: torch {target.torch}, Python {target.python}"
+    ]
     for p in target.packages:
         marker = f" ; {p.marker}" if p.marker else ""
         lines.append(f"{p.name}=={p.version}{marker} --hash=sha256:{p.sha256}")

@@ -12,7 +12,7 @@ from torchrig.compat.model import Compat
 from torchrig.compat.resolve import Resolution, choose_base, platform_tag, resolve
 from torchrig.errors import UsageError
 from torchrig.host.facts import HostFacts
-from torchrig.lock.inputs import LockInputs, lock_inputs
+from torchrig.lock.inputs import LockInputs, devel_requirements, lock_inputs
 from torchrig.lock.lockfile import LockFile, Target
 from torchrig.lock.uv import UvRequest, compile_lock
 from torchrig.spec.model import Spec
@@ -40,8 +40,9 @@ def uv_request(spec: Spec, resolution: Resolution, inputs: LockInputs, ca_bundle
     # index goes first so torch can only come from where the resolver said.
     indexes = [resolution.index] if resolution.index and resolution.index != main else []
     indexes += [i for i in spec.sources.extra_indexes if i not in indexes]
+    devel = devel_requirements(resolution.cuda) if spec.torch.flavour == "devel" else []
     return UvRequest(
-        requirements=[*resolution.requirements, *inputs.packages],
+        requirements=[*resolution.requirements, *devel, *inputs.packages],
         python=resolution.python,
         platform=resolution.platform,
         default_index=main,
@@ -123,7 +124,7 @@ def check_lock(lock: LockFile, spec: Spec, compat: Compat) -> list[str]:
         if spec.torch.variant not in ("auto", t.variant):
             problems.append(f"{label}: torch.variant is now {spec.torch.variant}")
         if wanted is not None and not wanted.contains(Version(t.torch).public):
-            problems.append(f"{label}: torch {t.torch} no longer matches \"{spec.torch.version}\"")
+            problems.append(f'{label}: torch {t.torch} no longer matches "{spec.torch.version}"')
         if (t.python, t.platform) != (base.python, platform):
             problems.append(
                 f"{label}: locked for Python {t.python} on {t.platform}, the spec now gives "

@@ -92,20 +92,21 @@ def compile_lock(request: UvRequest, *, debug: bool = False) -> list[LockedPacka
         out = work / "pylock.toml"
         _run(
             ["pip", "compile", "requirements.in", "--format", "pylock.toml", "-o", str(out)],
-            request, work, debug,
+            request,
+            work,
+            debug,
         )
         packages = _parse_pylock(out.read_text("utf-8"))
-        (work / "pinned.in").write_text(
-            "".join(f"{p['name']}=={p['version']}\n" for p in packages)
-        )
+        (work / "pinned.in").write_text("".join(f"{p['name']}=={p['version']}\n" for p in packages))
         annotated = _run(
-            ["pip", "compile", "pinned.in", "--no-deps", "--emit-index-annotation",
-             "--no-header"],
-            request, work, debug,
+            ["pip", "compile", "pinned.in", "--no-deps", "--emit-index-annotation", "--no-header"],
+            request,
+            work,
+            debug,
         )
     index_of = _parse_index_annotations(annotated)
     return sorted(
-        (_locked(p, index_of.get(_normalise(p["name"]), "")) for p in packages),
+        (_locked(p, index_of.get(_normalise(str(p["name"])), "")) for p in packages),
         key=lambda p: p.name,
     )
 
@@ -120,16 +121,22 @@ def _run(args: Sequence[str], request: UvRequest, cwd: Path, debug: bool) -> str
     try:
         done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise ToolError(f"could not run uv ({exc.strerror})", "reinstall uv: pip install uv") from None
+        raise ToolError(
+            f"could not run uv ({exc.strerror})", "reinstall uv: pip install uv"
+        ) from None
     if done.returncode != 0:
-        raise ToolError(f"uv could not lock the packages: {_uv_reason(done.stderr)}", _uv_fix(done.stderr))
+        raise ToolError(
+            f"uv could not lock the packages: {_uv_reason(done.stderr)}", _uv_fix(done.stderr)
+        )
     return done.stdout
 
 
 def _common_args(request: UvRequest) -> list[str]:
     args = [
-        "--python-version", request.python,
-        "--python-platform", request.platform,
+        "--python-version",
+        request.python,
+        "--python-platform",
+        request.platform,
         "--no-config",
         # The target Python is described by --python-version; never fetch an interpreter.
         "--no-python-downloads",

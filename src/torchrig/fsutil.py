@@ -1,0 +1,46 @@
+"""Writing files so that they are whole or absent, never half-written."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from torchrig.errors import UsageError
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Temp file in the same folder, fsync, rename, fsync the folder.
+
+    mkstemp makes the file 0600; the files torchrig writes (spec, lock) are meant to be
+    shared, so give them the mode a plain `open()` would (0666 less the umask), or keep the
+    mode of the file being replaced.
+    """
+    try:
+        mode = target.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    folder = target.parent if str(target.parent) else Path()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write in {folder} ({exc.strerror})", "check that the folder is writable"
+        ) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,155 @@
+"""Render the workbench Dockerfile from small steps, ordered by how rarely they change.
+
+base → system packages → torch layer → stack → your packages → torchrig → config → labels.
+A change to the spec's packages rebuilds from the layer it touches down, never the torch
+layer above it; labels come last so new metadata never busts the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass, field
+
+# Packages every workbench needs. gcc/g++ and the Python headers are what torch.compile
+# (Inductor's C++ and Triton launcher builds) needs at run time, so even "runtime" has them.
+SYSTEM_PACKAGES = (
+    "ca-certificates",
+    "python3",
+    "python3-venv",
+    "python3-dev",
+    "gcc",
+    "g++",
+    "libc6-dev",
+    "openssh-server",
+    "tini",
+    "util-linux",
+    "passwd",
+    "procps",
+    "less",
+    "git",
+    "curl",
+)
+VENV = "/opt/venv"
+PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
+PIP_INSTALL = (
+    f"{VENV}/bin/python -m pip install --no-cache-dir --no-deps --require-hashes "
+    "--no-index --disable-pip-version-check"
+)
+
+
+@dataclass(frozen=True)
+class ImageInputs:
+    base_image: str
+    distribution: str  # "debian:bookworm", "ubuntu:noble" or "image"
+    mirror: str
+    components: tuple[str, ...]
+    python: str
+    flavour: str
+    system_packages: tuple[str, ...]
+    ca_certificates: tuple[str, ...]  # file names under ca-certificates/ in the context
+    layers: tuple[tuple[str, str], ...]  # (layer name, requirements file in the context)
+    find_links: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def _run(*commands: str) -> str:
+    return "RUN " + " \\\n && ".join(commands)
+
+
+def _apt_sources(inputs: ImageInputs) -> list[str]:
+    """Write our own sources list: the spec's mirror, not whatever the base shipped."""
+    if inputs.distribution == "image" or not inputs.mirror:
+        return []
+    release = inputs.distribution.split(":", 1)[1]
+    components = " ".join(inputs.components)
+    suites = (release, f"{release}-updates")
+    entries = " ".join(shlex.quote(f"deb {inputs.mirror} {s} {components}") for s in suites)
+    return ["rm -f /etc/apt/sources.list.d/*", f"printf '%s\\n' {entries} > /etc/apt/sources.list"]
+
+
+def _system(inputs: ImageInputs) -> list[str]:
+    packages = sorted(set(SYSTEM_PACKAGES) | set(inputs.system_packages))
+    lines = []
+    if inputs.ca_certificates:
+        lines.append("COPY ca-certificates/ /usr/local/share/ca-certificates/")
+    steps = [
+        *_apt_sources(inputs),
+        "apt-get update",
+        "apt-get install -y --no-install-recommends " + " ".join(packages),
+        "update-ca-certificates",
+        # Host keys are made per workbench at first start (kept in its state volume).
+        "rm -f /etc/ssh/ssh_host_*",
+        "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log",
+        f"python3 -m venv {VENV}",
+    ]
+    lines.append(_run(*steps))
+    return lines
+
+
+def _layer(name: str, requirements: str, find_links: str) -> list[str]:
+    target = f"/tmp/torchrig/{requirements.rsplit('/', 1)[-1]}"
+    return [
+        f"# {name}",
+        f"COPY {requirements} {target}",
+        _run(f"{PIP_INSTALL} --find-links {find_links} -r {target}", f"rm -f {target}"),
+    ]
+
+
+def _torchrig(inputs: ImageInputs) -> list[str]:
+    site = f"{VENV}/lib/python{inputs.python}/site-packages"
+    return [
+        "# torchrig itself: doctor, verify, bench, recipes and the in-image workbench",
+        "COPY torchrig/ /opt/torchrig/torchrig/",
+        "COPY bin/torchrig /usr/local/bin/torchrig",
+        _run(
+            f"echo /opt/torchrig > {site}/torchrig.pth",
+            f"{VENV}/bin/python -m compileall -q /opt/torchrig",
+        ),
+    ]
+
+
+def _config() -> list[str]:
+    ports = " ".join(str(p) for p in PORTS.values())
+    return [
+        "COPY constraints.txt /etc/torchrig/constraints.txt",
+        "COPY image.json /etc/torchrig/image.json",
+        # A later `pip install` can add packages but never replace torch or the CUDA libraries.
+        f"ENV PATH={VENV}/bin:$PATH \\",
+        "    PIP_CONSTRAINT=/etc/torchrig/constraints.txt \\",
+        "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
+        "    PYTHONUNBUFFERED=1",
+        f"EXPOSE {ports}",
+        "HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \\",
+        f'    CMD ["{VENV}/bin/python", "-m", "torchrig.workbench.health"]',
+        "WORKDIR /workspace",
+        # Starts as root only so the entrypoint can create the user with the host's UID/GID;
+        # it then drops privileges for good (see docs/workbench.md).
+        "USER root",
+        'ENTRYPOINT ["/usr/bin/tini", "-g", "--", '
+        f'"{VENV}/bin/python", "-m", "torchrig.workbench.entrypoint"]',
+    ]
+
+
+def render_dockerfile(inputs: ImageInputs) -> str:
+    lines = [
+        "# Rendered by torchrig from torchrig.toml and torchrig.lock. Do not edit: change the",
+        "# spec and run `torchrig build`.",
+        f"FROM {inputs.base_image}",
+        'SHELL ["/bin/bash", "-o", "pipefail", "-c"]',
+        "ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 LC_ALL=C.UTF-8",
+        "",
+        "# system packages",
+        *_system(inputs),
+    ]
+    for name, requirements in inputs.layers:
+        lines += ["", *_layer(name, requirements, inputs.find_links)]
+    lines += ["", *_torchrig(inputs), "", *_config()]
+    if inputs.labels:
+        lines += ["", "LABEL \\"]
+        items = sorted(inputs.labels.items())
+        lines += [
+            f"    {key}={json.dumps(value)}" + (" \\" if i < len(items) - 1 else "")
+            for i, (key, value) in enumerate(items)
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,120 @@
+"""Fetch the locked wheels into a content-addressed cache on the host, checking every sha256.
+
+Each file is downloaded once per machine, whatever project asks for it, and stored under its
+hash, so a tampered or truncated download can never be used. Builds then install from this
+cache (see wheelserver), so no image layer ever holds a wheel and rebuilds download nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from torchrig.errors import ToolError
+from torchrig.lock.uv import LockedPackage
+
+CHUNK = 1 << 20
+Progress = Callable[[str], None]
+
+
+def cache_root() -> Path:
+    if root := os.environ.get("TORCHRIG_CACHE"):
+        return Path(root).expanduser() / "wheels"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "torchrig" / "wheels"
+
+
+def cached_path(package: LockedPackage, root: Path) -> Path:
+    return root / package.sha256[:2] / package.sha256 / package.file
+
+
+def fetch_all(
+    packages: Iterable[LockedPackage],
+    *,
+    root: Path | None = None,
+    workers: int = 6,
+    progress: Progress | None = None,
+) -> tuple[dict[str, Path], int]:
+    """Every package's file in the cache: name → path, and the bytes downloaded this time."""
+    root = root or cache_root()
+    wanted = list(packages)
+    missing = [p for p in wanted if not cached_path(p, root).exists()]
+    if missing and progress:
+        total = sum(p.size or 0 for p in missing)
+        progress(f"downloading {len(missing)} files ({total / 1e6:.0f} MB) into {root}")
+    downloaded = 0
+    if missing:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for size in pool.map(lambda p: _fetch(p, root), missing):
+                downloaded += size
+    return {p.name: cached_path(p, root) for p in wanted}, downloaded
+
+
+def _fetch(package: LockedPackage, root: Path) -> int:
+    target = cached_path(package, root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    size = 0
+    fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for chunk in _read(package.url):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+        if digest.hexdigest() != package.sha256:
+            raise ToolError(
+                f"{package.file}: sha256 {digest.hexdigest()[:16]}… is not the locked "
+                f"{package.sha256[:16]}… (tampered, or the index changed the file)",
+                "investigate the source; never disable hash checking (torchrig lock to re-pin)",
+            )
+        Path(tmp_name).replace(target)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return size
+
+
+def _read(url: str) -> Iterable[bytes]:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
+        except OSError as exc:
+            raise ToolError(
+                f"cannot read {path} ({exc.strerror})",
+                "the lock names a local wheelhouse file that is gone: restore it or re-lock",
+            ) from None
+        return
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            while chunk := response.read(CHUNK):
+                yield chunk
+    except OSError as exc:
+        raise ToolError(
+            f"download failed: {url} ({exc})",
+            "check the network or the mirror; behind a TLS-inspecting proxy add its CA to "
+            "sources.ca_certificates",
+        ) from None
+
+
+def link_into(files: Iterable[Path], folder: Path) -> None:
+    """Hard-link (or copy across file systems) cached files into a folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in files:
+        dst = folder / src.name
+        if dst.exists():
+            continue
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
