@@ -11,11 +11,11 @@ import hashlib
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from torchrig.compat.model import Compat
 from torchrig.compat.resolve import Resolution
 from torchrig.host.facts import HostFacts
 from torchrig.lock.lockfile import LockFile
 from torchrig.lock.make import check_lock
-from torchrig.compat.model import Compat
 from torchrig.spec.model import Spec, parse_size
 
 GIB = 1 << 30
@@ -114,7 +114,9 @@ def _engine(host: HostFacts) -> tuple[str, list[str]]:
         return usable[0].name, []
     present = [e for e in host.engines if e.present]
     if present:
-        return present[0].name, [f"{present[0].name} is installed but not usable: {present[0].error}"]
+        return present[0].name, [
+            f"{present[0].name} is installed but not usable: {present[0].error}"
+        ]
     return "none", ["no container engine found: `torchrig up` will offer to install one"]
 
 

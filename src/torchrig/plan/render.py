@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from torchrig.units import human_bytes
 from torchrig.plan.plan import Plan
+from torchrig.units import human_bytes
 
 
 def render_plan(plan: Plan) -> str:
@@ -27,7 +27,9 @@ def render_plan(plan: Plan) -> str:
         f"Kernels   {' '.join(r.arch_list) or 'CPU only'}",
     ]
     for gpu in r.gpus:
-        lines.append(f"GPU {gpu.index}     {gpu.name}: sm_{(gpu.cc or '?').replace('.', '')} → {gpu.kernels}")
+        lines.append(
+            f"GPU {gpu.index}     {gpu.name}: sm_{(gpu.cc or '?').replace('.', '')} → {gpu.kernels}"
+        )
     lines += ["", "Why"]
     lines += [f"  - {reason}" for reason in r.reasons]
     if r.warnings:
@@ -45,9 +47,7 @@ def render_plan(plan: Plan) -> str:
         lines.append(
             f"          {lock.packages} packages, {human_bytes(lock.download_bytes)} to download"
         )
-        lines += [
-            f"          {p.name} {p.version}: {human_bytes(p.size)}" for p in lock.largest
-        ]
+        lines += [f"          {p.name} {p.version}: {human_bytes(p.size)}" for p in lock.largest]
     lines += [f"          {p}" for p in lock.problems]
     b, u = plan.build, plan.up
     lines += ["", f"Build     {b.image} ({b.flavour})"]
