@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,3 +61,29 @@ def read_lock_if_any(path: Path) -> LockFile | None:
     from torchrig.lock.lockfile import read_lock
 
     return read_lock(path) if path.exists() else None
+
+
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("docker", "podman"),
+        help="container engine to use (default: Docker if it answers, else Podman)",
+    )
+
+
+def add_workbench_options(parser: argparse.ArgumentParser) -> None:
+    """--spec, --host, --engine and --json: what every verb that touches a workbench takes."""
+    add_spec_option(parser)
+    add_host_option(parser)
+    add_engine_option(parser)
+    add_json_option(parser)
+
+
+def progress_printer(args: argparse.Namespace) -> Callable[[str], None]:
+    """Build and bootstrap progress on stderr (stdout stays clean for --json)."""
+    import sys
+
+    def say(line: str) -> None:
+        print(f"  {line}", file=sys.stderr, flush=True)
+
+    return say

@@ -23,6 +23,14 @@ VERBS: dict[str, str] = {
     "host": "Report this machine: driver, GPUs, container engines, shm, disk.",
     "plan": "Show what torchrig would build and run, and why; changes nothing.",
     "lock": "Pin every Python package with hashes into torchrig.lock.",
+    "build": "Build the workbench image (tagged by content: unchanged inputs never rebuild).",
+    "up": "Start the workbench (lock and build if needed) and print how to reach it.",
+    "down": "Stop and remove the workbench; keep its state unless --purge.",
+    "status": "Is the workbench up and healthy, and on which ports.",
+    "logs": "Show the workbench's output.",
+    "shell": "Open a shell in the workbench as the workbench user.",
+    "exec": "Run a command in the workbench as the workbench user.",
+    "export": "Write the run plan as compose.yaml or a devcontainer.json.",
 }
 
 

@@ -46,6 +46,7 @@ class ImageInputs:
     components: tuple[str, ...]
     python: str
     flavour: str
+    cuda: str
     system_packages: tuple[str, ...]
     ca_certificates: tuple[str, ...]  # file names under ca-certificates/ in the context
     layers: tuple[tuple[str, str], ...]  # (layer name, requirements file in the context)
@@ -93,6 +94,19 @@ def _layer(name: str, requirements: str, find_links: str) -> list[str]:
         f"# {name}",
         f"COPY {requirements} {target}",
         _run(f"{PIP_INSTALL} --find-links {find_links} -r {target}", f"rm -f {target}"),
+    ]
+
+
+def _devel() -> list[str]:
+    """nvcc came as NVIDIA's wheels in the torch layer: make it a normal CUDA_HOME."""
+    return [
+        "# devel: nvcc and the CUDA headers, from the locked NVIDIA wheels",
+        _run(
+            f"nvcc=$(find {VENV} -path '*/bin/nvcc' -type f | head -n 1)",
+            'test -n "$nvcc"',
+            'ln -s "$(dirname "$(dirname "$nvcc")")" /usr/local/cuda',
+        ),
+        "ENV CUDA_HOME=/usr/local/cuda PATH=/usr/local/cuda/bin:$PATH",
     ]
 
 
@@ -144,6 +158,8 @@ def render_dockerfile(inputs: ImageInputs) -> str:
     ]
     for name, requirements in inputs.layers:
         lines += ["", *_layer(name, requirements, inputs.find_links)]
+        if requirements.endswith("torch.txt") and inputs.flavour == "devel" and inputs.cuda:
+            lines += ["", *_devel()]
     lines += ["", *_torchrig(inputs), "", *_config()]
     if inputs.labels:
         lines += ["", "LABEL \\"]

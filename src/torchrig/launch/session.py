@@ -1,0 +1,89 @@
+"""Everything a verb that builds or runs needs, loaded once: spec, host, resolution, lock.
+
+build, up, down, status, logs, shell, exec and export all start from the same facts; this
+keeps that sequence (and its one-line errors) in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchrig.compat.model import Compat, Distribution, load_compat
+from torchrig.compat.resolve import Resolution, resolve
+from torchrig.engine.base import Engine, Progress
+from torchrig.host.facts import HostFacts
+from torchrig.lock.lockfile import LockFile, read_lock
+from torchrig.spec.load import load_spec, spec_digest
+from torchrig.spec.model import Spec
+
+
+@dataclass
+class Session:
+    spec_path: Path
+    spec: Spec
+    digest: str
+    host: HostFacts
+    compat: Compat
+    resolution: Resolution
+
+    @property
+    def project_dir(self) -> Path:
+        return self.spec_path.resolve().parent
+
+    @property
+    def lock_path(self) -> Path:
+        return self.project_dir / "torchrig.lock"
+
+    def lock(self) -> LockFile | None:
+        return read_lock(self.lock_path) if self.lock_path.exists() else None
+
+    def distribution(self) -> Distribution | None:
+        return self.compat.distribution(self.resolution.base.distribution)
+
+
+def open_session(args: argparse.Namespace) -> Session:
+    from torchrig.cli.common import host_facts
+
+    spec_path = Path(args.spec)
+    spec = load_spec(spec_path)
+    host = host_facts(args)
+    compat = load_compat()
+    return Session(
+        spec_path=spec_path,
+        spec=spec,
+        digest=spec_digest(spec),
+        host=host,
+        compat=compat,
+        resolution=resolve(spec, host, compat),
+    )
+
+
+def engine_for(session: Session, name: str | None) -> Engine:
+    from torchrig.engine.select import choose_engine
+
+    return choose_engine(name, session.host)
+
+
+def base_image(
+    session: Session, engine: Engine, progress: Progress | None
+) -> tuple[str, tuple[str, ...]]:
+    """The image to build FROM, and the apt components to use with it."""
+    base = session.resolution.base
+    if base.distribution == "image":
+        return base.image, ()
+    from torchrig.image.base import bootstrap_base
+
+    dist = session.distribution()
+    components = tuple(dist.components) if dist else ("main",)
+    tag = bootstrap_base(
+        base.distribution,
+        base.mirror,
+        session.resolution.arch,
+        None,
+        engine,
+        components=components,
+        progress=progress,
+    )
+    return tag, components

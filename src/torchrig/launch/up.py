@@ -1,0 +1,246 @@
+"""Bring a workbench up (lock if needed, build if needed, run, wait until healthy) and down."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchrig.engine.base import Engine, Progress
+from torchrig.errors import HostError, ToolError
+from torchrig.fsutil import write_atomically
+from torchrig.image.build import BuildResult, build_image, locked_target
+from torchrig.launch.runplan import (
+    Workbench,
+    authorized_keys,
+    check_gpu_runtime,
+    choose_ports,
+    container_name,
+    gpu_selector,
+    workbench_run,
+)
+from torchrig.launch.session import Session, base_image
+from torchrig.lock.lockfile import LockFile, render_lock
+from torchrig.lock.make import make_lock
+
+HEALTHY_TIMEOUT_S = 120.0
+TOKEN_FILE = ".torchrig/jupyter/token"
+
+
+@dataclass(frozen=True)
+class Running:
+    name: str
+    image: str
+    user: str
+    uid: int
+    gid: int
+    ports: dict[str, int]
+    workspace: str
+    state_volume: str
+    token: str
+    built: bool
+    seconds_to_healthy: float
+
+    @property
+    def jupyter_url(self) -> str:
+        port = self.ports.get("jupyter")
+        return f"http://127.0.0.1:{port}/lab?token={self.token}" if port else ""
+
+    @property
+    def ssh_command(self) -> str:
+        port = self.ports.get("ssh")
+        return f"ssh -p {port} {self.user}@127.0.0.1" if port else ""
+
+
+def state_dir(project: str) -> Path:
+    root = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    folder = Path(root) / "torchrig" / project
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def ensure_lock(session: Session, progress: Progress) -> LockFile:
+    """A project with no lock gets one; an existing lock is never rewritten behind your back."""
+    lock = session.lock()
+    if lock is not None:
+        return lock
+    progress("no torchrig.lock yet: locking every package with its sha256")
+    lock = make_lock(session.spec, session.digest, [session.resolution])
+    write_atomically(session.lock_path, render_lock(lock))
+    return lock
+
+
+def build(
+    session: Session, engine: Engine, progress: Progress, *, no_cache: bool = False
+) -> BuildResult:
+    lock = ensure_lock(session, progress)
+    target = locked_target(session.spec, session.compat, lock, session.resolution.variant)
+    base, components = base_image(session, engine, progress)
+    result = build_image(
+        session.spec,
+        session.digest,
+        session.resolution,
+        target,
+        base,
+        components,
+        engine,
+        no_cache=no_cache,
+        progress=progress,
+    )
+    # Exports (compose, devcontainer) name the image the last build made.
+    write_atomically(state_dir(session.spec.project.name) / "image", result.tag + "\n")
+    return result
+
+
+def last_image(project: str) -> str | None:
+    path = state_dir(project) / "image"
+    return path.read_text().strip() if path.exists() else None
+
+
+def up(
+    session: Session,
+    engine: Engine,
+    progress: Progress,
+    *,
+    workspace: Path | None = None,
+    env_file: Path | None = None,
+) -> Running:
+    spec, host = session.spec, session.host
+    workspace = workspace or session.project_dir
+    selector = gpu_selector(spec, session.resolution, host)
+    check_gpu_runtime(selector, engine.name, host)
+    if env_file is None and (session.project_dir / "torchrig.env").is_file():
+        env_file = session.project_dir / "torchrig.env"
+    keys = authorized_keys(spec)
+    if spec.services.ssh.enabled and not keys:
+        progress("no SSH public key found (~/.ssh/*.pub or user.authorized_keys): ssh login is off")
+    keys_file = state_dir(spec.project.name) / "authorized_keys"
+    write_atomically(keys_file, keys)
+    # Fail on bad input before any build: a planned run with placeholder ports checks it all.
+    workbench_run(
+        spec,
+        session.resolution,
+        host,
+        "check",
+        workspace=workspace,
+        ports={},
+        keys_file=keys_file,
+        env_file=env_file,
+    )
+    result = build(session, engine, progress)
+    name = container_name(spec)
+    existing = engine.inspect(name)
+    if existing is not None:
+        running = (existing.get("State") or {}).get("Running")
+        if running and existing.get("Config", {}).get("Image") == result.tag:
+            progress(f"{name} is already up with {result.tag}")
+            return _describe(engine, name, result, session, time.perf_counter(), recreated=False)
+        progress(f"replacing {name} (its state volume is kept)")
+        engine.remove(name, force=True)
+    wb = workbench_run(
+        spec,
+        session.resolution,
+        host,
+        result.tag,
+        workspace=workspace,
+        ports=choose_ports(spec),
+        keys_file=keys_file,
+        env_file=env_file,
+    )
+    volume_is_new = not engine.volume_exists(wb.state_volume)
+    if volume_is_new:
+        engine.volume_create(wb.state_volume, labels={"io.torchrig.project": spec.project.name})
+    start = time.perf_counter()
+    try:
+        engine.run(wb.run)
+        wait_healthy(engine, name)
+    except BaseException:
+        # Nothing half-built: the container goes, and the volume too if this run made it.
+        engine.remove(name, force=True)
+        if volume_is_new:
+            engine.volume_remove(wb.state_volume, force=True)
+        raise
+    return _describe(engine, name, result, session, start, recreated=True, workbench=wb)
+
+
+def wait_healthy(engine: Engine, name: str, timeout: float = HEALTHY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = engine.inspect(name)
+        if info is None:
+            raise ToolError(f"{name} disappeared while starting", "see `torchrig logs`")
+        state = info.get("State") or {}
+        health = engine.health(name)
+        if health == "healthy":
+            return
+        if not state.get("Running") or health == "unhealthy":
+            tail = " | ".join(list(engine.logs(name, tail=15)))
+            raise ToolError(
+                f"{name} did not start: {'unhealthy' if state.get('Running') else 'exited'}; "
+                f"last log lines: {tail[-1500:]}",
+                "fix what the log says; `torchrig up --debug` shows the engine commands",
+            )
+        time.sleep(0.2)
+    raise ToolError(f"{name} was not healthy within {timeout:.0f} s", "see `torchrig logs`")
+
+
+def _describe(
+    engine: Engine,
+    name: str,
+    result: BuildResult,
+    session: Session,
+    start: float,
+    *,
+    recreated: bool,
+    workbench: Workbench | None = None,
+) -> Running:
+    info = engine.inspect(name) or {}
+    env = dict(e.split("=", 1) for e in info.get("Config", {}).get("Env", []) if "=" in e)
+    user = env.get("TORCHRIG_USER", "")
+    uid, gid = int(env.get("TORCHRIG_UID", "0")), int(env.get("TORCHRIG_GID", "0"))
+    ports = {}
+    for service, container_port in (("jupyter", 8888), ("ssh", 2222), ("tensorboard", 6006)):
+        bound = engine.port(name).get(f"{container_port}/tcp") or []
+        if bound:
+            ports[service] = bound[0][1]
+    token = ""
+    if "jupyter" in ports:
+        done = engine.exec(name, ["cat", f"/home/{user}/{TOKEN_FILE}"], user=f"{uid}:{gid}")
+        if done.returncode != 0:
+            raise HostError(f"could not read the Jupyter token in {name}", "see `torchrig logs`")
+        token = done.stdout.strip()
+    mounts = {m.get("Destination"): m for m in info.get("Mounts", [])}
+    workspace = (mounts.get("/workspace") or {}).get("Source", "")
+    volume = (mounts.get(f"/home/{user}") or {}).get("Name", "")
+    return Running(
+        name=name,
+        image=result.tag,
+        user=user,
+        uid=uid,
+        gid=gid,
+        ports=ports,
+        workspace=workspace,
+        state_volume=volume,
+        token=token,
+        built=result.built,
+        seconds_to_healthy=round(time.perf_counter() - start, 2) if recreated else 0.0,
+    )
+
+
+def down(session: Session, engine: Engine, progress: Progress, *, purge: bool = False) -> list[str]:
+    """Stop and remove the container; keep the state volume unless purge."""
+    name = container_name(session.spec)
+    done = []
+    if engine.inspect(name) is not None:
+        engine.stop(name, timeout=session.spec.resources.stop_timeout)
+        engine.remove(name, force=True)
+        done.append(f"removed {name}")
+    if purge:
+        from torchrig.launch.runplan import state_volume
+
+        volume = state_volume(session.spec)
+        if engine.volume_exists(volume):
+            engine.volume_remove(volume, force=True)
+            done.append(f"removed volume {volume}")
+    return done
