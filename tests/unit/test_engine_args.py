@@ -95,7 +95,7 @@ WORKBENCH_TAIL = [
     "--mount",
     "type=volume,source=torchrig-demo-state,target=/var/lib/torchrig",
     "--mount",
-    "type=bind,source=/home/ada/.cache/hf,target=/cache/hf,readonly=true",
+    "type=bind,source=/home/ada/.cache/hf,target=/cache/hf,ro=true",
     "--mount",
     "type=tmpfs,target=/tmp,tmpfs-size=1g",
 ]
@@ -329,6 +329,7 @@ def test_docker_classic_build_arguments(tmp_path: Path) -> None:
         build_args={"PYTHON": "3.12"},
         labels={"io.torchrig.spec": "sha256:abc"},
         no_cache=True,
+        network="host",
         iidfile=Path("/tmp/iid"),
     )
     assert argv == [
@@ -342,6 +343,8 @@ def test_docker_classic_build_arguments(tmp_path: Path) -> None:
         "--iidfile",
         "/tmp/iid",
         "--no-cache",
+        "--network",
+        "host",
         "--build-arg",
         "PYTHON=3.12",
         "--label",

@@ -1,0 +1,120 @@
+#!/bin/sh
+# Install and start the container engines the container tests run against: Docker and
+# Podman, plus debootstrap for base images made without a registry. Idempotent: run it
+# as often as you like. Needs root (or passwordless sudo) and a Debian/Ubuntu host.
+#
+#   .ci/install-engines.sh
+#
+# Afterwards: TORCHRIG_PODMAN_RUNTIME=runc pytest -m container tests/container
+set -eu
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+
+DOCKER_SOCK=/var/run/docker.sock
+DOCKERD_LOG=/var/log/dockerd.log
+CONTAINERS_CONF=/etc/containers/containers.conf
+WAIT_S=60
+
+log() {
+    printf '== %s\n' "$*"
+}
+
+have_package() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
+}
+
+install_packages() {
+    # catatonit: `podman run --init`; runc: crun cannot start containers on hosts with
+    # hybrid cgroups; uidmap: rootless Podman.
+    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring"
+    if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
+        wanted="$wanted ubuntu-keyring"
+    else
+        log "ubuntu-keyring is not packaged here: Ubuntu bases will be bootstrapped unverified"
+    fi
+    missing=""
+    for package in $wanted; do
+        if ! have_package "$package"; then
+            missing="$missing $package"
+        fi
+    done
+    if [ -z "$missing" ]; then
+        log "packages already installed"
+        return
+    fi
+    log "installing:$missing"
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086 # one word per package
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+}
+
+configure_podman() {
+    # Podman raises nofile/nproc to its defaults for every container; without
+    # CAP_SYS_RESOURCE (CI sandboxes, nested containers) runc then fails with
+    # "error setting rlimit type 7: operation not permitted". An empty list keeps the host's.
+    $SUDO mkdir -p "$(dirname "$CONTAINERS_CONF")"
+    if [ ! -f "$CONTAINERS_CONF" ]; then
+        printf '[containers]\ndefault_ulimits = []\n' | $SUDO tee "$CONTAINERS_CONF" >/dev/null
+        log "wrote $CONTAINERS_CONF"
+    elif grep -q '^[[:space:]]*default_ulimits[[:space:]]*=' "$CONTAINERS_CONF"; then
+        log "$CONTAINERS_CONF already sets default_ulimits"
+    elif grep -q '^\[containers\]' "$CONTAINERS_CONF"; then
+        $SUDO sed -i 's/^\[containers\]$/[containers]\ndefault_ulimits = []/' "$CONTAINERS_CONF"
+        log "added default_ulimits to $CONTAINERS_CONF"
+    else
+        printf '\n[containers]\ndefault_ulimits = []\n' | $SUDO tee -a "$CONTAINERS_CONF" >/dev/null
+        log "added [containers] default_ulimits to $CONTAINERS_CONF"
+    fi
+}
+
+docker_answers() {
+    $SUDO docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+start_dockerd() {
+    if docker_answers; then
+        log "dockerd is running"
+        return
+    fi
+    if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        log "starting docker with systemd"
+        $SUDO systemctl start docker
+    else
+        log "starting dockerd in the background (log: $DOCKERD_LOG)"
+        # No systemd (containers, CI sandboxes): run the daemon detached from this shell.
+        $SUDO sh -c "nohup dockerd >'$DOCKERD_LOG' 2>&1 </dev/null &"
+    fi
+    waited=0
+    until [ -S "$DOCKER_SOCK" ] && docker_answers; do
+        if [ "$waited" -ge "$WAIT_S" ]; then
+            log "dockerd did not answer on $DOCKER_SOCK within ${WAIT_S}s; last lines of its log:"
+            $SUDO tail -n 20 "$DOCKERD_LOG" 2>/dev/null || true
+            exit 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+    log "dockerd answered after ${waited}s"
+}
+
+print_versions() {
+    log "versions"
+    printf 'docker client: %s\n' "$(docker version --format '{{.Client.Version}}' 2>/dev/null || echo '?')"
+    printf 'docker server: %s\n' "$($SUDO docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?')"
+    if docker buildx version >/dev/null 2>&1; then
+        echo "docker buildx: $(docker buildx version)"
+    else
+        echo "docker buildx: absent (builds use the classic builder)"
+    fi
+    printf 'podman: %s\n' "$(podman version --format '{{.Client.Version}}' 2>/dev/null || echo '?')"
+    printf 'runc: %s\n' "$(runc --version 2>/dev/null | head -n 1 || echo '?')"
+    printf 'debootstrap: %s\n' "$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo '?')"
+}
+
+install_packages
+configure_podman
+start_dockerd
+print_versions

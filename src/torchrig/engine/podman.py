@@ -1,0 +1,102 @@
+"""Podman through its CLI.
+
+Differences from Docker that matter here:
+
+- GPUs go through CDI device names (`--device nvidia.com/gpu=all`, or one per index or UUID),
+  which `nvidia-ctk cdi generate` writes to /etc/cdi. Podman has no "first n GPUs" selector,
+  so a count becomes indexes 0..n-1.
+- Builds use `--format docker`: the default OCI format drops HEALTHCHECK (and SHELL) with
+  only a warning, and the workbench's health check lives in its Dockerfile.
+- The OCI runtime can be chosen with TORCHRIG_PODMAN_RUNTIME (e.g. "runc"), passed as
+  Podman's global `--runtime`. Unset, Podman uses its configured default. Set it where
+  the default runtime cannot start containers, e.g. crun on hosts with hybrid cgroups.
+- `--init` needs catatonit (apt-get install catatonit).
+- `rm --force` first stops the container with its stop timeout (10 s by default) where
+  Docker kills at once; torchrig passes `--time 0` to get Docker's behaviour.
+- Health checks run from systemd timers. Without systemd (containers, CI sandboxes) nothing
+  runs them and the status stays "starting"; there `health()` runs one check itself
+  (`podman healthcheck run`), so a caller that polls `health()` drives the checks.
+- Rootful Podman 4 raises nofile and nproc to its own defaults (1048576, 4194304) as soon as
+  any `--ulimit` is given; without CAP_SYS_RESOURCE runc then refuses to start the container
+  ("error setting rlimit type 7"). Pass nofile and nproc explicitly, within the host's limits,
+  whenever passing any ulimit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from torchrig.engine.base import GpuSelector, health_from_inspect
+from torchrig.engine.cli import DEFAULT_TIMEOUT_S, CliEngine
+from torchrig.errors import ToolError
+
+if TYPE_CHECKING:
+    from torchrig.engine.cli import Runner
+
+RUNTIME_ENV = "TORCHRIG_PODMAN_RUNTIME"
+CDI_GPU = "nvidia.com/gpu"
+INSTALL_HINT = "install Podman (apt-get install podman, or your distribution's podman package)"
+
+
+class PodmanEngine(CliEngine):
+    name = "podman"
+    install_hint = INSTALL_HINT
+
+    def __init__(
+        self,
+        path: str | None = None,
+        *,
+        runner: Runner | None = None,
+        runtime: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        systemd: bool | None = None,
+    ) -> None:
+        """runtime: the OCI runtime (runc, crun); None reads TORCHRIG_PODMAN_RUNTIME.
+        systemd: whether systemd runs health check timers; None looks at /run/systemd/system."""
+        super().__init__(path, runner=runner, timeout_s=timeout_s)
+        self.runtime = runtime if runtime is not None else os.environ.get(RUNTIME_ENV) or None
+        self.systemd = Path("/run/systemd/system").is_dir() if systemd is None else systemd
+
+    def base_argv(self) -> list[str]:
+        return [self.path, "--runtime", self.runtime] if self.runtime else [self.path]
+
+    def build_options(self) -> list[str]:
+        return ["--format", "docker"]
+
+    def image_exists_argv(self, tag: str) -> list[str]:
+        return [*self.base_argv(), "image", "exists", tag]
+
+    def volume_exists_argv(self, name: str) -> list[str]:
+        return [*self.base_argv(), "volume", "exists", name]
+
+    def gpu_args(self, gpus: GpuSelector) -> list[str]:
+        if gpus is None:
+            return []
+        if gpus == "all":
+            ids: list[str] = ["all"]
+        elif isinstance(gpus, int):
+            ids = [str(i) for i in range(gpus)]
+        else:
+            ids = [str(g) for g in gpus]
+        args: list[str] = []
+        for gpu_id in ids:
+            args += ["--device", f"{CDI_GPU}={gpu_id}"]
+        return args
+
+    def remove_options(self, force: bool) -> list[str]:
+        return ["--force", "--time", "0"] if force else []
+
+    def health(self, container: str) -> str:
+        info = self.inspect(container)
+        if info is None:
+            raise ToolError(f"{self.name}: no container {container!r}")
+        status = health_from_inspect(info)
+        running = bool((info.get("State") or {}).get("Running"))
+        if status == "none" or self.systemd or not running:
+            return status
+        argv = [*self.base_argv(), "healthcheck", "run", container]
+        self._call(argv, f"health check of {container}", check=False)
+        info = self.inspect(container)
+        return health_from_inspect(info) if info is not None else status

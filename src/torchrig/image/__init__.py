@@ -1,0 +1,1 @@
+"""Images: base images without a registry (base.py), and building the workbench image."""
