@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torchrig.engine.base import Engine, Progress
@@ -153,7 +153,7 @@ def up(
         engine.volume_create(wb.state_volume, labels={"io.torchrig.project": spec.project.name})
     start = time.perf_counter()
     try:
-        engine.run(wb.run)
+        run_with_fallback(engine, wb, progress)
         wait_healthy(engine, name)
     except BaseException:
         # Nothing half-built: the container goes, and the volume too if this run made it.
@@ -162,6 +162,22 @@ def up(
             engine.volume_remove(wb.state_volume, force=True)
         raise
     return _describe(engine, name, result, session, start, recreated=True, workbench=wb)
+
+
+def run_with_fallback(engine: Engine, wb: Workbench, progress: Progress) -> None:
+    """Run; if this host forbids raising rlimits (no CAP_SYS_RESOURCE for the daemon, or
+    rootful Podman 4 refusing any --ulimit), run without them and say what that costs."""
+    try:
+        engine.run(wb.run)
+    except ToolError as exc:
+        if "rlimit" not in str(exc).lower() or not wb.run.ulimits:
+            raise
+        progress(
+            "this host does not let containers raise memlock/stack limits: running without "
+            "them (NCCL over RDMA may fail with 'ibv_reg_mr failed: Cannot allocate memory')"
+        )
+        engine.remove(wb.run.name or "", force=True)
+        engine.run(replace(wb.run, ulimits={}))
 
 
 def wait_healthy(engine: Engine, name: str, timeout: float = HEALTHY_TIMEOUT_S) -> None:
