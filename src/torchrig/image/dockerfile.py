@@ -84,7 +84,9 @@ def _system(inputs: ImageInputs) -> list[str]:
         "rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log",
         f"python3 -m venv {VENV}",
     ]
-    lines.append(_run(*steps))
+    # Not pinned per package: the versions are those of the base's mirror on build day
+    # (a snapshot mirror in sources.apt_mirror pins them all at once).
+    lines += ["# hadolint ignore=DL3008", _run(*steps)]
     return lines
 
 
@@ -139,7 +141,8 @@ def _config() -> list[str]:
         "WORKDIR /workspace",
         # Starts as root only so the entrypoint can create the user with the host's UID/GID;
         # it then drops privileges for good (see docs/workbench.md).
-        "USER root",
+        "# hadolint ignore=DL3002",
+        "USER 0",
         'ENTRYPOINT ["/usr/bin/tini", "-g", "--", '
         f'"{VENV}/bin/python", "-m", "torchrig.workbench.entrypoint"]',
     ]
