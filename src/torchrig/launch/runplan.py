@@ -96,14 +96,15 @@ def check_gpu_runtime(selector: GpuSelector, engine_name: str, host: HostFacts) 
     if selector is None:
         return
     facts = host.engine(engine_name)
-    if engine_name == "docker" and facts and not facts.nvidia_runtime and not facts.cdi_devices:
+    cdi = facts.cdi_devices if facts else []
+    if engine_name == "docker" and not (facts and facts.nvidia_runtime) and not cdi:
         raise HostError(
             "GPUs are asked for, but Docker has no NVIDIA runtime (could not select device "
             'driver "" with capabilities: [[gpu]])',
             "install nvidia-container-toolkit, run `nvidia-ctk runtime configure "
             '--runtime=docker` and restart docker; or set resources.gpus = "none"',
         )
-    if engine_name == "podman" and facts and not facts.cdi_devices:
+    if engine_name == "podman" and not cdi:
         raise HostError(
             "GPUs are asked for, but Podman has no CDI spec for nvidia.com/gpu",
             "install nvidia-container-toolkit and run `nvidia-ctk cdi generate --output="

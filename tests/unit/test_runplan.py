@@ -1,0 +1,177 @@
+"""The run plan of a workbench: secure defaults, identity, ports, GPUs, exports."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tests.golden_util import GOLDEN, assert_golden
+from torchrig.compat.model import load_compat
+from torchrig.compat.resolve import resolve
+from torchrig.errors import HostError, UsageError
+from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
+from torchrig.image.build import locked_target
+from torchrig.launch.export import render_compose, render_devcontainer
+from torchrig.launch.runplan import (
+    authorized_keys,
+    check_gpu_runtime,
+    choose_ports,
+    gpu_selector,
+    identity,
+    workbench_run,
+)
+from torchrig.lock.lockfile import LockFile
+from torchrig.spec.load import parse_spec
+
+GPU_HOST = HostFacts(
+    system=System(arch="x86_64", cpus=64, memory_bytes=512 << 30, user="alice", uid=4242, gid=4343),
+    driver=Driver(version="580.159.04", cuda="13.0"),
+    gpus=[Gpu(index=i, name="NVIDIA H100 80GB HBM3", cc="9.0", uuid=f"GPU-{i}") for i in range(2)],
+    engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True, nvidia_runtime=True)],
+)
+CPU_HOST = HostFacts(
+    system=System(arch="x86_64", cpus=2, memory_bytes=24 << 30, user="root", uid=0, gid=0),
+    engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True)],
+)
+SPEC = '[project]\nname = "demo"\n[torch]\nversion = "2.13.0"\n'
+
+
+def _workbench(tmp_path: Path, spec_text: str = SPEC, host: HostFacts = GPU_HOST):  # type: ignore[no-untyped-def]
+    spec = parse_spec(spec_text)
+    resolution = resolve(spec, host, load_compat())
+    keys = tmp_path / "keys"
+    keys.write_text("ssh-ed25519 AAAA test\n")
+    return workbench_run(
+        spec,
+        resolution,
+        host,
+        "torchrig/demo:cu130-0123456789ab",
+        workspace=Path("/srv/demo") if (Path("/srv/demo")).is_dir() else tmp_path,
+        ports={"jupyter": 8888, "ssh": 2222},
+        keys_file=keys,
+        env_file=None,
+    )
+
+
+def test_run_plan_has_the_secure_defaults(tmp_path: Path) -> None:
+    run = _workbench(tmp_path).run
+    assert all(p.host_ip == "127.0.0.1" for p in run.ports)
+    assert run.security_opt == ("no-new-privileges:true",)
+    assert run.cap_drop == ("ALL",) and "SYS_ADMIN" not in run.cap_add
+    assert run.pids_limit and run.stop_timeout and run.stop_timeout >= 60
+    assert run.ulimits == {"memlock": -1, "stack": 67108864}
+    assert run.shm_size == "64g"  # a quarter of 512 GiB, capped at 64g
+    assert run.gpus == "all"
+    assert run.env["TORCHRIG_UID"] == "4242" and run.env["TORCHRIG_USER"] == "alice"
+    assert not any("TOKEN" in k for k in run.env), "no secret in plain env"
+    mounts = {m.target: m for m in run.mounts}
+    assert mounts["/workspace"].kind == "bind"
+    assert mounts["/home/alice"].kind == "volume"
+    assert mounts["/run/torchrig/authorized_keys"].read_only
+
+
+def test_root_on_the_host_never_means_root_in_the_workbench() -> None:
+    spec = parse_spec(SPEC)
+    who = identity(spec, CPU_HOST)
+    assert (who.name, who.uid, who.gid) == ("rig", 1000, 1000)
+
+
+def test_spec_identity_wins() -> None:
+    spec = parse_spec(SPEC + '[user]\nname = "bob"\nuid = 5001\ngid = 5002\n')
+    who = identity(spec, GPU_HOST)
+    assert (who.name, who.uid, who.gid) == ("bob", 5001, 5002)
+
+
+@pytest.mark.parametrize(
+    ("gpus", "expected"), [('"all"', "all"), ("1", 1), ('["1"]', ("1",)), ('"none"', None)]
+)
+def test_gpu_selection(gpus: str, expected: object) -> None:
+    spec = parse_spec(SPEC + f"[resources]\ngpus = {gpus}\n")
+    assert gpu_selector(spec, resolve(spec, GPU_HOST, load_compat()), GPU_HOST) == expected
+
+
+def test_gpus_without_toolkit_are_refused_with_the_fix() -> None:
+    host = GPU_HOST.model_copy(
+        update={"engines": [Engine(name="docker", path="/usr/bin/docker", reachable=True)]}
+    )
+    with pytest.raises(HostError) as caught:
+        check_gpu_runtime("all", "docker", host)
+    assert "nvidia-ctk runtime configure" in caught.value.one_line()
+    with pytest.raises(HostError) as caught:
+        check_gpu_runtime("all", "podman", host)
+    assert "cdi generate" in caught.value.one_line()
+
+
+def test_taken_port_moves_to_the_next_free_one() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        spec = parse_spec(SPEC + f"[services.jupyter]\nport = {port}\n")
+        chosen = choose_ports(spec)
+    assert chosen["jupyter"] != port and chosen["jupyter"] > port
+
+
+def test_missing_workspace_and_env_file_are_usage_errors(tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    resolution = resolve(spec, GPU_HOST, load_compat())
+    with pytest.raises(UsageError, match="does not exist"):
+        workbench_run(
+            spec,
+            resolution,
+            GPU_HOST,
+            "x",
+            workspace=tmp_path / "nope",
+            ports={},
+            keys_file=None,
+            env_file=None,
+        )
+    with pytest.raises(UsageError, match="env file"):
+        workbench_run(
+            spec,
+            resolution,
+            GPU_HOST,
+            "x",
+            workspace=tmp_path,
+            ports={},
+            keys_file=None,
+            env_file=tmp_path / "missing.env",
+        )
+
+
+def test_stale_or_missing_lock_is_refused_before_building() -> None:
+    spec = parse_spec(SPEC)
+    with pytest.raises(UsageError, match="no torchrig.lock"):
+        locked_target(spec, load_compat(), None, "cu130")
+    stale = LockFile(torchrig="0.1.0", spec_digest="", targets=[])
+    with pytest.raises(UsageError, match="targets"):
+        locked_target(spec, load_compat(), stale, "cu130")
+
+
+def test_authorized_keys_from_spec_lines_paths_and_home(tmp_path: Path) -> None:
+    pub = tmp_path / "k.pub"
+    pub.write_text("ssh-ed25519 BBBB from-file\n")
+    spec = parse_spec(SPEC + f'[user]\nauthorized_keys = ["ssh-rsa AAAA line", "{pub}"]\n')
+    assert authorized_keys(spec) == "ssh-rsa AAAA line\nssh-ed25519 BBBB from-file\n"
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 CCCC home\n")
+    assert authorized_keys(parse_spec(SPEC), home=home) == "ssh-ed25519 CCCC home\n"
+
+
+def _stable(text: str, tmp_path: Path) -> str:
+    return text.replace(str(tmp_path), "/work/demo")
+
+
+def test_compose_export_is_golden(tmp_path: Path) -> None:
+    text = _stable(render_compose(_workbench(tmp_path)), tmp_path)
+    assert_golden(GOLDEN / "export" / "compose.yaml", text)
+    assert "127.0.0.1:8888:8888" in text and "driver" in text
+
+
+def test_devcontainer_export_is_golden(tmp_path: Path) -> None:
+    text = _stable(render_devcontainer(_workbench(tmp_path)), tmp_path)
+    assert_golden(GOLDEN / "export" / "devcontainer.json", text)
+    assert "--gpus=all" in text and "--cap-drop=ALL" in text
