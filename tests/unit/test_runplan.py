@@ -143,7 +143,7 @@ def test_missing_workspace_and_env_file_are_usage_errors(tmp_path: Path) -> None
 
 def test_stale_or_missing_lock_is_refused_before_building() -> None:
     spec = parse_spec(SPEC)
-    with pytest.raises(UsageError, match="no torchrig.lock"):
+    with pytest.raises(UsageError, match=r"no torchrig\.lock"):
         locked_target(spec, load_compat(), None, "cu130")
     stale = LockFile(torchrig="0.1.0", spec_digest="", targets=[])
     with pytest.raises(UsageError, match="targets"):
