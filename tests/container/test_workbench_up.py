@@ -1,0 +1,341 @@
+"""`torchrig up` for real, on Docker and Podman, with a CPU-torch workbench image.
+
+What a person would observe, checked from outside: JupyterLab's auth (SECURITY A1), a real
+SSH client against sshd (A2), file ownership in the workspace (A4), the locked GPU stack, no
+root processes, no keys or secrets in the image, and health. Both engines run the same tests.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.container
+
+WHEELHOUSE = "/opt/wheels"  # the CPU torch wheel these machines carry (see README)
+UID, GID = 4242, 4343
+SECRET = "s3cr3t-value-never-in-the-image"
+
+
+def torchrig(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torchrig.cli.main", *args]
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1500)
+    if check and done.returncode != 0:
+        pytest.fail(
+            f"`torchrig {' '.join(args)}` exited {done.returncode} in {cwd}\n"
+            f"stdout: {done.stdout[-3000:]}\nstderr: {done.stderr[-5000:]}",
+            pytrace=False,
+        )
+    return done
+
+
+def _spec(name: str, key: Path) -> str:
+    return f"""
+[project]
+name = "{name}"
+
+[torch]
+version = "2.13.0"
+variant = "cpu"
+torchvision = false
+
+[python]
+version = "3.11"
+stack = "minimal"
+
+[user]
+name = "alice"
+uid = {UID}
+gid = {GID}
+authorized_keys = ["{key}"]
+
+[services.jupyter]
+port = 18888
+
+[services.ssh]
+port = 12222
+
+[sources]
+torch_index = "none"
+find_links = ["{WHEELHOUSE}"]
+"""
+
+
+@dataclass
+class Bench:
+    engine: str
+    project: Path
+    info: dict[str, object]
+    key: Path
+
+    @property
+    def jupyter(self) -> int:
+        return int(self.info["ports"]["jupyter"])  # type: ignore[index]
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self.info["ports"]["ssh"])  # type: ignore[index]
+
+    @property
+    def token(self) -> str:
+        return str(self.info["jupyter_url"]).split("token=", 1)[1]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return torchrig(*args, "--engine", self.engine, cwd=self.project, check=check)
+
+    def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
+        return self.cli("exec", "--engine", self.engine, "--", *command)
+
+    def ssh(
+        self, *command: str, user: str = "alice", extra: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [
+            "ssh",
+            "-p",
+            str(self.ssh_port),
+            "-i",
+            str(self.key),
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=10",
+            *extra,
+            f"{user}@127.0.0.1",
+            *command,
+        ]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    def host_key(self) -> str:
+        scan = subprocess.run(
+            ["ssh-keyscan", "-p", str(self.ssh_port), "-t", "ed25519", "127.0.0.1"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return scan.stdout.split()[-1] if scan.stdout.strip() else ""
+
+
+def _up(engine: str, root: Path, name: str) -> Bench:
+    project = root / name
+    project.mkdir(parents=True)
+    key = root / f"{name}-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    (project / "torchrig.toml").write_text(_spec(name, key.with_suffix(".pub")))
+    (project / "hello.txt").write_text("host file, must stay as it is\n")
+    (project / "torchrig.env").write_text(f"HF_TOKEN={SECRET}\n")
+    done = torchrig("up", "--engine", engine, "--json", cwd=project)
+    return Bench(engine=engine, project=project, info=json.loads(done.stdout), key=key)
+
+
+def _needs(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is needed: apt-get install openssh-client", pytrace=False)
+
+
+@pytest.fixture(scope="module", params=["docker", "podman"])
+def bench(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Bench]:
+    _needs("ssh")
+    engine = request.param
+    if shutil.which(engine) is None:
+        pytest.fail(f"{engine} is not installed (bash .ci/install-engines.sh)", pytrace=False)
+    root = tmp_path_factory.mktemp(f"wb-{engine}")
+    made: list[Bench] = []
+    try:
+        made.append(_up(engine, root, f"t-{engine}-a"))
+        yield made[0]
+    finally:
+        for b in made:
+            b.cli("down", "--purge", check=False)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with opener.open(request, timeout=15) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode(errors="replace")
+
+
+def test_up_reports_a_healthy_workbench(bench: Bench) -> None:
+    assert bench.info["uid"] == UID and bench.info["user"] == "alice"
+    assert float(bench.info["seconds_to_healthy"]) < 60  # type: ignore[arg-type]
+    status = json.loads(bench.cli("status", "--json").stdout)
+    assert status["health"] == "healthy"
+    for bindings in status["ports"].values():
+        assert all(b.startswith("127.0.0.1:") for b in bindings), status["ports"]
+
+
+def test_jupyter_answers_only_with_the_token(bench: Bench) -> None:
+    base = f"http://127.0.0.1:{bench.jupyter}"
+    assert _get(f"{base}/api")[0] == 200
+    assert _get(f"{base}/api/contents")[0] == 403
+    assert _get(f"{base}/api/contents", {"Authorization": "token wrong"})[0] == 403
+    code, _, body = _get(f"{base}/api/contents", {"Authorization": f"token {bench.token}"})
+    assert code == 200 and "hello.txt" in body
+    code, headers, _ = _get(f"{base}/lab")
+    assert code == 302 and "/login" in headers.get("Location", "")
+    assert (
+        _get(
+            f"{base}/api/status", {"Host": "evil.example", "Authorization": f"token {bench.token}"}
+        )[0]
+        == 403
+    )
+    assert len(bench.token) >= 48  # >= 192 bits in hex
+
+
+def test_token_is_not_in_the_logs(bench: Bench) -> None:
+    logs = bench.cli("logs").stdout + bench.cli("logs").stderr
+    assert bench.token not in logs
+
+
+def test_ssh_key_login_as_the_workbench_user(bench: Bench) -> None:
+    done = bench.ssh("id", "-u")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(UID)
+
+
+def test_ssh_refuses_passwords_and_root(bench: Bench) -> None:
+    password = bench.ssh(
+        "true",
+        extra=(
+            "-o",
+            "PubkeyAuthentication=no",
+            "-o",
+            "PreferredAuthentications=password,keyboard-interactive",
+            "-o",
+            "BatchMode=yes",
+        ),
+    )
+    assert password.returncode != 0 and "Permission denied (publickey)" in password.stderr
+    root = bench.ssh("true", user="root", extra=("-o", "BatchMode=yes"))
+    assert root.returncode != 0 and "Permission denied" in root.stderr
+
+
+def test_workspace_files_belong_to_the_host_user(bench: Bench) -> None:
+    bench.exec("touch", "/workspace/made-inside")
+    made = bench.project / "made-inside"
+    assert (made.stat().st_uid, made.stat().st_gid) == (UID, GID)
+    assert (bench.project / "hello.txt").read_text() == "host file, must stay as it is\n"
+
+
+def test_torch_compile_and_dataloader_workers_work(bench: Bench) -> None:
+    script = (
+        "import torch\n"
+        "f = torch.compile(lambda x: torch.sin(x) * 2 + 1)\n"
+        "x = torch.randn(64)\n"
+        "assert torch.allclose(f(x), torch.sin(x) * 2 + 1)\n"
+        "class D(torch.utils.data.Dataset):\n"
+        "    def __len__(self): return 8\n"
+        "    def __getitem__(self, i): return torch.full((64, 1024, 1024), float(i))\n"  # 256 MB
+        "loader = torch.utils.data.DataLoader(D(), batch_size=1, num_workers=4)\n"
+        "print('sum', sum(int(b[0, 0, 0, 0]) for b in loader))\n"
+    )
+    (bench.project / "check_torch.py").write_text(script)
+    done = bench.exec("python", "/workspace/check_torch.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "sum 28" in done.stdout
+
+
+def test_pip_cannot_replace_torch(bench: Bench) -> None:
+    info = "torch-9.0.dist-info"
+    script = (
+        "import zipfile, pathlib\n"
+        "d = pathlib.Path('/tmp/w'); d.mkdir(exist_ok=True)\n"
+        "with zipfile.ZipFile(d / 'torch-9.0-py3-none-any.whl', 'w') as z:\n"
+        f"    z.writestr('{info}/METADATA', 'Metadata-Version: 2.1\\nName: torch\\n"
+        "Version: 9.0\\n')\n"
+        f"    z.writestr('{info}/WHEEL', 'Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\n"
+        "Tag: py3-none-any\\n')\n"
+        f"    z.writestr('{info}/RECORD', '')\n"
+    )
+    (bench.project / "fake_wheel.py").write_text(script)
+    bench.exec("python", "/workspace/fake_wheel.py")
+    done = bench.cli(
+        "exec",
+        "--",
+        "pip",
+        "install",
+        "--no-index",
+        "--find-links",
+        "/tmp/w",
+        "torch==9.0",
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "torch" in done.stderr and (
+        "conflict" in done.stderr.lower() or "constraint" in done.stderr.lower()
+    )
+    version = bench.exec("python", "-c", "import torch; print(torch.__version__)")
+    assert version.stdout.strip() == "2.13.0+cpu"
+
+
+def test_no_process_but_pid_1_runs_as_root(bench: Bench) -> None:
+    done = bench.exec("ps", "-eo", "uid=,pid=,comm=")
+    rows = [line.split(None, 2) for line in done.stdout.strip().splitlines()]
+    root = [r for r in rows if r[0] == "0"]
+    assert [r[1] for r in root] == ["1"], done.stdout
+
+
+def test_image_holds_no_host_keys_and_no_secret(bench: Bench) -> None:
+    image = str(bench.info["image"])
+    engine = bench.engine
+    listing = subprocess.run(
+        [engine, "run", "--rm", "--entrypoint", "ls", image, "/etc/ssh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "ssh_host_" not in listing.stdout
+    history = subprocess.run(
+        [engine, "history", "--no-trunc", image], capture_output=True, text=True, timeout=120
+    )
+    inspect = subprocess.run([engine, "image", "inspect", image], capture_output=True, text=True)
+    assert SECRET not in history.stdout + inspect.stdout
+    saved = subprocess.run(
+        f"{engine} save {image} | grep -a -c {SECRET} || true",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert saved.stdout.strip() in ("0", ""), "the env file's value is in a layer"
+    inside = bench.exec("printenv", "HF_TOKEN")
+    assert inside.stdout.strip() == SECRET, "secrets reach the workbench through the env file"
+
+
+def test_host_keys_are_stable_across_down_up_and_unique_per_workbench(
+    bench: Bench, tmp_path: Path
+) -> None:
+    before = bench.host_key()
+    assert before
+    bench.cli("down")
+    again = json.loads(bench.cli("up", "--json").stdout)
+    bench.info = again
+    assert bench.host_key() == before, "a workbench keeps its host key across down/up"
+    other = _up(bench.engine, tmp_path, f"t-{bench.engine}-b")
+    try:
+        assert other.host_key() and other.host_key() != before
+    finally:
+        other.cli("down", "--purge", check=False)
+    assert (bench.project / "hello.txt").read_text() == "host file, must stay as it is\n"
