@@ -29,7 +29,8 @@ have_package() {
 install_packages() {
     # catatonit: `podman run --init`; runc: crun cannot start containers on hosts with
     # hybrid cgroups; uidmap: rootless Podman.
-    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring"
+    # openssh-client: the container tests log in with a real ssh client.
+    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else
