@@ -87,6 +87,20 @@ class _Verdict:
     degraded: str = ""  # passes, but only with a caveat worth avoiding when there is a choice
 
 
+@dataclass
+class _Request:
+    """What every check of one resolution shares; reasons and warnings accumulate here."""
+
+    spec: Spec
+    host: HostFacts
+    compat: Compat
+    arch: str
+    base: BaseChoice
+    gpu_ccs: list[tuple[Gpu, str | None]]
+    reasons: list[str]
+    warnings: list[str]
+
+
 def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
     reasons: list[str] = []
     warnings: list[str] = []
@@ -95,6 +109,7 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
     python = base.python
     gpus = _selected_gpus(spec, host)
     gpu_ccs = [(g, _cc_of(g, compat, warnings)) for g in gpus]
+    req = _Request(spec, host, compat, arch, base, gpu_ccs, reasons, warnings)
 
     versions = _candidate_versions(spec, compat)
     preference = _variant_preference(spec, host, gpus, reasons)
@@ -108,7 +123,7 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
                 reason = f"torch {version} has no {name} build (builds: {builds})"
                 rejected.append(Rejection(torch=version, variant=name, reason=reason))
                 continue
-            verdict = _check(spec, host, compat, release, version, found, arch, python, gpu_ccs)
+            verdict = _check(req, release, version, found)
             if verdict.ok:
                 passing.append((found, verdict))
             else:
@@ -123,20 +138,7 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
                 rejected.append(Rejection(torch=version, variant=other.name, reason=why))
         if verdict.degraded:
             warnings.append(verdict.degraded)
-        return _resolution(
-            spec,
-            host,
-            compat,
-            release,
-            version,
-            variant,
-            arch,
-            base,
-            gpu_ccs,
-            reasons,
-            warnings,
-            rejected,
-        )
+        return _resolution(req, release, version, variant, rejected)
     raise _impossible(spec, host, arch, python, rejected)
 
 
@@ -325,19 +327,11 @@ def _cuda_key(cuda: str) -> float:
 # --- checks ---------------------------------------------------------------------------------
 
 
-def _check(
-    spec: Spec,
-    host: HostFacts,
-    compat: Compat,
-    release: Release,
-    version: str,
-    variant: Variant,
-    arch: str,
-    python: str,
-    gpu_ccs: list[tuple[Gpu, str | None]],
-) -> _Verdict:
+def _check(req: _Request, release: Release, version: str, variant: Variant) -> _Verdict:
     """Every reason this candidate cannot serve, joined; hardware reasons come first since
     they are the ones a person cannot change."""
+    spec, host, compat, arch, gpu_ccs = req.spec, req.host, req.compat, req.arch, req.gpu_ccs
+    python = req.base.python
     label = f"torch {version} {variant.name}"
     if arch not in variant.platforms:
         pypi = release.pypi_variant(arch)
@@ -418,19 +412,10 @@ def _span(items: list[str]) -> str:
 
 
 def _resolution(
-    spec: Spec,
-    host: HostFacts,
-    compat: Compat,
-    release: Release,
-    version: str,
-    variant: Variant,
-    arch: str,
-    base: BaseChoice,
-    gpu_ccs: list[tuple[Gpu, str | None]],
-    reasons: list[str],
-    warnings: list[str],
-    rejected: list[Rejection],
+    req: _Request, release: Release, version: str, variant: Variant, rejected: list[Rejection]
 ) -> Resolution:
+    spec, host, compat, arch, base = req.spec, req.host, req.compat, req.arch, req.base
+    gpu_ccs, reasons, warnings = req.gpu_ccs, req.reasons, req.warnings
     patch = next(p for p in release.patches if p.version == version)
     from_pypi = variant.name == release.pypi_variant(arch)
     torch_index = spec.sources.torch_index
