@@ -25,7 +25,7 @@ from _common import write_result
 
 ROOT = Path(__file__).parents[1]
 H100 = ROOT / "tests" / "fixtures" / "host" / "h100-sxm" / "host.json"
-SPEC = '[project]\nname = "bench-cuda"\n[torch]\nversion = "2.13.0"\n[resources]\ngpus = "none"\n'
+SPEC = '[project]\nname = "bench-cuda"\n[torch]\nversion = "2.13.0"\n'
 NAIVE = """\
 FROM {base}
 RUN apt-get update && apt-get install -y --no-install-recommends python3-pip python3-venv \\
