@@ -31,6 +31,7 @@ VERBS: dict[str, str] = {
     "shell": "Open a shell in the workbench as the workbench user.",
     "exec": "Run a command in the workbench as the workbench user.",
     "export": "Write the run plan as compose.yaml or a devcontainer.json.",
+    "doctor": "Check this machine (or, with --inside, the workbench) and name each fix.",
 }
 
 
