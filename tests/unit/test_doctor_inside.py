@@ -149,6 +149,7 @@ def test_visible_gpu_passes() -> None:
         ({"CUDA_VISIBLE_DEVICES": "0,1"}, 2, 1, "fail"),
         ({"CUDA_VISIBLE_DEVICES": "1"}, 2, 1, "pass"),
         ({"CUDA_VISIBLE_DEVICES": "0,7"}, 2, 1, "warn"),
+        ({"CUDA_VISIBLE_DEVICES": "0,1"}, 1, 1, "warn"),  # as seen on the lent H100
         ({}, 1, 2, "warn"),
     ],
 )
@@ -200,6 +201,10 @@ def test_c_compiler() -> None:
         ctx(env={"CC": "clang-19 -O2"}, which=lambda n: "/opt/clang" if n == "clang-19" else None)
     )
     assert custom.finding == "clang-19: /opt/clang"
+    by_path = inside.check_c_compiler(  # as on the lent H100: CC=/opt/gcc/bin/gcc
+        ctx(env={"CC": "/opt/gcc/bin/gcc"}, which=lambda n: n if n.startswith("/") else None)
+    )
+    assert by_path.finding == "/opt/gcc/bin/gcc"
 
 
 # --- Triton's ptxas ---------------------------------------------------------------------------

@@ -403,9 +403,18 @@ def visible_devices_problem(value: str, count: int | None, uuids: list[str]) -> 
     for entry in (e.strip() for e in value.split(",")):
         if entry.isdigit():
             if count is not None and int(entry) >= count:
+                have = (
+                    "there is no GPU"
+                    if count == 0
+                    else (
+                        "there is only GPU 0"
+                        if count == 1
+                        else f"there are {count} (0–{count - 1})"
+                    )
+                )
                 return (
-                    f"names GPU {entry}, but there are {count} (0–{count - 1}); CUDA stops at "
-                    "it and ignores the entries after it"
+                    f"names GPU {entry}, but {have}; CUDA stops at it and ignores the entries "
+                    "after it"
                 )
         elif entry.startswith("GPU-"):
             if uuids and not any(u.startswith(entry) for u in uuids):

@@ -388,7 +388,7 @@ def check_c_compiler(ctx: InsideContext) -> Check:
     for name in names:
         path = ctx.which(name)
         if path:
-            return COMPILER.ok(f"{name}: {path}")
+            return COMPILER.ok(path if path == name else f"{name}: {path}")
     return COMPILER.fail(
         "no C compiler (cc, gcc) on PATH: torch.compile fails with 'InvalidCxxCompiler'",
         "rebuild the workbench with torchrig (its image has gcc), or `sudo apt-get install gcc`",
