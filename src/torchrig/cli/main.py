@@ -31,6 +31,8 @@ VERBS: dict[str, str] = {
     "shell": "Open a shell in the workbench as the workbench user.",
     "exec": "Run a command in the workbench as the workbench user.",
     "export": "Write the run plan as compose.yaml or a devcontainer.json.",
+    "verify": "Check that every visible GPU computes correctly (never falls back to CPU).",
+    "bench": "Measure throughput against the GPU's datasheet peak; JSON and an HTML report.",
     "doctor": "Check this machine (or, with --inside, the workbench) and name each fix.",
 }
 
