@@ -89,11 +89,12 @@ class Bench:
     def token(self) -> str:
         return str(self.info["jupyter_url"]).split("token=", 1)[1]
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return torchrig(*args, "--engine", self.engine, cwd=self.project, check=check)
+    def cli(self, verb: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        # Options go before any `--`, so the engine comes right after the verb.
+        return torchrig(verb, "--engine", self.engine, *args, cwd=self.project, check=check)
 
     def exec(self, *command: str) -> subprocess.CompletedProcess[str]:
-        return self.cli("exec", "--engine", self.engine, "--", *command)
+        return self.cli("exec", "--", *command)
 
     def ssh(
         self, *command: str, user: str = "alice", extra: tuple[str, ...] = ()

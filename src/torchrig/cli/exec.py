@@ -41,7 +41,9 @@ def exec_in_workbench(args: argparse.Namespace, command: list[str], *, interacti
 def run(args: argparse.Namespace) -> int:
     from torchrig.errors import UsageError
 
-    command = [c for c in args.command if c != "--"] if args.command else []
+    command = list(args.command or [])
+    if command[:1] == ["--"]:  # only the separator; a later `--` belongs to the command
+        command = command[1:]
     if not command:
         raise UsageError("no command given", "write it after --, e.g. torchrig exec -- nvidia-smi")
     return exec_in_workbench(args, command, interactive=args.interactive)

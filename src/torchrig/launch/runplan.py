@@ -25,8 +25,9 @@ from torchrig.spec.model import Spec
 CONTAINER_PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
 KEYS_IN_CONTAINER = "/run/torchrig/authorized_keys"
 # What the entrypoint needs as root, and nothing more: create the user (CHOWN, FOWNER,
-# DAC_OVERRIDE on the state volume it owns) and drop to it for good (SETUID, SETGID).
-CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+# DAC_OVERRIDE on the state volume it owns), drop to it for good (SETUID, SETGID), and let
+# the init in PID 1 (root) forward SIGTERM to the user's processes on stop (KILL).
+CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
 
 
 @dataclass(frozen=True)
