@@ -558,6 +558,17 @@ def test_build_refuses_missing_context_or_dockerfile(tmp_path: Path) -> None:
             lambda e: e.exec("wb", ["tee", "/run/k"], input="secret"),
             ["docker", "exec", "--interactive", "wb", "tee", "/run/k"],
         ),
+        # Detached: the engine holds the process, so it outlives this client.
+        (
+            "docker",
+            lambda e: e.exec("wb", ["sleep", "9"], user="1:2", workdir="/w", detach=True),
+            ["docker", "exec", "--detach", "--user", "1:2", "--workdir", "/w", "wb", "sleep", "9"],
+        ),
+        (
+            "podman",
+            lambda e: e.exec("wb", ["sleep", "9"], detach=True),
+            ["podman", "exec", "--detach", "wb", "sleep", "9"],
+        ),
     ],
 )
 def test_command_arguments(engine_name: str, call: object, argv: list[str]) -> None:
@@ -566,6 +577,14 @@ def test_command_arguments(engine_name: str, call: object, argv: list[str]) -> N
     call(engine)  # type: ignore[operator]
     assert runner.calls == [argv]
     assert engine.commands == [command_line(argv)]
+
+
+def test_a_detached_exec_takes_no_terminal_or_input() -> None:
+    engine = docker(ScriptedRunner())
+    with pytest.raises(UsageError, match="detached"):
+        engine.exec("wb", ["true"], detach=True, interactive=True)
+    with pytest.raises(UsageError, match="detached"):
+        engine.exec("wb", ["true"], detach=True, input="x")
 
 
 def test_missing_objects_read_as_absent() -> None:

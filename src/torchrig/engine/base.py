@@ -222,12 +222,16 @@ class Engine(abc.ABC):
         interactive: bool = False,
         input: str | None = None,
         timeout_s: float | None = None,
+        detach: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         """Run `cmd` in a running container. The exit status is returned, not raised.
 
         interactive: attach this terminal (stdout/stderr are not captured).
         input: text fed to the command's stdin (keeps secrets off the command line).
         timeout_s: give up (ToolError) after this long; None waits as long as it runs.
+        detach: start it and return at once (status 0: it started); the engine, not this
+          process, holds it, so it outlives the caller, its terminal and its SSH session.
+          Its output is discarded: a detached command writes its own log.
         """
 
     @abc.abstractmethod

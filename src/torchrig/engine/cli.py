@@ -328,10 +328,15 @@ class CliEngine(Engine):
         workdir: str | None = None,
         interactive: bool = False,
         tty: bool = False,
+        detach: bool = False,
     ) -> list[str]:
         if not cmd:
             raise UsageError("exec needs a command to run in the container")
+        if detach and (interactive or tty):
+            raise UsageError("a detached exec cannot also attach a terminal or stdin")
         argv = [*self.base_argv(), "exec"]
+        if detach:
+            argv.append("--detach")
         if interactive:
             argv.append("--interactive")
         if tty:
@@ -538,7 +543,14 @@ class CliEngine(Engine):
         interactive: bool = False,
         input: str | None = None,
         timeout_s: float | None = None,
+        detach: bool = False,
     ) -> subprocess.CompletedProcess[str]:
+        if detach:
+            if interactive or input is not None:
+                raise UsageError("a detached exec takes no terminal and no input")
+            argv = self.exec_argv(container, cmd, user=user, env=env, workdir=workdir, detach=True)
+            # Returns once the engine has started it: the engine's usual time limit applies.
+            return self._call(argv, f"exec --detach in {container}", check=False)
         tty = interactive and sys.stdin.isatty() and sys.stdout.isatty()
         argv = self.exec_argv(
             container,

@@ -201,6 +201,7 @@ class RecordingEngine(Engine):
         interactive: bool = False,
         input: str | None = None,
         timeout_s: float | None = None,
+        detach: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         self._record(
             "exec",
@@ -212,6 +213,7 @@ class RecordingEngine(Engine):
             interactive=interactive,
             input=input,
             timeout_s=timeout_s,
+            detach=detach,
         )
         found = self._container(container)
         if not found.running:
