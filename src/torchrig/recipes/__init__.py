@@ -1,0 +1,1 @@
+"""Training recipes that run inside the workbench."""
