@@ -8,9 +8,11 @@ root processes, no keys or secrets in the image, and health. Both engines run th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -137,6 +139,9 @@ def _up(engine: str, root: Path, name: str) -> Bench:
     (project / "torchrig.toml").write_text(_spec(name, key.with_suffix(".pub")))
     (project / "hello.txt").write_text("host file, must stay as it is\n")
     (project / "torchrig.env").write_text(f"HF_TOKEN={SECRET}\n")
+    # The project belongs to the host user the workbench maps to, as it would on a laptop.
+    for path in (project, *project.iterdir()):
+        os.chown(path, UID, GID)
     done = torchrig("up", "--engine", engine, "--json", cwd=project)
     return Bench(engine=engine, project=project, info=json.loads(done.stdout), key=key)
 
@@ -323,6 +328,27 @@ def test_image_holds_no_host_keys_and_no_secret(bench: Bench) -> None:
     assert saved.stdout.strip() in ("0", ""), "the env file's value is in a layer"
     inside = bench.exec("printenv", "HF_TOKEN")
     assert inside.stdout.strip() == SECRET, "secrets reach the workbench through the env file"
+
+
+def test_stop_is_graceful(bench: Bench) -> None:
+    # SIGTERM must reach the services through PID 1 and end them well inside the stop
+    # timeout: a stop that waits for SIGKILL would lose a training job's final checkpoint.
+    name = str(bench.info["name"])
+    started = time.monotonic()
+    subprocess.run([bench.engine, "stop", "-t", "60", name], check=True, timeout=120)
+    took = time.monotonic() - started
+    state = json.loads(
+        subprocess.run(
+            [bench.engine, "inspect", "--format", "{{json .State}}", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    print(f"\n{bench.engine}: graceful stop took {took:.1f} s, exit code {state['ExitCode']}")
+    bench.info = json.loads(bench.cli("up", "--json").stdout)
+    assert took < 20, f"stop took {took:.1f} s: SIGTERM did not end the services"
+    assert state["ExitCode"] in (0, 143), state
 
 
 def test_host_keys_are_stable_across_down_up_and_unique_per_workbench(

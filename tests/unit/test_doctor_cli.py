@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -90,14 +89,12 @@ def test_an_explicit_spec_that_is_missing(capsys: pytest.CaptureFixture[str]) ->
     assert code == 1 and by_id(out)["build"]["status"] == "fail"
 
 
-def test_this_machine_within_two_seconds(capsys: pytest.CaptureFixture[str]) -> None:
-    start = time.perf_counter()
+def test_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    # Its speed (at most 2 s) is measured by benchmarks/doctor_speed.py, not here.
     code, out, _ = run_main(capsys, "doctor", "--json")
-    elapsed = time.perf_counter() - start
     checks = by_id(out)
     assert code in (0, 1)
     assert checks["ports"]["status"] != "skip"
-    assert elapsed < 2.0, f"doctor took {elapsed:.2f} s"
 
 
 def test_inside_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -666,12 +665,8 @@ def test_golden_cpu_only_json(tmp_path: Path) -> None:
     assert load_host_facts(FIXTURES / "cpu-only.json") == facts
 
 
-def test_live_probe_is_fast_and_valid() -> None:
-    """On this (GPU-less) test machine the whole probe, engines skipped, is well under 1 s."""
-    start = time.perf_counter()
+def test_live_probe_is_valid() -> None:
+    # How fast it is: benchmarks/plan_speed.py, not a timed unit test.
     facts = probe.probe_host(engines=False)
-    elapsed = time.perf_counter() - start
-    if not facts.gpus:  # NVML start-up on a real GPU may take longer; that is not our cost
-        assert elapsed < 1.0
     HostFacts.model_validate_json(facts.to_json())
     assert facts.collected_at.endswith("+00:00")

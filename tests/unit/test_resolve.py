@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from torchrig.compat.model import load_compat
-from torchrig.compat.resolve import Resolution, resolve
+from torchrig.compat.resolve import Resolution, kernels_for, resolve
 from torchrig.errors import ResolutionError
 from torchrig.host.facts import Driver, Gpu, HostFacts, System
 from torchrig.spec.load import parse_spec
@@ -249,3 +249,19 @@ def test_unknown_cc_falls_back_to_the_gpu_table() -> None:
     result = run("", host(V100, driver="535.104.05"))
     assert result.gpus[0].cc == "7.0"
     assert result.gpus[0].kernels == "sm_70"
+
+
+@pytest.mark.parametrize(
+    ("cc", "archs", "expected"),
+    [
+        ("8.9", ["sm_80", "sm_86", "sm_90"], "sm_86"),  # the closest SASS of the same major
+        ("8.0", ["sm_80", "sm_86"], "sm_80"),
+        ("12.1", ["sm_90", "sm_100", "sm_120"], "sm_120"),
+        ("12.0", ["sm_90", "compute_90"], "compute_90"),  # only PTX: JIT-compiled
+        ("7.0", ["sm_75", "sm_80"], None),  # no older-or-equal kernel of major 7
+    ],
+)
+def test_kernels_for_picks_what_the_runtime_loads(
+    cc: str, archs: list[str], expected: str | None
+) -> None:
+    assert kernels_for(cc, archs) == expected

@@ -346,7 +346,7 @@ def _check(req: _Request, release: Release, version: str, variant: Variant) -> _
         )
     archs = variant.arch_list(arch)
     for gpu, cc in gpu_ccs:
-        if variant.cuda and cc and archs and _kernels_for(cc, archs) is None:
+        if variant.cuda and cc and archs and kernels_for(cc, archs) is None:
             problems.append(
                 f"no kernels for {gpu.name} (sm_{cc.replace('.', '')}); this build has "
                 f"{_span(archs)}"
@@ -357,12 +357,12 @@ def _check(req: _Request, release: Release, version: str, variant: Variant) -> _
         major = variant.cuda_major or 0
         mvc = compat.minor_compat_for(major)
         toolkit = compat.toolkit_driver(variant.cuda)
-        if mvc and _driver_lt(host.driver.version, mvc.min_driver):
+        if mvc and driver_older_than(host.driver.version, mvc.min_driver):
             problems.append(
                 f"CUDA {variant.cuda} needs NVIDIA driver >= {mvc.min_driver} (CUDA {major}.x "
                 f"minor-version compatibility); this host has {host.driver.version}"
             )
-        elif toolkit and _driver_lt(host.driver.version, toolkit.min_driver):
+        elif toolkit and driver_older_than(host.driver.version, toolkit.min_driver):
             degraded = (
                 f"{label}: driver {host.driver.version} is older than CUDA {toolkit.label}'s "
                 f"{toolkit.min_driver}; it runs under minor-version compatibility, but PTX "
@@ -379,29 +379,32 @@ def _check(req: _Request, release: Release, version: str, variant: Variant) -> _
     return _Verdict(True, degraded=degraded)
 
 
-def _driver_lt(have: str, need: str) -> bool:
+def driver_older_than(have: str, need: str) -> bool:
     def key(v: str) -> tuple[int, ...]:
         return tuple(int(x) for x in v.split(".") if x.isdigit())
 
     return key(have) < key(need)
 
 
-def _kernels_for(cc: str, archs: list[str]) -> str | None:
+def kernels_for(cc: str, archs: list[str]) -> str | None:
     """The arch entry that runs on a GPU of compute capability cc, if any.
 
-    SASS (sm_XY) runs on the same major with minor >= Y (sm_86 serves 8.9, sm_120 serves
-    12.1); PTX (compute_XY) is JIT-compiled for any newer GPU.
+    SASS (sm_XY) runs on the same major with minor >= Y, and the closest one is what the
+    CUDA runtime loads (sm_86 serves 8.9 even when sm_80 is there too); PTX (compute_XY) is
+    JIT-compiled for any newer GPU, so it is the fallback.
     """
     major, minor = (int(x) for x in cc.split("."))
-    best: str | None = None
+    sass: tuple[int, str] | None = None
+    ptx: str | None = None
     for entry in archs:
         kind, _, digits = entry.partition("_")
         a_major, a_minor = int(digits[:-1]), int(digits[-1])
         if kind == "sm" and a_major == major and a_minor <= minor:
-            return entry
-        if kind == "compute" and (a_major, a_minor) <= (major, minor):
-            best = entry
-    return best
+            if sass is None or a_minor > sass[0]:
+                sass = (a_minor, entry)
+        elif kind == "compute" and (a_major, a_minor) <= (major, minor):
+            ptx = entry
+    return sass[1] if sass else ptx
 
 
 def _span(items: list[str]) -> str:
@@ -462,7 +465,7 @@ def _resolution(
     fits: list[GpuFit] = []
     archs = variant.arch_list(arch)
     for gpu, cc in gpu_ccs:
-        kernels = _kernels_for(cc, archs) if cc and archs else None
+        kernels = kernels_for(cc, archs) if cc and archs else None
         fits.append(GpuFit(index=gpu.index, name=gpu.name, cc=cc, kernels=kernels or "?"))
         if cc and kernels:
             reasons.append(f"GPU {gpu.index} {gpu.name} (sm_{cc.replace('.', '')}) runs {kernels}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchrig.compat.model import Compat, load_compat
-from torchrig.compat.resolve import Resolution, _driver_lt, _kernels_for, resolve
+from torchrig.compat.resolve import Resolution, driver_older_than, kernels_for, resolve
 from torchrig.doctor.model import Check, Rule
 from torchrig.errors import HostError, TorchrigError
 from torchrig.host.facts import Engine, Gpu, HostFacts
@@ -287,14 +287,14 @@ def check_driver_cuda(ctx: HostContext) -> Check:
     mvc = ctx.compat.minor_compat_for(major)
     toolkit = ctx.compat.toolkit_driver(res.cuda)
     label = _build_label(res)
-    if mvc and _driver_lt(driver.version, mvc.min_driver):
+    if mvc and driver_older_than(driver.version, mvc.min_driver):
         want = toolkit.min_driver if toolkit else mvc.min_driver
         return DRIVER_CUDA.fail(
             f"{label} is built with CUDA {res.cuda}, which needs driver >= {mvc.min_driver} "
             f"(CUDA {major}.x minor-version compatibility); this host has {driver.version}",
             _with_alternative(f"update the NVIDIA driver to >= {want}", ctx),
         )
-    if toolkit and _driver_lt(driver.version, toolkit.min_driver):
+    if toolkit and driver_older_than(driver.version, toolkit.min_driver):
         return DRIVER_CUDA.warn(
             f"driver {driver.version} runs {label} (CUDA {res.cuda}) only under minor-version "
             f"compatibility: it is older than CUDA {toolkit.label}'s {toolkit.min_driver}, so "
@@ -339,7 +339,7 @@ def check_gpu_arch(ctx: HostContext) -> Check:
         if cc is None:
             unknown.append(f"GPU {gpu.index} {gpu.name or '?'}")
             continue
-        kernels = _kernels_for(cc, archs)
+        kernels = kernels_for(cc, archs)
         if kernels is None:
             missing.append((gpu, cc))
         else:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchrig.compat.resolve import _kernels_for
+from torchrig.compat.resolve import kernels_for
 from torchrig.doctor.host import visible_devices_problem
 from torchrig.doctor.model import Check, Rule
 
@@ -339,7 +339,7 @@ def check_device_arch(ctx: InsideContext) -> Check:
         major, minor = cuda.get_device_capability(index)
         cc = f"{int(major)}.{int(minor)}"
         name = str(cuda.get_device_name(index))
-        kernels = _kernels_for(cc, archs) if archs else None
+        kernels = kernels_for(cc, archs) if archs else None
         if kernels is None:
             missing.append(f"{name} with CUDA capability sm_{major}{minor}")
         else:
