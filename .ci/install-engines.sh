@@ -29,8 +29,9 @@ have_package() {
 install_packages() {
     # catatonit: `podman run --init`; runc: crun cannot start containers on hosts with
     # hybrid cgroups; uidmap: rootless Podman.
-    # openssh-client: the container tests log in with a real ssh client.
-    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client"
+    # openssh-client: the container tests log in with a real ssh client; openssh-server:
+    # the unit tests check the rendered sshd config with the real sshd -t.
+    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else
