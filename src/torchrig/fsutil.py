@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -44,3 +45,16 @@ def write_atomically(target: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def writable_by(st: os.stat_result, uid: int, gid: int) -> bool:
+    """Whether uid:gid (no supplementary groups, as in the workbench) may create files here."""
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        need = stat.S_IWUSR | stat.S_IXUSR
+    elif st.st_gid == gid:
+        need = stat.S_IWGRP | stat.S_IXGRP
+    else:
+        need = stat.S_IWOTH | stat.S_IXOTH
+    return st.st_mode & need == need

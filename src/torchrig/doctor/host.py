@@ -22,6 +22,7 @@ from torchrig.compat.model import Compat, load_compat
 from torchrig.compat.resolve import Resolution, driver_older_than, kernels_for, resolve
 from torchrig.doctor.model import Check, Rule
 from torchrig.errors import HostError, TorchrigError
+from torchrig.fsutil import writable_by
 from torchrig.host.facts import Engine, Gpu, HostFacts
 from torchrig.lock.lockfile import LockFile
 from torchrig.spec.model import Spec
@@ -676,19 +677,6 @@ WORKSPACE = Rule(
     "Workspace writable by the workbench user",
     "https://jupyter-docker-stacks.readthedocs.io/en/latest/using/troubleshooting.html",
 )
-
-
-def writable_by(st: os.stat_result, uid: int, gid: int) -> bool:
-    """Whether uid:gid (no supplementary groups, as in the workbench) may create files here."""
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        need = stat.S_IWUSR | stat.S_IXUSR
-    elif st.st_gid == gid:
-        need = stat.S_IWGRP | stat.S_IXGRP
-    else:
-        need = stat.S_IWOTH | stat.S_IXOTH
-    return st.st_mode & need == need
 
 
 def check_workspace(ctx: HostContext) -> Check:

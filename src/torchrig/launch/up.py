@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import os
+import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torchrig.engine.base import Engine, Progress
-from torchrig.errors import HostError, ToolError
-from torchrig.fsutil import write_atomically
+from torchrig.errors import HostError, ToolError, UsageError
+from torchrig.fsutil import writable_by, write_atomically
 from torchrig.image.build import BuildResult, build_image, locked_target
 from torchrig.launch.runplan import (
+    Identity,
     Workbench,
     authorized_keys,
     check_gpu_runtime,
     choose_ports,
     container_name,
     gpu_selector,
+    identity,
     workbench_run,
 )
 from torchrig.launch.session import Session, base_image
@@ -128,6 +131,7 @@ def up(
         keys_file=keys_file,
         env_file=env_file,
     )
+    check_workspace_writable(workspace, identity(spec, host))
     result = build(session, engine, progress)
     name = container_name(spec)
     existing = engine.inspect(name)
@@ -162,6 +166,27 @@ def up(
             engine.volume_remove(wb.state_volume, force=True)
         raise
     return _describe(engine, name, result, session, start, recreated=True, workbench=wb)
+
+
+def check_workspace_writable(workspace: Path, who: Identity) -> None:
+    """Refuse before building when the workbench user could not save into the workspace.
+
+    Only as root: then the workbench user is not this user (never root in the workbench),
+    and a root-owned project is the usual way to get there. A person's own project maps to
+    their own UID and is theirs by construction.
+    """
+    if os.geteuid() != 0:
+        return
+    st = workspace.stat()
+    if writable_by(st, who.uid, who.gid):
+        return
+    raise UsageError(
+        f"the workspace {workspace} ({st.st_uid}:{st.st_gid}, mode "
+        f"{stat.S_IMODE(st.st_mode):04o}) is not writable by the workbench user {who.name} "
+        f"(uid {who.uid}): notebooks and checkpoints could not be saved",
+        f"`chown -R {who.uid}:{who.gid} {workspace}`, or set user.uid/user.gid in "
+        "torchrig.toml to the folder's owner",
+    )
 
 
 def run_with_fallback(engine: Engine, wb: Workbench, progress: Progress) -> None:

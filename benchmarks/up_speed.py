@@ -1,0 +1,133 @@
+"""`torchrig up` to JupyterLab answering, with the image built (issue 3: at most 5 s median).
+
+Each round: `torchrig down` (state kept), then `torchrig up` and poll JupyterLab's /api
+with the token until it answers 200; the time runs from launching `up` to that answer.
+Baseline in the same run: the engine alone starting the same (stopped) container and
+JupyterLab answering, so the number shows what torchrig adds on top of the engine.
+
+Uses the CPU-torch test spec (the CUDA image starts the same way; only its size differs).
+
+    python benchmarks/up_speed.py [--engine docker] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from _common import summary, write_result
+
+SPEC = """
+[project]
+name = "bench-up"
+[torch]
+version = "2.13.0"
+variant = "cpu"
+torchvision = false
+[python]
+version = "3.11"
+stack = "minimal"
+[services.ssh]
+enabled = false
+[sources]
+torch_index = "none"
+find_links = ["/opt/wheels"]
+"""
+
+
+def torchrig(project: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "torchrig.cli.main", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"torchrig {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+def answered(url: str, token: str) -> bool:
+    request = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def wait_for_jupyter(url: str, token: str, started: float, limit: float = 120) -> float:
+    while time.perf_counter() - started < limit:
+        if answered(url, token):
+            return time.perf_counter() - started
+        time.sleep(0.05)
+    raise SystemExit(f"JupyterLab did not answer at {url} within {limit} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--engine", default="docker")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    engine = args.engine
+
+    with tempfile.TemporaryDirectory(prefix="torchrig-up-bench-") as tmp:
+        project = Path(tmp)
+        (project / "torchrig.toml").write_text(SPEC)
+        if os.geteuid() == 0:  # as root the workbench user is rig (1000): give it the folder
+            os.chown(project, 1000, 1000)
+        start = time.perf_counter()
+        info = json.loads(torchrig(project, "up", "--engine", engine, "--json"))
+        first_up_s = time.perf_counter() - start
+        token = str(info["jupyter_url"]).split("token=", 1)[1]
+        url = f"http://127.0.0.1:{info['ports']['jupyter']}/api/contents"
+        name = str(info["name"])
+        try:
+            up_samples, engine_samples = [], []
+            for _ in range(args.rounds):
+                torchrig(project, "down", "--engine", engine)
+                started = time.perf_counter()
+                subprocess.Popen(
+                    [sys.executable, "-m", "torchrig.cli.main", "up", "--engine", engine],
+                    cwd=project,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                up_samples.append(wait_for_jupyter(url, token, started))
+                time.sleep(1)  # let `up` finish its own health wait before the next round
+                subprocess.run([engine, "stop", "-t", "30", name], check=True, capture_output=True)
+                started = time.perf_counter()
+                subprocess.run([engine, "start", name], check=True, capture_output=True)
+                engine_samples.append(wait_for_jupyter(url, token, started))
+                # The next round starts from `down`, as a person would.
+        finally:
+            torchrig(project, "down", "--purge", "--engine", engine)
+
+    up = summary(up_samples)
+    baseline = summary(engine_samples)
+    result = {
+        "benchmark": "up_to_jupyter",
+        "engine": engine,
+        "first_up_including_build_check_s": round(first_up_s, 2),
+        "up_to_jupyter_answering": up,
+        "baseline_engine_start_to_jupyter_answering": baseline,
+        "overhead_median_s": round(up["median_s"] - baseline["median_s"], 3),
+        "target_median_s": 5.0,
+        "meets_target": up["median_s"] <= 5.0,
+    }
+    path = write_result(f"up-speed-{engine}", result)
+    print(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
