@@ -15,7 +15,7 @@ As the user:
   7. folders and modes; authorized_keys from the keys read in 4; host keys and the Jupyter
      token, each made once per state volume; sshd_config, checked with `sshd -t` (exit 78);
   8. preflight notes (/dev/shm, NVIDIA driver), never fatal;
-  9. exec the supervisor.
+  9. exec the supervisor; or, given `-- CMD …`, exec CMD instead (a job container).
 
 Nothing from the environment is written anywhere except the allowlisted, non-secret
 variables in SESSION_ENV; the env file's values (HF_TOKEN, …) stay in memory.
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from torchrig.workbench import accounts, jupyter, preflight, sshd
@@ -214,7 +214,8 @@ def as_user(
         print(note, file=sys.stderr, flush=True)
 
 
-def run(environ: Mapping[str, str]) -> int:
+def run(environ: Mapping[str, str], command: Sequence[str] = ()) -> int:
+    """Set up, then run the supervisor; or `command` instead (a `torchrig run --fresh` job)."""
     settings = parse(environ)
     check_programs(settings.services)
     layout = Layout(settings.home)
@@ -235,14 +236,30 @@ def run(environ: Mapping[str, str]) -> int:
     as_user(settings, environ, keys, layout)
     os.chdir(WORKSPACE if Path(WORKSPACE).is_dir() else settings.home)
     env = user_environment(settings, environ)
+    if command:
+        # As the user, in the workbench's environment, in place of the supervisor: the
+        # command becomes tini's child and gets the stop signal tini forwards.
+        try:
+            os.execvpe(command[0], list(command), env)
+        except OSError as exc:
+            raise SetupError(f"cannot run {command[0]}: {exc.strerror}", EX_SOFTWARE) from None
     argv = [sys.executable, "-m", "torchrig.workbench.supervise"]
     os.execve(sys.executable, argv, env)
     return EX_SOFTWARE  # not reached
 
 
-def main() -> int:
+def job_command(argv: Sequence[str]) -> list[str]:
+    """`entrypoint -- CMD …` runs CMD instead of the services (`torchrig run --fresh`).
+
+    Only after `--`: a CMD inherited from a base image (["/bin/bash"]) must never replace
+    the supervisor of a workbench.
+    """
+    return list(argv[1:]) if argv[:1] == ["--"] else []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     try:
-        return run(os.environ)
+        return run(os.environ, job_command(sys.argv[1:] if argv is None else argv))
     except EnvError as exc:
         print(f"torchrig: {exc}", file=sys.stderr, flush=True)
         return EX_USAGE
