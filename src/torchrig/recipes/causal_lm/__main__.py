@@ -1,0 +1,88 @@
+"""`python -m torchrig.recipes.causal_lm` (also under torchrun): flags → config → train.
+
+Exit codes: 0 trained, or stopped cleanly by SIGTERM/SIGINT with a checkpoint; 2 bad input
+(one line on stderr: what is wrong and the fix); 1 another torchrig error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from torchrig.errors import TorchrigError
+from torchrig.recipes.causal_lm.config import PRESETS, TrainConfig, from_preset
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m torchrig.recipes.causal_lm",
+        description="Pretrain or fine-tune a GPT-2 / Llama-style causal LM (local data only).",
+    )
+    p.add_argument("--preset", default="tiny", help=f"one of: {', '.join(PRESETS)}")
+    src = p.add_argument_group("data (exactly one)")
+    src.add_argument("--data", type=Path, nargs="+", help="plain text files to pretrain on")
+    src.add_argument("--tokens", type=Path, help="a token file made earlier (.bin + .bin.json)")
+    src.add_argument("--sft", type=Path, help="JSONL of {prompt, response}: fine-tune")
+    m = p.add_argument_group("model")
+    m.add_argument("--model", help="model preset name (tiny-gpt2, gpt2-124m, llama-1b, ...)")
+    m.add_argument("--model-path", type=Path, help="local Hugging Face model folder")
+    m.add_argument("--tokenizer", type=Path, help="local tokenizer folder (default: train one)")
+    m.add_argument("--vocab-size", type=int, help="size of a tokenizer trained on the data")
+    m.add_argument("--lora", action="store_true", default=None, help="train LoRA adapters only")
+    m.add_argument("--lora-r", type=int)
+    m.add_argument("--lora-alpha", type=int)
+    t = p.add_argument_group("training")
+    t.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs)")
+    t.add_argument("--steps", type=int, help="optimizer steps in total")
+    t.add_argument("--seq-len", type=int)
+    t.add_argument("--micro-batch", type=int, help="sequences per process per micro-step")
+    t.add_argument("--grad-accum", type=int, help="micro-steps per optimizer step")
+    t.add_argument("--lr", type=float, help="peak learning rate")
+    t.add_argument("--warmup", type=int, help="linear warmup steps")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--grad-clip", type=float, help="max global gradient norm (0: off)")
+    t.add_argument("--seed", type=int)
+    r = p.add_argument_group("machinery")
+    r.add_argument("--device", choices=["auto", "cuda", "cpu"])
+    r.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
+    r.add_argument("--strategy", choices=["auto", "none", "ddp", "fsdp"])
+    comp = r.add_mutually_exclusive_group()
+    comp.add_argument("--compile", dest="compile", action="store_true", default=None)
+    comp.add_argument("--no-compile", dest="compile", action="store_false")
+    r.add_argument("--log-every", type=int)
+    r.add_argument("--ckpt-every", type=int)
+    r.add_argument("--keep", type=int, help="checkpoints to keep")
+    r.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
+    r.add_argument("--stop-after", type=int, help="steps in this invocation, then save and exit")
+    r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
+    r.add_argument("--no-export", dest="export", action="store_false", default=None)
+    return p
+
+
+def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
+    args = vars(parser().parse_args(argv))
+    preset = args.pop("preset")
+    if args.get("data") is None:
+        args.pop("data")
+    return from_preset(preset, **args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from torchrig.train.signals import StopFlag
+
+    try:
+        cfg = config_from_args(argv)
+        from torchrig.recipes.causal_lm.train import train
+
+        with StopFlag() as stop:
+            train(cfg, stop=stop)
+    except TorchrigError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

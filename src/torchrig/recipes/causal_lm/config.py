@@ -1,0 +1,171 @@
+"""The causal-LM recipe's settings: named presets, overridden by command-line flags.
+
+    tiny        tiny-gpt2, 64-token windows: trains on a CPU in seconds (tests, smoke runs)
+    gpt2-124m   GPT-2 small pretraining, 1024-token windows (nanoGPT's hyperparameters)
+    llama-1b    a Llama-3.2-1B-shaped model, 2048-token windows
+
+A preset fixes the model shape and the training hyperparameters; the data, the output
+folder and anything given on the command line are added on top. The resolved config is
+written to OUT/config.json and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torchrig.errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    # What to train.
+    model: str = "tiny-gpt2"  # a MODEL_PRESETS name (ignored with model_path)
+    model_path: Path | None = None  # local Hugging Face folder: fine-tune these weights
+    tokenizer: Path | None = None  # local tokenizer folder; None: train one on the data
+    vocab_size: int = 512  # size of a tokenizer trained on the data
+    # Data: text files (pretraining), a token file made earlier, or JSONL pairs (SFT).
+    data: list[Path] = field(default_factory=list)
+    tokens: Path | None = None
+    sft: Path | None = None
+    out: Path = Path("runs/causal-lm")
+    # Shape of a step: micro_batch × seq_len tokens per micro-step per process,
+    # grad_accum micro-steps per optimizer step.
+    seq_len: int = 64
+    micro_batch: int = 8
+    grad_accum: int = 1
+    steps: int = 60
+    # Optimizer and schedule.
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 5
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    # LoRA (peft): only adapters train.
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    # Machinery.
+    seed: int = 1337
+    device: str = "auto"  # auto | cuda | cpu
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    compile: bool | None = None  # None: on CUDA, off on CPU
+    strategy: str = "auto"  # auto | none | ddp | fsdp
+    log_every: int = 10
+    ckpt_every: int = 20
+    keep: int = 3
+    resume: bool = False
+    stop_after: int | None = None  # optimizer steps in this run, then save and exit
+    tensorboard: bool = True
+    export: bool = True  # save the final model (save_pretrained) in OUT/final
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, list):
+                value = [str(v) for v in value]
+            out[f.name] = value
+        return out
+
+    def check(self) -> None:
+        """Raise UsageError for settings that cannot work, naming the flag."""
+        positive = {
+            "--seq-len": self.seq_len,
+            "--micro-batch": self.micro_batch,
+            "--grad-accum": self.grad_accum,
+            "--steps": self.steps,
+            "--log-every": self.log_every,
+            "--ckpt-every": self.ckpt_every,
+            "--keep": self.keep,
+        }
+        for flag, value in positive.items():
+            if value < 1:
+                raise UsageError(
+                    f"{flag} must be at least 1, not {value}", f"give {flag} 1 or more"
+                )
+        if self.lr <= 0:
+            raise UsageError(f"--lr must be positive, not {self.lr}", "e.g. --lr 3e-4")
+        if self.warmup < 0 or self.warmup > self.steps:
+            raise UsageError(
+                f"--warmup {self.warmup} is outside 0..--steps ({self.steps})",
+                "use fewer warmup steps than training steps",
+            )
+        if self.stop_after is not None and self.stop_after < 1:
+            raise UsageError("--stop-after must be at least 1", "give a number of steps")
+        sources = [bool(self.data), self.tokens is not None, self.sft is not None]
+        if sum(sources) != 1:
+            raise UsageError(
+                "give exactly one data source: --data TEXT..., --tokens FILE.bin or "
+                "--sft FILE.jsonl",
+                "plain text to pretrain, or prompt/response JSONL to fine-tune",
+            )
+        if self.lora and self.model_path is None and not self.model.startswith("tiny"):
+            raise UsageError(
+                "--lora adapts pretrained weights, but no --model-path was given",
+                "give --model-path DIR (a local Hugging Face folder)",
+            )
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model": "tiny-gpt2",
+        "vocab_size": 512,
+        "seq_len": 64,
+        "micro_batch": 8,
+        "grad_accum": 1,
+        "steps": 60,
+        "lr": 3e-3,
+        "warmup": 5,
+        "weight_decay": 0.0,
+        "log_every": 10,
+        "ckpt_every": 20,
+    },
+    # nanoGPT's GPT-2 small run: ~0.5M tokens per step across 8 GPUs (16 × 1024 × 4 × 8).
+    "gpt2-124m": {
+        "model": "gpt2-124m",
+        "vocab_size": 50257,
+        "seq_len": 1024,
+        "micro_batch": 16,
+        "grad_accum": 4,
+        "steps": 20000,
+        "lr": 6e-4,
+        "warmup": 700,
+        "weight_decay": 0.1,
+        "log_every": 10,
+        "ckpt_every": 1000,
+    },
+    # Llama-3.2-1B's shape with a 32k trained tokenizer; ~0.5M tokens per step on 8 GPUs.
+    "llama-1b": {
+        "model": "llama-1b",
+        "vocab_size": 32000,
+        "seq_len": 2048,
+        "micro_batch": 8,
+        "grad_accum": 4,
+        "steps": 20000,
+        "lr": 3e-4,
+        "warmup": 2000,
+        "weight_decay": 0.1,
+        "log_every": 10,
+        "ckpt_every": 500,
+    },
+}
+
+
+def from_preset(name: str, **overrides: Any) -> TrainConfig:
+    """The preset's config with `overrides` (None values are ignored: flag not given)."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}", f"use one of: {', '.join(PRESETS)}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
+    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(**values)

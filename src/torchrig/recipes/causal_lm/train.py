@@ -1,0 +1,411 @@
+"""Train a causal language model: the whole loop, top to bottom.
+
+    python -m torchrig.recipes.causal_lm --preset tiny --data corpus.txt --out runs/x
+    torchrun --nproc-per-node 8 -m torchrig.recipes.causal_lm --preset gpt2-124m ...
+
+One process per device (torchrun). Each step: `grad_accum` micro-batches forward and
+backward under autocast, gradients reduced over processes on the last one only, clipped,
+one AdamW step, one schedule step. Every `log_every` steps one line of metrics; every
+`ckpt_every` steps an atomic checkpoint. SIGTERM or SIGINT (a stop request) ends the loop
+at the next step boundary with a checkpoint, and the process exits 0; `--resume` continues
+from the newest complete checkpoint exactly where it stopped.
+
+The pieces live in torchrig.train (distributed, precision, optim, metrics, checkpoint,
+signals, prefetch); the data, tokenizer and model in this recipe's other modules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from torchrig.errors import UsageError
+from torchrig.fsutil import write_atomically
+from torchrig.recipes.causal_lm import data as data_mod
+from torchrig.recipes.causal_lm import model as model_mod
+from torchrig.recipes.causal_lm.config import TrainConfig
+from torchrig.recipes.causal_lm.tokenizer import load_or_train_tokenizer, load_tokenizer
+from torchrig.train import distributed as D
+from torchrig.train.checkpoint import (
+    CheckpointManager,
+    load_training_state,
+    save_training_state,
+)
+from torchrig.train.metrics import (
+    MetricsLog,
+    StepTimer,
+    mfu,
+    peak_memory_gib,
+    peak_tflops,
+    plot_loss,
+)
+from torchrig.train.optim import build_optimizer, build_scheduler, clip_gradients
+from torchrig.train.precision import resolve_precision, should_compile
+from torchrig.train.prefetch import Prefetcher
+from torchrig.train.signals import StopFlag
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class RunResult:
+    """What a run did (returned on every rank; records only on rank 0)."""
+
+    start_step: int
+    step: int
+    completed: bool  # reached cfg.steps
+    stopped: str | None  # why the loop ended early (SIGTERM, stop-after), None if it did not
+    records: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_s: list[float] = field(default_factory=list)
+    strategy: str = "none"
+    precision: str = "fp32"
+    compiled: bool = False
+    out: Path = Path()
+
+
+class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
+    """The model plus its loss as one module, so compile and DDP see both: the compiled
+    graph fuses the cross-entropy into the logits (no second full-size logits tensor)."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Any, y: Any) -> Any:
+        logits = self.model(input_ids=x).logits
+        # Summed, not averaged: the loop divides by the number of target tokens of the
+        # whole step (all micro-batches, all ranks), so fine-tuning batches with different
+        # numbers of response tokens weigh each token the same, as one big batch would.
+        return F.cross_entropy(
+            logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=-100, reduction="sum"
+        )
+
+
+def _tokenizer_and_data(cfg: TrainConfig, dist: D.Dist, say: Say) -> tuple[Any, Any, int]:
+    """(tokenizer or None, batches, vocab size). Rank 0 trains the tokenizer and tokenizes
+    the text; the other ranks wait, then read what it wrote."""
+    tok_dir = cfg.out / "tokenizer"
+    tokenizer: Any = None
+    if cfg.tokens is None:
+        texts = [cfg.sft] if cfg.sft is not None else list(cfg.data)
+        given = cfg.tokenizer
+        if given is None and cfg.model_path is not None:
+            # The model's own tokenizer when its folder has one, else train one on the data.
+            given = cfg.model_path if (cfg.model_path / "tokenizer.json").exists() else None
+        if dist.is_main:
+            tokenizer = load_or_train_tokenizer(given, texts, tok_dir, cfg.vocab_size)
+            if given is None:
+                say(f"tokenizer: {len(tokenizer)} tokens, trained on the data ({tok_dir})")
+        D.barrier(dist)
+        if not dist.is_main:
+            tokenizer = load_tokenizer(Path(given) if given is not None else tok_dir)
+    batches: Any
+    if cfg.sft is not None:
+        batches = data_mod.SftBatches(
+            cfg.sft, tokenizer, cfg.micro_batch, cfg.seq_len, cfg.seed, dist.rank, dist.world_size
+        )
+        return tokenizer, batches, len(tokenizer)
+    if cfg.tokens is not None:
+        bin_path = Path(cfg.tokens)
+        meta_path = data_mod.sidecar_path(bin_path)
+        try:
+            vocab = int(json.loads(meta_path.read_text(encoding="utf-8"))["vocab_size"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise UsageError(
+                f"{bin_path}: no vocab_size in {meta_path.name}",
+                "make the token file with tokenize_to_bin (or --data TEXT once)",
+            ) from None
+        if cfg.tokenizer is not None:
+            tokenizer = load_tokenizer(cfg.tokenizer)
+    else:
+        bin_path = cfg.out / "data" / "train.bin"
+        if dist.is_main:
+            start = time.perf_counter()
+            data_mod.tokenize_to_bin(list(cfg.data), tokenizer, bin_path)
+            say(f"tokens: {bin_path} ({time.perf_counter() - start:.1f} s)")
+        D.barrier(dist)
+        vocab = len(tokenizer)
+    batches = data_mod.PretrainBatches(
+        bin_path, cfg.micro_batch, cfg.seq_len, cfg.seed, dist.rank, dist.world_size
+    )
+    return tokenizer, batches, vocab
+
+
+def _build_model(cfg: TrainConfig, vocab: int) -> Any:
+    # The same seed on every rank gives every rank the same initial weights (DDP also
+    # broadcasts rank 0's, FSDP does not: it shards what each rank made).
+    torch.manual_seed(cfg.seed)
+    if cfg.model_path is not None:
+        model = model_mod.load_pretrained(cfg.model_path)
+        if model.get_input_embeddings().weight.shape[0] < vocab:
+            raise UsageError(
+                f"the tokenizer has {vocab} tokens, more than the model's embedding",
+                "use the tokenizer that came with the model (--tokenizer)",
+            )
+    else:
+        model = model_mod.build_model(cfg.model, vocab, max_seq_len=cfg.seq_len)
+    if cfg.lora:
+        model = model_mod.apply_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    return model
+
+
+def _export(model: Any, tokenizer: Any, out: Path, strategy: str, dist: D.Dist) -> None:
+    """OUT/final: the trained model in Hugging Face format (LoRA: the adapter only)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = None
+    if strategy == "fsdp":  # gather the shards (collective), rank 0 writes
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        state = get_model_state_dict(model, options=opts)
+    if dist.is_main:
+        import shutil
+        import tempfile
+
+        final = out / "final"
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
+        model.save_pretrained(tmp, state_dict=state) if state else model.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    D.barrier(dist)
+
+
+def train(cfg: TrainConfig, stop: StopFlag | None = None, say: Say = print) -> RunResult:
+    cfg.check()
+    stop = stop or StopFlag()
+    dist = D.Dist.from_env(cfg.device)
+    D.setup(dist)
+    try:
+        return _train(cfg, stop, dist, say if dist.is_main else (lambda _: None))
+    finally:
+        D.teardown()
+
+
+def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResult:
+    out = cfg.out
+    ckpts = CheckpointManager(out / "checkpoints", keep_last=cfg.keep)
+    latest = ckpts.latest(clean=dist.is_main)
+    if latest is not None and not cfg.resume:
+        raise UsageError(
+            f"{out} already has checkpoints (newest: step {latest.step})",
+            "pass --resume to continue that run, or choose another --out",
+        )
+    if cfg.resume and latest is None:
+        say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(out / "config.json", json.dumps(cfg.to_json(), indent=2) + "\n")
+
+    # --- data and model ---------------------------------------------------------------
+    tokenizer, batches, vocab = _tokenizer_and_data(cfg, dist, say)
+    model = _build_model(cfg, vocab).to(dist.device)
+    precision = resolve_precision(cfg.precision, dist.device)
+    n_params = model_mod.count_parameters(model)
+    strategy = D.choose_strategy(cfg.strategy, n_params, dist)
+    flops_per_token = model_mod.flops_per_token(model, cfg.seq_len)
+    if dist.device.type == "cuda":
+        # FlashAttention-2 was as fast or faster than cuDNN attention for these shapes on
+        # H100 (bench/workloads.py), and torch prefers cuDNN on sm_90.
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+    # Parallelism wraps the plain model (which knows nothing about it); compile goes last
+    # so it sees the wrapped module (DDP's hooks split the graph at its buckets).
+    loss_module = CausalLMLoss(model)
+    wrapped = D.wrap_model(
+        loss_module,
+        dist,
+        strategy,
+        blocks=model_mod.transformer_blocks(model) if strategy == "fsdp" else (),
+        shard_root=model,
+        param_dtype=precision.dtype if precision.name == "bf16" else None,
+    )
+    compiled = should_compile(cfg.compile, dist.device)
+    step_fn = torch.compile(wrapped) if compiled else wrapped
+
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    scheduler = build_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
+    # After the same-seed init: per-rank streams for anything random during training.
+    torch.manual_seed(cfg.seed + dist.rank)
+
+    start_step = 0
+    if cfg.resume and latest is not None:
+        resumed = load_training_state(
+            latest, model=model, optimizer=optimizer, scheduler=scheduler,
+            scaler=precision.scaler, dist=dist,
+        )  # fmt: skip
+        start_step = resumed.step
+        if resumed.data_state is not None:
+            batches.load_state_dict(resumed.data_state)
+        say(f"resumed from {latest.path} (step {start_step})")
+        if not resumed.rng_restored:
+            say("the number of processes changed: random streams and data order restart")
+
+    peak, peak_note = peak_tflops(dist.device, precision.name)
+    log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
+    for note in log.notes:
+        say(note)
+    tokens_per_step = cfg.micro_batch * cfg.seq_len * cfg.grad_accum  # per process
+    say(
+        f"{cfg.model_path or cfg.model}: {n_params / 1e6:.1f}M parameters | {dist.world_size} "
+        f"process(es), {strategy} | {precision.name}{' + compile' if compiled else ''} | "
+        f"{tokens_per_step * dist.world_size} tokens/step | {peak_note}"
+    )
+    result = RunResult(
+        start_step, start_step, False, None, strategy=strategy, precision=precision.name,
+        compiled=compiled, out=out,
+    )  # fmt: skip
+    if start_step >= cfg.steps:
+        say(f"already at step {start_step} of {cfg.steps}: nothing to do")
+        result.completed = True
+        log.close()
+        return result
+
+    def save(at: int) -> None:
+        seconds = save_training_state(
+            ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
+            scaler=precision.scaler, data_state=data_state, dist=dist,
+            meta={"config": cfg.to_json()},
+        )  # fmt: skip
+        result.checkpoint_s.append(seconds)
+        timer.exclude(seconds)
+        log.write({"event": "checkpoint", "step": at, "seconds": round(seconds, 3)})
+        say(f"checkpoint step {at} ({seconds:.1f} s)")
+
+    # --- the loop ---------------------------------------------------------------------
+    # Batches come from a background thread, pinned, so the copy to the GPU overlaps.
+    feed = Prefetcher(batches, depth=2 * cfg.grad_accum + 2, pin=dist.device.type == "cuda")
+    data_state = feed.state  # the data position after the last batch trained on
+    timer = StepTimer()
+    t_start = time.perf_counter()
+    loss_sum = torch.zeros((), device=dist.device)  # summed on the device: no sync per step
+    grad_norm: Any = None
+    step = start_step
+    saved_at = start_step if latest is not None and cfg.resume else -1
+    try:
+        while step < cfg.steps:
+            micro = []
+            for _ in range(cfg.grad_accum):
+                (x, y), waited = feed.next()
+                timer.waited(waited)
+                micro.append((x, y))
+            # Target tokens of the whole step, counted on the host (y is still on the CPU),
+            # and the stop request, agreed by all ranks in one small CPU all-reduce: every
+            # rank must leave the loop at the same step or the next collective hangs.
+            local = sum(int((y != -100).sum()) for _, y in micro)
+            n_targets, stop_votes = D.control_all_reduce(dist, [local, int(stop.requested)])
+            if stop_votes:
+                result.stopped = stop.reason or "a stop request on another rank"
+                break
+
+            for i, (x, y) in enumerate(micro):
+                x = x.to(dist.device, non_blocking=True)
+                y = y.to(dist.device, non_blocking=True)
+                last = i == len(micro) - 1
+                D.set_fsdp_sync(model, strategy, last)
+                with D.no_sync(wrapped, strategy, last), precision.autocast():
+                    # × world_size: DDP and FSDP average gradients over ranks; we want the
+                    # sum over ranks divided by the step's total number of target tokens.
+                    loss = step_fn(x, y) * (dist.world_size / max(n_targets, 1))
+                if precision.scaler is not None:
+                    precision.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                loss_sum += loss.detach()
+
+            if precision.scaler is not None:
+                precision.scaler.unscale_(optimizer)  # clip the true gradients
+            grad_norm = clip_gradients(model, cfg.grad_clip)
+            if precision.scaler is not None:
+                precision.scaler.step(optimizer)  # skipped when gradients overflowed
+                precision.scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            data_state = feed.state
+            timer.step(tokens_per_step)
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                # The one sync of the interval: reading the loss waits for the GPU.
+                loss_val = float(D.all_reduce_mean(loss_sum, dist)) / timer.steps
+                loss_sum.zero_()
+                t = timer.interval()
+                per_device = t["items_per_s"]
+                norm = None
+                if grad_norm is not None:
+                    full = getattr(grad_norm, "full_tensor", None)  # FSDP: a DTensor
+                    norm = float(full() if callable(full) else grad_norm)
+                rec = {
+                    "step": step,
+                    "loss": round(loss_val, 6),
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": None if norm is None else round(norm, 4),
+                    "tokens_per_s": round(per_device * dist.world_size, 1),
+                    "mfu": _round(mfu(flops_per_token, per_device, peak)),
+                    "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
+                    "data_wait": round(t["data_wait_share"], 4),
+                    "interval_s": round(t["wall_s"], 4),
+                    "steps_in_interval": int(t["steps"]),
+                    "elapsed_s": round(time.perf_counter() - t_start, 2),
+                }
+                if not math.isfinite(loss_val):
+                    raise UsageError(
+                        f"the loss is {loss_val} at step {step}",
+                        "lower --lr, or use --precision bf16 or fp32",
+                    )
+                log.write(rec)
+                result.records.append(rec)
+                say(_line(rec, cfg.steps))
+
+            stop_here = cfg.stop_after is not None and step - start_step >= cfg.stop_after
+            if stop_here:
+                result.stopped = f"--stop-after {cfg.stop_after}"
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_here:
+                save(step)
+                saved_at = step
+            if stop_here:
+                break
+    finally:
+        feed.close()
+
+    result.step = step
+    if result.stopped and saved_at != step:
+        save(step)  # the stop request's checkpoint, at the boundary the loop stopped at
+    result.completed = step >= cfg.steps
+    if result.stopped:
+        say(f"stopped ({result.stopped}) at step {step}: continue with --resume")
+    if dist.is_main:
+        log.close()
+        plot_loss(out / "metrics.jsonl", out / "loss.png", title=f"{cfg.model_path or cfg.model}")
+    if result.completed and cfg.export:
+        _export(model, tokenizer, out, strategy, dist)
+        say(f"model saved in {out / 'final'}")
+    return result
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _line(rec: dict[str, Any], total: int) -> str:
+    parts = [
+        f"step {rec['step']}/{total}",
+        f"loss {rec['loss']:.4f}",
+        f"lr {rec['lr']:.2e}",
+        f"{rec['tokens_per_s'] / 1e3:.1f}k tok/s",
+    ]
+    if rec["mfu"] is not None:
+        parts.append(f"mfu {rec['mfu']:.1%}")
+    parts += [f"mem {rec['peak_mem_gib']:.2f} GiB", f"data wait {rec['data_wait']:.1%}"]
+    return " | ".join(parts)

@@ -1,0 +1,201 @@
+"""What a log line says, and where it goes.
+
+Per log line (every `log_every` optimizer steps): loss, learning rate, gradient norm,
+tokens (or samples) per second, MFU, peak memory, and the share of wall time the loop
+spent waiting for data.
+
+Timing without a sync per step: the loop only measures host wall time. Between two log
+steps the host runs ahead of the GPU by at most a few steps, and the log step itself
+syncs (it reads the loss), so the wall time of a whole interval is the GPU's time for that
+interval. Data wait is the host time spent in `next(batches)`: when the prefetch thread
+keeps up it is ~0; when it does not, the GPU idles for about that long.
+
+MFU = achieved model FLOP/s per device ÷ the device's dense datasheet peak for the
+precision in use (bf16/fp16 tensor rate; TF32 for fp32 on CUDA), taken from torchrig's
+compatibility data (the same table `torchrig bench` uses). A device with no known peak
+(an unlisted GPU, any CPU) gets no MFU, and the run says so once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+
+def peak_tflops(device: Any, precision: str) -> tuple[float | None, str]:
+    """(dense peak TFLOPS per device, what it is or why there is none)."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return None, "no MFU on CPU: no datasheet peak is known for CPUs"
+    import torch
+
+    from torchrig.compat.model import load_compat
+
+    name = torch.cuda.get_device_name(device)
+    record = load_compat().gpu_for(name)
+    attr = {"bf16": "bf16_tflops", "fp16": "fp16_tflops", "fp32": "tf32_tflops"}[precision]
+    value = getattr(record, attr, None) if record is not None else None
+    if record is None or value is None:
+        return None, f"no MFU: no {precision} datasheet peak is known for {name!r}"
+    return float(value), f"{record.name} dense {attr.removesuffix('_tflops')} peak {value} TFLOPS"
+
+
+def peak_memory_gib(device: Any) -> float:
+    """Peak allocated device memory (CUDA), or the process's peak resident set (CPU)."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+
+        return float(torch.cuda.max_memory_allocated(device)) / 2**30
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+class StepTimer:
+    """Host wall time per log interval, and how much of it was spent waiting for data."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.data_wait = 0.0
+        self.steps = 0
+        self.items = 0
+
+    def waited(self, seconds: float) -> None:
+        self.data_wait += seconds
+
+    def step(self, items: int) -> None:
+        self.steps += 1
+        self.items += items
+
+    def interval(self) -> dict[str, float]:
+        """Close the interval (call after the sync of a log step) and start the next."""
+        now = time.perf_counter()
+        wall = max(now - self.start, 1e-9)
+        out = {
+            "wall_s": wall,
+            "steps": float(self.steps),
+            "items": float(self.items),
+            "items_per_s": self.items / wall,
+            "data_wait_share": min(1.0, self.data_wait / wall),
+        }
+        self.start = now
+        self.data_wait = 0.0
+        self.steps = 0
+        self.items = 0
+        return out
+
+    def exclude(self, seconds: float) -> None:
+        """Take time spent outside training (a checkpoint save) out of the interval."""
+        self.start += seconds
+
+
+def mfu(flops_per_item: float, items_per_s_per_device: float, peak: float | None) -> float | None:
+    if not peak or flops_per_item <= 0:
+        return None
+    return flops_per_item * items_per_s_per_device / (peak * 1e12)
+
+
+class MetricsLog:
+    """JSONL (one object per line: easy to grep, tail and plot) and TensorBoard scalars,
+    written by rank 0 only. Records are kept in memory for the loss-curve plot."""
+
+    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
+        self.enabled = enabled
+        self.out_dir = Path(out_dir)
+        self.records: list[dict[str, Any]] = []
+        self._jsonl: TextIO | None = None
+        self._tb: Any = None
+        self.notes: list[str] = []
+        if not enabled:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        # Append: a resumed run continues the same file; the plot takes the last record
+        # of each step, so steps repeated after a crash are not drawn twice.
+        self._jsonl = (self.out_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+            except ImportError:
+                self.notes.append("tensorboard is not installed: no TensorBoard logs")
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if not self.enabled:
+            return
+        rec = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
+        self.records.append(rec)
+        assert self._jsonl is not None
+        self._jsonl.write(json.dumps(rec) + "\n")
+        self._jsonl.flush()
+        if self._tb is not None and isinstance(rec.get("step"), int):
+            for key, value in rec.items():
+                if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"train/{key}", value, rec["step"])
+
+    def close(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+            self._jsonl = None
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl; a torn last line (the process was killed) is skipped."""
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def plot_loss(jsonl: Path, png: Path, title: str = "") -> Path | None:
+    """Loss (and learning rate) against step, from the JSONL log, saved as PNG atomically.
+    Returns None when there is nothing to plot."""
+    by_step: dict[int, dict[str, Any]] = {}
+    for rec in read_jsonl(jsonl):
+        if isinstance(rec.get("step"), int) and isinstance(rec.get("loss"), int | float):
+            by_step[rec["step"]] = rec  # the last record of a step wins (resumed runs)
+    if not by_step:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in a container
+    import matplotlib.pyplot as plt
+
+    steps = sorted(by_step)
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    ax.plot(steps, [by_step[s]["loss"] for s in steps], color="tab:blue", label="train loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    lrs = [by_step[s].get("lr") for s in steps]
+    if all(isinstance(v, int | float) for v in lrs):
+        ax2 = ax.twinx()
+        ax2.plot(steps, lrs, color="tab:orange", alpha=0.6, label="learning rate")
+        ax2.set_ylabel("learning rate")
+    ax.set_title(title or "training loss")
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(png)
+    return png
