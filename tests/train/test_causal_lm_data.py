@@ -352,3 +352,38 @@ def test_files_are_written_atomically(tmp_path: Path, tok: Any) -> None:
     tokenize_to_bin([src], tok, tmp_path / "a.bin")
     leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_rank0_state_resumes_every_rank(tmp_path: Path) -> None:
+    path = arange_bin(tmp_path / "r.bin", 5000)
+    straight = take(PretrainBatches(path, 4, 8, seed=3, rank=1, world_size=2), 5)
+    rank0 = PretrainBatches(path, 4, 8, seed=3, rank=0, world_size=2)
+    take(rank0, 2)
+    rank1 = PretrainBatches(path, 4, 8, seed=3, rank=1, world_size=2)
+    rank1.load_state_dict(rank0.state_dict())
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(take(rank1, 3), straight[2:], strict=True))
+
+
+def test_resume_on_other_data_is_refused(tmp_path: Path) -> None:
+    state = PretrainBatches(arange_bin(tmp_path / "a.bin", 5000), 4, 8, seed=7).state_dict()
+    with pytest.raises(UsageError, match="tokens 5000 → 6000"):
+        PretrainBatches(arange_bin(tmp_path / "b.bin", 6000), 4, 8, seed=7).load_state_dict(state)
+
+
+def test_distinct_bos_is_prepended_as_prompt(tmp_path: Path, tok: Any) -> None:
+    from transformers import PreTrainedTokenizerFast
+
+    # A Llama-3-like tokenizer: BOS ≠ EOS (here the pad token's id plays BOS).
+    llama_like = PreTrainedTokenizerFast(
+        tokenizer_object=tok.backend_tokenizer,
+        bos_token="<|pad|>",
+        eos_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+    )
+    bos, eos = llama_like.bos_token_id, llama_like.eos_token_id
+    path = jsonl(tmp_path / "s.jsonl", [{"prompt": "the cat", "response": " sat on"}])
+    p, r = ids(tok, "the cat"), ids(tok, " sat on")
+    x, y = next(SftBatches(path, llama_like, 1, 7, seed=0))
+    m = IGNORE_INDEX
+    assert x.tolist() == [[bos, *p, *r, eos, eos]]
+    assert y.tolist() == [[m, m, r[0], r[1], eos, m, m]]

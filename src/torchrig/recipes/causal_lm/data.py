@@ -16,8 +16,10 @@ x[b, t] (-100 where no loss is taken), so one loss works for both:
 
 Both are deterministic functions of (seed, rank, world_size, position): `state_dict()`
 holds the position, and after `load_state_dict` the iterator yields exactly the batches
-the uninterrupted one would have. Ranks read different data: pretraining ranks draw from
-disjoint slices of the token file; fine-tuning ranks take disjoint records of each epoch.
+the uninterrupted one would have. The position advances alike on every rank, so the
+state of rank 0 is the state of all: a checkpoint need keep only one. Ranks read
+different data: pretraining ranks draw from disjoint slices of the token file; fine-tuning
+ranks take disjoint records of each epoch.
 """
 
 from __future__ import annotations
@@ -251,7 +253,9 @@ class PretrainBatches:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _check_same(self.state_dict(), state, ("seed", "world_size", "batch_size", "seq_len"))
+        # The token count stands for the data: another file would give other batches.
+        keys = ("seed", "world_size", "batch_size", "seq_len", "tokens")
+        _check_same(self.state_dict(), state, keys)
         self.step = int(state["step"])
 
 
@@ -270,6 +274,8 @@ class SftBatches:
 
     Each record becomes prompt ids + response ids + EOS (the two texts are tokenized
     separately, so the boundary is exact; put any separator, e.g. a newline, in the text).
+    A tokenizer whose BOS differs from its EOS (Llama 3's <|begin_of_text|>) also gets
+    its BOS first, as its models were trained; it counts as prompt.
     x is that sequence padded with the pad token to `max_len`; y[t] is the token after
     x[t], or -100 where that token is part of the prompt or padding (and at the last
     position). Shapes are fixed, [batch_size, max_len], for torch.compile.
@@ -308,6 +314,8 @@ class SftBatches:
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
         if self.eos is None:
             raise UsageError("the tokenizer has no end-of-text (EOS) token", "use one that has")
+        bos = tokenizer.bos_token_id
+        self.bos: list[int] = [bos] if bos is not None and bos != self.eos else []
 
         lines, prompts, responses = _read_jsonl(self.path)
         enc_p = tokenizer(prompts, add_special_tokens=False)["input_ids"]
@@ -319,7 +327,8 @@ class SftBatches:
         lengths: list[int] = []
         prompt_lens: list[int] = []
         self.truncated = 0
-        for line, p, r in zip(lines, enc_p, enc_r, strict=True):
+        for line, p_text, r in zip(lines, enc_p, enc_r, strict=True):
+            p = [*self.bos, *p_text]
             if len(p) >= max_len:
                 raise UsageError(
                     f"{self.path}:{line}: the prompt is {len(p)} tokens, which leaves no room "
