@@ -77,6 +77,8 @@ def tokenize_to_bin(paths: list[Path], tokenizer: Any, out: Path) -> Path:
     The sidecar `out.json` records dtype, token count, the tokenizer's fingerprint and each
     source's path, size and modification time; when they all match, the file is reused.
     Both files are written atomically (temp file, fsync, rename), the sidecar last.
+    Under DDP call it on rank 0 and let the others wait (a barrier): they would all
+    tokenize otherwise, each into its own temp file, the last rename winning.
     """
     import numpy as np
 
