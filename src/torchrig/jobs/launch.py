@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from torchrig.engine.base import Engine, Progress, RunSpec
+from torchrig.engine.base import Engine, Progress
 from torchrig.errors import ToolError, UsageError
 from torchrig.jobs.state import (
     Job,
@@ -28,8 +28,15 @@ from torchrig.jobs.state import (
     list_jobs,
     new_job_id,
 )
-from torchrig.launch.runplan import container_name, gpu_selector, identity, workbench_run
+from torchrig.launch.runplan import (
+    Workbench,
+    container_name,
+    gpu_selector,
+    identity,
+    workbench_run,
+)
 from torchrig.launch.session import Session
+from torchrig.launch.up import run_with_fallback
 
 RUNNER = ("python", "-m", "torchrig.jobs.runner")
 START_TIMEOUT_S = 60.0  # a --fresh container runs the entrypoint's first-start setup first
@@ -187,10 +194,11 @@ def start_job(
     if request.fresh:
         container = fresh_container_name(session, job_id)
         argv = runner_argv(job_id, request, container)
-        spec = fresh_run(session, image(), workspace, container, argv, request, job_id)
-        if progress:
-            progress(f"starting {container}")
-        engine.run(spec)
+        plan = fresh_run(session, image(), workspace, container, argv, request, job_id)
+        say = progress or (lambda _line: None)
+        say(f"starting {container}")
+        # Like `up`: where this host forbids raising rlimits, run without them (and say so).
+        run_with_fallback(engine, plan, say)
     else:
         container = name
         argv = runner_argv(job_id, request, container)
@@ -220,10 +228,10 @@ def fresh_run(
     argv: list[str],
     request: JobRequest,
     job_id: str,
-) -> RunSpec:
+) -> Workbench:
     """The workbench's run plan, for one job: no ports, no services, removed at the end."""
     env_file = session.project_dir / "torchrig.env"
-    plan = workbench_run(
+    workbench = workbench_run(
         session.spec,
         session.resolution,
         session.host,
@@ -232,8 +240,9 @@ def fresh_run(
         ports={},
         keys_file=None,
         env_file=env_file if env_file.is_file() else None,
-    ).run
-    return replace(
+    )
+    plan = workbench.run
+    run = replace(
         plan,
         name=container,
         hostname=f"{session.spec.project.name}-job"[:63],
@@ -244,6 +253,7 @@ def fresh_run(
         labels={**plan.labels, "io.torchrig.job": job_id},
         no_healthcheck=True,
     )
+    return replace(workbench, run=run, ports={})
 
 
 def wait_started(

@@ -35,8 +35,10 @@ def program_name(command: list[str]) -> str:
     name = Path(words[0]).name if words else "job"
     if PYTHONS.match(name):
         rest = words[1:]
-        while rest and rest[0].startswith("-") and rest[0] != "-m":
+        while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c"):
             rest = rest[1:]  # interpreter flags such as -u
+        if rest[:1] == ["-c"]:
+            rest = []  # inline code has no name of its own
         if rest[:1] == ["-m"] and len(rest) > 1:
             name = rest[1].rsplit(".", 1)[-1]
         elif rest:

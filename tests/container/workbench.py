@@ -1,0 +1,91 @@
+"""Helpers for container tests that start a CPU-torch workbench with the real CLI.
+
+    project = cpu_project(root, "t-jobs-docker", services={"jupyter": 18988})
+    torchrig("up", "--engine", "docker", "--json", cwd=project)
+
+The image uses the CPU torch wheel these machines carry (see README), so no GPU and no
+index is needed; the project belongs to UID/GID, the host user the workbench maps to.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+WHEELHOUSE = "/opt/wheels"
+UID, GID = 4242, 4343
+T = TypeVar("T")
+
+
+def torchrig_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torchrig.cli.main", *args]
+
+
+def torchrig(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 1500
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        torchrig_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        pytest.fail(
+            f"`torchrig {' '.join(args)}` exited {done.returncode} in {cwd}\n"
+            f"stdout: {done.stdout[-3000:]}\nstderr: {done.stderr[-5000:]}",
+            pytrace=False,
+        )
+    return done
+
+
+def cpu_spec(name: str, *, jupyter_port: int, extra: str = "") -> str:
+    return f"""
+[project]
+name = "{name}"
+
+[torch]
+version = "2.13.0"
+variant = "cpu"
+torchvision = false
+
+[python]
+version = "3.11"
+stack = "minimal"
+
+[user]
+name = "alice"
+uid = {UID}
+gid = {GID}
+
+[services.jupyter]
+port = {jupyter_port}
+
+[services.ssh]
+enabled = false
+
+[sources]
+torch_index = "none"
+find_links = ["{WHEELHOUSE}"]
+{extra}"""
+
+
+def give_to_user(*paths: Path) -> None:
+    """Files the workbench user must own, as they would on a laptop."""
+    for path in paths:
+        os.chown(path, UID, GID)
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str, poll: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {timeout:g} s", pytrace=False)
+        time.sleep(poll)
