@@ -1,0 +1,336 @@
+"""Training throughput of the causal-LM recipe on GPUs: the recipe's own loop, from a
+memory-mapped token file, against a plain loop on synthetic on-GPU tokens.
+
+    # 1 H100: GPT-2 124M, compiled bf16, T=1024 (recipe + plain-loop baseline)
+    python benchmarks/train_causal_lm.py --model gpt2-124m --runs 1
+    # 1 H100: Llama-style 1B
+    python benchmarks/train_causal_lm.py --model llama-1b --runs 1
+    # 2 H200: DDP scaling of GPT-2 (1 GPU, then 2), and FSDP2 vs DDP on the 1B model
+    python benchmarks/train_causal_lm.py --model gpt2-124m --runs 1 2:ddp
+    python benchmarks/train_causal_lm.py --model llama-1b --runs 2:ddp 2:fsdp
+
+Each entry of --runs (GPUS[:STRATEGY]) is one `torchrun --standalone` of this script in
+worker mode, so every run starts with a clean GPU and its own compile. A worker calls
+`torchrig.recipes.causal_lm.train.train` (the code a user runs, not a copy) on a token file
+of random ids made here with numpy (no network, no tokenizer), for --warmup-steps steps
+that include torch.compile, then --steps timed steps; it saves one checkpoint at the end
+(its time is reported: the workbench's stop timeout must cover it). Throughput counts only
+the log intervals after warm-up: tokens over wall time with the loop's own timing (the log
+step syncs), and the data-wait share is the loop's own measure.
+
+On one GPU the worker then runs the baseline in the same process: the same model,
+micro-batch and sequence length, compiled, bf16 autocast, fused AdamW, on tokens made on
+the GPU up front — the plain loop of `torchrig bench` (FACTS.md: 453.8k tokens/s for
+GPT-2 124M on an H100).
+
+The result JSON goes to --out (default benchmarks/results/train-causal-lm-MODEL-GPU-DATE.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine
+
+DEFAULTS = {  # micro-batch, sequence length, vocabulary of the random tokens
+    "gpt2-124m": (16, 1024, 50257),
+    "llama-1b": (8, 2048, 32000),
+    "tiny-gpt2": (8, 64, 512),
+}
+
+
+def make_tokens(path: Path, n_tokens: int, vocab: int, seed: int = 0) -> Path:
+    """A token file in data.py's format (flat ids + JSON sidecar), random ids."""
+    import numpy as np
+
+    from torchrig.recipes.causal_lm.data import BIN_FORMAT, sidecar_path
+
+    dtype = np.uint16 if vocab <= 1 << 16 else np.uint32
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunk = 1 << 26
+    with path.open("wb") as handle:
+        for start in range(0, n_tokens, chunk):
+            handle.write(
+                rng.integers(0, vocab, min(chunk, n_tokens - start), dtype=dtype).tobytes()
+            )
+    meta = {
+        "format": BIN_FORMAT,
+        "dtype": np.dtype(dtype).name,
+        "tokenizer": "random-ids",
+        "eos_token_id": vocab - 1,
+        "sources": [],
+        "tokens": n_tokens,
+        "vocab_size": vocab,
+    }
+    sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def _steady(records: list[dict[str, Any]], after: int) -> dict[str, Any]:
+    """Throughput over the log intervals that start after step `after`."""
+    rows = [r for r in records if "loss" in r and r["step"] - r["steps_in_interval"] >= after]
+    if not rows:
+        raise SystemExit("no log interval after warm-up: raise --steps")
+    wall = sum(r["interval_s"] for r in rows)
+    tokens = sum(r["tokens_per_s"] * r["interval_s"] for r in rows)
+    mfus = [r["mfu"] for r in rows if r["mfu"] is not None]
+    return {
+        "tokens_per_s": round(tokens / wall, 1),
+        "mfu": round(sum(m * r["interval_s"] for m, r in zip(mfus, rows, strict=False)) / wall, 4)
+        if len(mfus) == len(rows)
+        else None,
+        "data_wait_share": round(sum(r["data_wait"] * r["interval_s"] for r in rows) / wall, 5),
+        "timed_steps": sum(r["steps_in_interval"] for r in rows),
+        "timed_s": round(wall, 3),
+        "peak_mem_gib": max(r["peak_mem_gib"] for r in rows),
+        "loss_last": rows[-1]["loss"],
+    }
+
+
+def baseline(
+    model_name: str, vocab: int, micro: int, seq: int, warmup: int, steps: int
+) -> dict[str, Any]:
+    """The plain loop: same model, synthetic tokens already on the GPU, no data path."""
+    import torch
+    import torch.nn.functional as F
+
+    from torchrig.recipes.causal_lm.model import build_model, flops_per_token
+    from torchrig.train.metrics import mfu, peak_tflops
+
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    torch.cuda.reset_peak_memory_stats()
+    model = build_model(model_name, vocab, max_seq_len=seq).cuda()
+
+    def loss_fn(x: Any, y: Any) -> Any:
+        logits = model(input_ids=x).logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+
+    fn = torch.compile(loss_fn)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    data = [torch.randint(0, vocab, (micro, seq + 1), device="cuda") for _ in range(4)]
+
+    def step(i: int) -> Any:
+        d = data[i % len(data)]
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = fn(d[:, :-1], d[:, 1:])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        step(i)
+    torch.cuda.synchronize()
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(steps):
+        loss = step(i)
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    tps = micro * seq * steps / wall
+    peak, _ = peak_tflops(torch.device("cuda"), "bf16")
+    out = {
+        "tokens_per_s": round(tps, 1),
+        "mfu": None if peak is None else round(mfu(flops_per_token(model, seq), tps, peak) or 0, 4),
+        "warmup_s": round(warm_s, 2),
+        "timed_steps": steps,
+        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "loss_last": round(float(loss), 4),
+    }
+    return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One run under torchrun: the recipe's training loop, then (1 GPU) the baseline."""
+    import torch
+
+    from torchrig.recipes.causal_lm.config import from_preset
+    from torchrig.recipes.causal_lm.train import train
+
+    if not args.cpu_smoke:
+        assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro, seq, vocab = DEFAULTS[args.model]
+    micro = args.micro_batch or micro
+    seq = args.seq_len or seq
+    total = args.warmup_steps + args.steps
+    run_dir = Path(args.work) / f"run-{world}-{args.strategy}"
+    if rank == 0 and run_dir.exists():
+        shutil.rmtree(run_dir)
+    preset = "tiny" if args.model.startswith("tiny") else args.model
+    cfg = from_preset(
+        preset, model=args.model, tokens=Path(args.tokens), out=run_dir, steps=total,
+        warmup=min(10, total), seq_len=seq, micro_batch=micro, grad_accum=1,
+        log_every=args.log_every, ckpt_every=total, keep=1, strategy=args.strategy,
+        compile=not (args.no_compile or args.cpu_smoke),
+        precision="fp32" if args.cpu_smoke else "bf16",
+        device="cpu" if args.cpu_smoke else "cuda", export=False, tensorboard=False,
+    )  # fmt: skip
+    start = time.perf_counter()
+    result = train(cfg, say=print if rank == 0 else (lambda _: None))
+    run_s = time.perf_counter() - start
+    if rank != 0:
+        return
+    first = result.records[0] if result.records else {}
+    out: dict[str, Any] = {
+        "gpus": world,
+        "strategy": result.strategy,
+        "precision": result.precision,
+        "compiled": result.compiled,
+        "model": args.model,
+        "micro_batch_per_gpu": micro,
+        "seq_len": seq,
+        "tokens_per_step": micro * seq * world,
+        "warmup_steps": args.warmup_steps,
+        "recipe": _steady(result.records, args.warmup_steps),
+        "first_interval_s": first.get("interval_s"),  # includes torch.compile
+        "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
+        "checkpoint_bytes": _size(run_dir / "checkpoints"),
+        "run_s": round(run_s, 1),
+    }
+    if world == 1 and not (args.no_baseline or args.cpu_smoke):
+        # The recipe's model and compiled graphs went with train()'s frame; drop the
+        # compile caches and cached blocks so the baseline starts from a clean GPU.
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
+        out["baseline"] = baseline(args.model, vocab, micro, seq, args.warmup_steps, args.steps)
+        out["recipe_vs_baseline"] = round(
+            out["recipe"]["tokens_per_s"] / out["baseline"]["tokens_per_s"], 4
+        )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    Path(args.result).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _environment() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    env: dict[str, Any] = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["gpu_count"] = torch.cuda.device_count()
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def parse_run(text: str) -> tuple[int, str]:
+    gpus, _, strategy = text.partition(":")
+    return int(gpus), strategy or ("none" if gpus == "1" else "ddp")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="gpt2-124m", choices=sorted(DEFAULTS))
+    p.add_argument("--runs", nargs="+", default=["1"], help="GPUS[:ddp|fsdp] per run")
+    p.add_argument("--steps", type=int, default=150, help="timed steps")
+    p.add_argument("--warmup-steps", type=int, default=20, help="untimed steps (compile)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--micro-batch", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--n-tokens", type=float, default=200e6, help="size of the token file")
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--cpu-smoke", action="store_true", help="check the harness on a CPU (tiny-gpt2, fp32)"
+    )
+    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "torchrig-bench-train"))
+    p.add_argument("--out", type=Path)
+    p.add_argument("--timeout", type=int, default=560, help="seconds per run")
+    # worker mode (set by the launcher)
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--strategy", default="auto", help=argparse.SUPPRESS)
+    p.add_argument("--tokens", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    _, _, vocab = DEFAULTS[args.model]
+    tokens = work / f"random-{vocab}-{int(args.n_tokens)}.bin"
+    t0 = time.perf_counter()
+    if not tokens.exists():
+        make_tokens(tokens, int(args.n_tokens), vocab)
+    make_s = time.perf_counter() - t0
+    runs = []
+    for spec in args.runs:
+        gpus, strategy = parse_run(spec)
+        result_path = work / f"result-{gpus}-{strategy}.json"
+        result_path.unlink(missing_ok=True)
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={gpus}", __file__, "--worker", "--model", args.model,
+            "--strategy", strategy, "--tokens", str(tokens), "--result", str(result_path),
+            "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
+            "--log-every", str(args.log_every), "--work", str(work),
+        ]  # fmt: skip
+        for flag in ("micro_batch", "seq_len"):
+            if getattr(args, flag):
+                cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+        cmd += ["--no-compile"] * args.no_compile + ["--no-baseline"] * args.no_baseline
+        cmd += ["--cpu-smoke"] * args.cpu_smoke
+        print(f"== {spec}: {' '.join(cmd)}", flush=True)
+        done = subprocess.run(cmd, timeout=args.timeout, check=False)
+        if done.returncode != 0 or not result_path.exists():
+            runs.append({"run": spec, "error": f"exit {done.returncode}"})
+            continue
+        runs.append({"run": spec, **json.loads(result_path.read_text())})
+    by_gpus = {r["gpus"]: r for r in runs if "recipe" in r and r["strategy"] in ("none", "ddp")}
+    summary: dict[str, Any] = {}
+    if 1 in by_gpus and 2 in by_gpus:
+        summary["ddp_scaling_2_vs_1"] = round(
+            by_gpus[2]["recipe"]["tokens_per_s"] / by_gpus[1]["recipe"]["tokens_per_s"], 3
+        )
+    env = _environment()
+    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
+    day = dt.date.today().isoformat()
+    out = args.out or RESULTS / f"train-causal-lm-{args.model}-{gpu}-{day}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "machine": machine(),
+        "environment": env,
+        "benchmark": "causal-lm recipe training throughput (benchmarks/train_causal_lm.py)",
+        "token_file": {"tokens": int(args.n_tokens), "vocab": vocab, "made_s": round(make_s, 1)},
+        "runs": runs,
+        "summary": summary,
+    }
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    print(json.dumps({"runs": [_short(r) for r in runs], **summary}, indent=2))
+    print(f"wrote {out}")
+
+
+def _short(run: dict[str, Any]) -> dict[str, Any]:
+    if "recipe" not in run:
+        return run
+    short = {"run": run["run"], "strategy": run["strategy"], **run["recipe"]}
+    short["checkpoint_save_s"] = run["checkpoint_save_s"]
+    if "baseline" in run:
+        short["baseline_tokens_per_s"] = run["baseline"]["tokens_per_s"]
+        short["recipe_vs_baseline"] = run["recipe_vs_baseline"]
+    return short
+
+
+if __name__ == "__main__":
+    main()
