@@ -130,8 +130,10 @@ def test_sigterm_saves_a_final_checkpoint_and_exits_0(corpus: Path, tmp_path: Pa
     assert trainer["step"] == latest.step and trainer["data"][0]["step"] == latest.step
 
 
-def test_two_process_ddp_matches_one_process(sft_data: Path, tmp_path: Path) -> None:
-    """torchrun, 2 processes on gloo, 4 sequences each == 1 process, 8 sequences: the
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_process(strategy: str, sft_data: Path, tmp_path: Path) -> None:
+    """torchrun, 2 processes on gloo (DDP, or FSDP2 sharding every block), 4 sequences
+    each == 1 process, 8 sequences: the
     same records per step (SftBatches deals epoch order round-robin to ranks) and a loss
     normalised by the step's total target tokens, so only the order of float sums
     differs. Tolerance: 1e-4 on each step's loss, 1e-4 on every parameter."""
@@ -145,11 +147,11 @@ def test_two_process_ddp_matches_one_process(sft_data: Path, tmp_path: Path) -> 
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
         "--standalone", "-m", "torchrig.recipes.causal_lm", *common,
-        "--micro-batch", "4", "--out", str(ddp),
+        "--micro-batch", "4", "--out", str(ddp), "--strategy", strategy,
     ]  # fmt: skip
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "2 process(es), ddp" in done.stdout
+    assert f"2 process(es), {strategy}" in done.stdout
 
     single = tmp_path / "single"
     assert main([*common, "--micro-batch", "8", "--out", str(single)]) == 0

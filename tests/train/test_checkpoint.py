@@ -71,7 +71,7 @@ def test_loads_with_weights_only(tmp_path: Path) -> None:
     mgr.save(1, {"model": {"x": Evil()}})
     latest = mgr.latest()
     assert latest is not None
-    with pytest.raises(Exception, match="[Ww]eights only load failed|Unsupported global"):
+    with pytest.raises(Exception, match=r"[Ww]eights only load failed|Unsupported global"):
         mgr.load(latest, "model")
 
 

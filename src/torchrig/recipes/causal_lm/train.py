@@ -218,19 +218,25 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
         # H100 (bench/workloads.py), and torch prefers cuDNN on sm_90.
         torch.backends.cuda.enable_cudnn_sdp(False)
 
-    # Parallelism wraps the plain model (which knows nothing about it); compile goes last
-    # so it sees the wrapped module (DDP's hooks split the graph at its buckets).
+    # Parallelism wraps the plain model (which knows nothing about it). DDP: compile the
+    # wrapped module whole (DDP's buckets split the graph so gradient all-reduces overlap
+    # the backward pass). FSDP2: compile each transformer block (torchtitan's way), so the
+    # per-block all-gathers stay outside the compiled graphs.
+    compiled = should_compile(cfg.compile, dist.device)
+    blocks = model_mod.transformer_blocks(model) if strategy == "fsdp" else []
+    if compiled and strategy == "fsdp":
+        for block in blocks:
+            block.compile()
     loss_module = CausalLMLoss(model)
     wrapped = D.wrap_model(
         loss_module,
         dist,
         strategy,
-        blocks=model_mod.transformer_blocks(model) if strategy == "fsdp" else (),
+        blocks=blocks,
         shard_root=model,
         param_dtype=precision.dtype if precision.name == "bf16" else None,
     )
-    compiled = should_compile(cfg.compile, dist.device)
-    step_fn = torch.compile(wrapped) if compiled else wrapped
+    step_fn = torch.compile(wrapped) if compiled and strategy != "fsdp" else wrapped
 
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     scheduler = build_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
