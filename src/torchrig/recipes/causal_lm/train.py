@@ -250,6 +250,11 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
             scaler=precision.scaler, dist=dist,
         )  # fmt: skip
         start_step = resumed.step
+        # A resumed run may change --steps: its own schedule, not the saved one, sets the
+        # next learning rate (a no-op when nothing changed).
+        factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor
         if resumed.data_state is not None:
             batches.load_state_dict(resumed.data_state)
         say(f"resumed from {latest.path} (step {start_step})")
