@@ -35,6 +35,8 @@ torchvision = false
 [python]
 version = "3.11"
 stack = "minimal"
+[services.jupyter]
+port = 18931  # off the usual 8888, so another workbench cannot move it between rounds
 [services.ssh]
 enabled = false
 [sources]
@@ -65,7 +67,7 @@ def answered(url: str, token: str) -> bool:
         return False
 
 
-def wait_for_jupyter(url: str, token: str, started: float, limit: float = 120) -> float:
+def wait_for_jupyter(url: str, token: str, started: float, limit: float = 60) -> float:
     while time.perf_counter() - started < limit:
         if answered(url, token):
             return time.perf_counter() - started
@@ -96,18 +98,23 @@ def main() -> None:
             for _ in range(args.rounds):
                 torchrig(project, "down", "--engine", engine)
                 started = time.perf_counter()
-                subprocess.Popen(
+                client = subprocess.Popen(
                     [sys.executable, "-m", "torchrig.cli.main", "up", "--engine", engine],
                     cwd=project,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
                 up_samples.append(wait_for_jupyter(url, token, started))
-                time.sleep(1)  # let `up` finish its own health wait before the next round
+                print(f"up → JupyterLab answering: {up_samples[-1]:.2f} s", flush=True)
+                # `up` goes on to wait for the health check; a stop before it returns
+                # would look like a failed start to it (and it would clean up).
+                if client.wait(timeout=120) != 0:
+                    raise SystemExit("torchrig up failed during the benchmark")
                 subprocess.run([engine, "stop", "-t", "30", name], check=True, capture_output=True)
                 started = time.perf_counter()
                 subprocess.run([engine, "start", name], check=True, capture_output=True)
                 engine_samples.append(wait_for_jupyter(url, token, started))
+                print(f"{engine} start → answering: {engine_samples[-1]:.2f} s", flush=True)
                 # The next round starts from `down`, as a person would.
         finally:
             torchrig(project, "down", "--purge", "--engine", engine)

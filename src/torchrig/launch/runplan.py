@@ -115,6 +115,9 @@ def check_gpu_runtime(selector: GpuSelector, engine_name: str, host: HostFacts) 
 
 def port_is_free(port: int) -> bool:
     with socket.socket() as probe:
+        # As the engine's proxy binds: connections just closed (TIME_WAIT, e.g. a browser
+        # tab of the last session) do not block it, so they must not move the port either.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
