@@ -119,7 +119,7 @@ def baseline(
 
     def loss_fn(x: Any, y: Any) -> Any:
         logits = model(input_ids=x).logits
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
     fn = torch.compile(loss_fn)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)

@@ -26,6 +26,7 @@ from torchrig.recipes.causal_lm.model import (
     load_pretrained,
     transformer_blocks,
 )
+from torchrig.train.attention import CAUSAL_SDPA
 
 
 def on_meta(preset: str, vocab: int, seq: int | None = None) -> Any:
@@ -65,7 +66,7 @@ def test_fast_path_settings(preset: str) -> None:
     cfg = model.config
     assert cfg.vocab_size == 320
     assert model.get_input_embeddings().weight.shape[0] == 320
-    assert cfg._attn_implementation == "sdpa"
+    assert cfg._attn_implementation == CAUSAL_SDPA
     assert model.training and not cfg.use_cache
     assert cfg.max_position_embeddings == 64
     if preset == "tiny-gpt2":
@@ -107,7 +108,7 @@ def test_save_and_load_pretrained(tmp_path: Path) -> None:
     model.save_pretrained(tmp_path / "m")
     assert (tmp_path / "m/model.safetensors").is_file()
     loaded = load_pretrained(tmp_path / "m").eval()
-    assert loaded.dtype == torch.float32 and loaded.config._attn_implementation == "sdpa"
+    assert loaded.dtype == torch.float32 and loaded.config._attn_implementation == CAUSAL_SDPA
     ids = torch.randint(0, 300, (2, 10))
     with torch.no_grad():
         assert torch.equal(model(ids).logits, loaded(ids).logits)

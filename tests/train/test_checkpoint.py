@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import select
 import signal
 import time
 from pathlib import Path
@@ -128,11 +129,15 @@ def test_kill_9_during_saves_never_loses_the_latest_complete_checkpoint(tmp_path
             finally:
                 os._exit(1)
         os.close(write_end)
-        time.sleep(rng.uniform(0.0, 0.04))
+        # Wait for the writer's first completed save, so the kill lands while it is saving
+        # back to back however slowly a loaded machine starts it.
+        ready, _, _ = select.select([read_end], [], [], 30)
+        assert ready, "the writer never completed a save"
+        acks = os.read(read_end, 8)
+        time.sleep(rng.uniform(0.0, 0.02))
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         kills += 1
-        acks = b""
         while chunk := os.read(read_end, 4096):
             acks += chunk
         os.close(read_end)

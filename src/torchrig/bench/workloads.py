@@ -15,13 +15,16 @@ Choices that follow nanoGPT's practice: GPT-2's vocabulary padded to 50,304 (a m
 64: faster matmuls, 0.03% more parameters), dropout 0 for GPT-2 pre-training. BERT keeps
 its default dropout 0.1 (fine-tuning) and, with every sequence full length, no mask.
 
-Two choices measured on an H100 with torch 2.11 (benchmarks/results/, docs/verify-bench.md):
+Choices measured on an H100 with torch 2.11 (benchmarks/results/, docs/verify-bench.md):
 - GPT-2's GELU is `gelu_pytorch_tanh`: the same tanh approximation as GPT-2's `gelu_new`,
   as one fused kernel instead of seven elementwise ones (eager 181k → 322k tokens/s).
 - cuDNN attention is switched off for the workloads, so SDPA takes FlashAttention-2 (then
   memory-efficient): torch prefers cuDNN on sm_90; FlashAttention-2 was as fast or faster
   for these shapes (BERT eager +10%; the compiled gains seen once did not reproduce on
   other machines). `run_workload(..., cudnn_attention=True)` measures torch's default.
+- GPT-2 runs with torchrig's training SDPA (torchrig.train.attention): under compile,
+  transformers' "sdpa" passes a materialised causal mask, which rules out the Flash kernel;
+  compiled GPT-2 was then no faster than eager (301k vs 320k tokens/s). Not yet re-measured.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from torchrig.bench.model import resnet50_flops_per_image, transformer_flops_per_token
+from torchrig.train.attention import register_causal_sdpa
 
 WORKLOADS = ("gpt2", "resnet50", "bert")
 UNITS = {"gpt2": "tokens/s", "resnet50": "images/s", "bert": "sequences/s"}
@@ -71,6 +75,9 @@ def build_gpt2(torch: Any, batch: int = 16, seq: int = 1024, **overrides: Any) -
     )
     for key, value in overrides.items():
         setattr(cfg, key, value)
+    # The training SDPA keeps FlashAttention under compile; transformers' own "sdpa" hands
+    # compiled calls a materialised mask (torchrig.train.attention explains why).
+    cfg._attn_implementation = register_causal_sdpa()
     model = GPT2LMHeadModel(cfg).cuda().train()
     n = _params(model, lambda name: name.endswith("wpe.weight"))
     f = torch.nn.functional

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from torchrig.bench.model import transformer_flops_per_token
 from torchrig.errors import UsageError
+from torchrig.train.attention import register_causal_sdpa
 
 VOCAB_MULTIPLE = 64
 
@@ -136,7 +137,8 @@ def build_model(preset: str, vocab_size: int, max_seq_len: int | None = None) ->
     from transformers import AutoModelForCausalLM
 
     config = build_config(preset, vocab_size, max_seq_len)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    # SDPA that keeps the Flash kernel under torch.compile (see torchrig.train.attention).
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=register_causal_sdpa())
     return model.train()
 
 
@@ -178,7 +180,7 @@ def load_pretrained(path: Path, dtype: Any = None) -> Any:
             path,
             local_files_only=True,
             use_safetensors=True,
-            attn_implementation="sdpa",
+            attn_implementation=register_causal_sdpa(),
             dtype=dtype or torch.float32,
         )
     except (OSError, ValueError, KeyError) as exc:

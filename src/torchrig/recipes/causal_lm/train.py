@@ -85,7 +85,7 @@ class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
         # whole step (all micro-batches, all ranks), so fine-tuning batches with different
         # numbers of response tokens weigh each token the same, as one big batch would.
         return F.cross_entropy(
-            logits.view(-1, logits.size(-1)), y.view(-1), ignore_index=-100, reduction="sum"
+            logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
         )
 
 
