@@ -27,6 +27,8 @@ class Session:
     host: HostFacts
     compat: Compat
     resolution: Resolution
+    # Facts from --host FILE describe the machine the image is for, not this one.
+    host_from_file: bool = False
 
     @property
     def project_dir(self) -> Path:
@@ -57,13 +59,23 @@ def open_session(args: argparse.Namespace) -> Session:
         host=host,
         compat=compat,
         resolution=resolve(spec, host, compat),
+        host_from_file=args.host is not None,
     )
 
 
 def engine_for(session: Session, name: str | None) -> Engine:
+    """The engine on this machine. With --host FILE (planning or building for another
+    machine, e.g. a GPU server from a laptop), the file's engines are that machine's: the
+    build runs here, so this machine's engines are probed instead."""
     from torchrig.engine.select import choose_engine
 
-    return choose_engine(name, session.host)
+    host = session.host
+    if session.host_from_file:
+        from torchrig.host.probe import ENGINE_NAMES, probe_engine
+
+        wanted = [name] if name in ENGINE_NAMES else list(ENGINE_NAMES)
+        host = host.model_copy(update={"engines": [probe_engine(n)[0] for n in wanted]})
+    return choose_engine(name, host)
 
 
 def base_image(
