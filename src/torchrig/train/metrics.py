@@ -199,3 +199,23 @@ def plot_loss(jsonl: Path, png: Path, title: str = "") -> Path | None:
     plt.close(fig)
     tmp.replace(png)
     return png
+
+
+def round_or_none(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def log_line(rec: Mapping[str, Any], total: int, rate_key: str, rate_unit: str) -> str:
+    """One log record as the line a person reads: step, loss, rate, MFU, memory, data wait."""
+    parts = [
+        f"step {rec['step']}/{total}",
+        f"loss {rec['loss']:.4f}",
+        f"lr {rec['lr']:.2e}",
+        f"{rec[rate_key] / 1e3:.1f}k {rate_unit}"
+        if rec[rate_key] >= 1e4
+        else f"{rec[rate_key]:.1f} {rate_unit}",
+    ]
+    if rec.get("mfu") is not None:
+        parts.append(f"mfu {rec['mfu']:.1%}")
+    parts += [f"mem {rec['peak_mem_gib']:.2f} GiB", f"data wait {rec['data_wait']:.1%}"]
+    return " | ".join(parts)

@@ -20,7 +20,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,33 +41,20 @@ from torchrig.train.checkpoint import (
 from torchrig.train.metrics import (
     MetricsLog,
     StepTimer,
+    log_line,
     mfu,
     peak_memory_gib,
     peak_tflops,
     plot_loss,
+    round_or_none,
 )
 from torchrig.train.optim import build_optimizer, build_scheduler, clip_gradients
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
+from torchrig.train.result import RunResult
 from torchrig.train.signals import StopFlag
 
 Say = Callable[[str], None]
-
-
-@dataclass
-class RunResult:
-    """What a run did (returned on every rank; records only on rank 0)."""
-
-    start_step: int
-    step: int
-    completed: bool  # reached cfg.steps
-    stopped: str | None  # why the loop ended early (SIGTERM, stop-after), None if it did not
-    records: list[dict[str, Any]] = field(default_factory=list)
-    checkpoint_s: list[float] = field(default_factory=list)
-    strategy: str = "none"
-    precision: str = "fp32"
-    compiled: bool = False
-    out: Path = Path()
 
 
 class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
@@ -363,7 +349,7 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
                     "lr": scheduler.get_last_lr()[0],
                     "grad_norm": None if norm is None else round(norm, 4),
                     "tokens_per_s": round(per_device * dist.world_size, 1),
-                    "mfu": _round(mfu(flops_per_token, per_device, peak)),
+                    "mfu": round_or_none(mfu(flops_per_token, per_device, peak)),
                     "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
                     "data_wait": round(t["data_wait_share"], 4),
                     "interval_s": round(t["wall_s"], 4),
@@ -377,7 +363,7 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
                     )
                 log.write(rec)
                 result.records.append(rec)
-                say(_line(rec, cfg.steps))
+                say(log_line(rec, cfg.steps, "tokens_per_s", "tok/s"))
 
             stop_here = cfg.stop_after is not None and step - start_step >= cfg.stop_after
             if stop_here:
@@ -403,20 +389,3 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
         _export(model, tokenizer, out, strategy, dist)
         say(f"model saved in {out / 'final'}")
     return result
-
-
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _line(rec: dict[str, Any], total: int) -> str:
-    parts = [
-        f"step {rec['step']}/{total}",
-        f"loss {rec['loss']:.4f}",
-        f"lr {rec['lr']:.2e}",
-        f"{rec['tokens_per_s'] / 1e3:.1f}k tok/s",
-    ]
-    if rec["mfu"] is not None:
-        parts.append(f"mfu {rec['mfu']:.1%}")
-    parts += [f"mem {rec['peak_mem_gib']:.2f} GiB", f"data wait {rec['data_wait']:.1%}"]
-    return " | ".join(parts)

@@ -1,0 +1,406 @@
+"""The training loop of the classification recipes, top to bottom.
+
+A recipe builds a ClassifyTask (model, data, labels) and calls `run`. One process per
+device (torchrun). Each step: `grad_accum` micro-batches are copied to the device, prepared
+there (the image recipe augments on the GPU), run forward and backward under autocast with a
+(optionally class-weighted) cross-entropy; gradients are reduced over processes on the last
+one only, clipped; one AdamW step, one schedule step. Every `log_every` steps a line of
+metrics; every `eval_every` steps (and at the end) an evaluation on rank 0; every
+`ckpt_every` steps an atomic checkpoint. SIGTERM or SIGINT ends the loop at the next step
+boundary with a checkpoint (exit 0); `--resume` continues exactly where it stopped.
+
+Outputs in OUT: config.json, classifier.json (labels and what export needs), metrics.jsonl,
+tensorboard/, loss.png, checkpoints/, eval.json + confusion.png (+ what the recipe draws of
+its mistakes), and final/ (classifier.json + model.safetensors + the recipe's files).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from torchrig.errors import UsageError
+from torchrig.fsutil import write_atomically
+from torchrig.recipes.classify import evaluate as E
+from torchrig.recipes.classify.config import ClassifyConfig
+from torchrig.recipes.classify.meta import FINAL_WEIGHTS, classifier_meta, write_meta
+from torchrig.recipes.classify.task import ClassifyTask, Mistake
+from torchrig.train import distributed as D
+from torchrig.train.checkpoint import CheckpointManager, load_training_state, save_training_state
+from torchrig.train.metrics import (
+    MetricsLog,
+    StepTimer,
+    log_line,
+    mfu,
+    peak_memory_gib,
+    peak_tflops,
+    plot_loss,
+    round_or_none,
+)
+from torchrig.train.optim import build_optimizer, build_scheduler, clip_gradients
+from torchrig.train.precision import resolve_precision, should_compile
+from torchrig.train.prefetch import Prefetcher
+from torchrig.train.result import RunResult
+from torchrig.train.signals import StopFlag
+
+Say = Callable[[str], None]
+MAX_MISTAKES = 64  # the most confident ones are kept for the recipe's report
+
+
+class ClassifierLoss(torch.nn.Module):  # type: ignore[misc]
+    """Model plus loss as one module, so compile and DDP see both. Summed over the batch:
+    the loop divides by the samples of the whole step (all micro-batches)."""
+
+    def __init__(self, model: Any, weight: Any, label_smoothing: float) -> None:
+        super().__init__()
+        self.model = model
+        self.label_smoothing = label_smoothing
+        self.register_buffer("weight", weight, persistent=False)
+
+    def forward(self, labels: Any, *inputs: Any) -> Any:
+        logits = self.model(*inputs)
+        # fp32 logits: a softmax over bf16 logits loses the small differences that matter
+        # late in training.
+        return F.cross_entropy(
+            logits.float(),
+            labels,
+            weight=self.weight,
+            label_smoothing=self.label_smoothing,
+            reduction="sum",
+        )
+
+
+def run(
+    cfg: ClassifyConfig,
+    build_task: Callable[[D.Dist], ClassifyTask],
+    stop: StopFlag | None = None,
+    say: Say = print,
+) -> RunResult:
+    cfg.check()
+    stop = stop or StopFlag()
+    dist = D.Dist.from_env(cfg.device)
+    D.setup(dist)
+    try:
+        return _run(cfg, build_task, stop, dist, say if dist.is_main else (lambda _: None))
+    finally:
+        D.teardown()
+
+
+def _strategy(requested: str, dist: D.Dist) -> str:
+    # Classifiers of these sizes fit one GPU with room to spare: DDP, never FSDP.
+    if not dist.distributed:
+        return "none"
+    if requested == "none":
+        raise UsageError(
+            f"--strategy none with {dist.world_size} processes", "use ddp (or auto) under torchrun"
+        )
+    return "ddp"
+
+
+def _run(
+    cfg: ClassifyConfig,
+    build_task: Callable[[D.Dist], ClassifyTask],
+    stop: StopFlag,
+    dist: D.Dist,
+    say: Say,
+) -> RunResult:
+    out = cfg.out
+    ckpts = CheckpointManager(out / "checkpoints", keep_last=cfg.keep)
+    latest = ckpts.latest(clean=dist.is_main)
+    if latest is not None and not cfg.resume:
+        raise UsageError(
+            f"{out} already has checkpoints (newest: step {latest.step})",
+            "pass --resume to continue that run, or choose another --out",
+        )
+    if cfg.resume and latest is None:
+        say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
+
+    # --- data and model ---------------------------------------------------------------
+    task = build_task(dist)
+    for note in task.notes:
+        say(note)
+    meta = classifier_meta(task)
+    if dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        config = {"recipe": task.recipe, **cfg.to_json()}
+        write_atomically(out / "config.json", json.dumps(config, indent=2) + "\n")
+        write_meta(out, meta)
+    torch.manual_seed(cfg.seed)
+    model = task.model.to(dist.device)
+    precision = resolve_precision(cfg.precision, dist.device)
+    strategy = _strategy(cfg.strategy, dist)
+    compiled = should_compile(cfg.compile, dist.device)
+    weight = None
+    if cfg.class_weights == "balanced":
+        weights = E.class_weights(task.train_counts)
+        weight = torch.tensor(weights, dtype=torch.float32, device=dist.device)
+        say(
+            "class weights: "
+            + ", ".join(f"{n} {w:.2f}" for n, w in zip(task.labels, weights, strict=True))
+        )
+    loss_module = ClassifierLoss(model, weight, cfg.label_smoothing)
+    wrapped = D.wrap_model(loss_module, dist, strategy)  # type: ignore[arg-type]
+    step_fn = torch.compile(wrapped) if compiled else wrapped
+
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    scheduler = build_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
+    torch.manual_seed(cfg.seed + dist.rank)  # per-rank streams for dropout and the like
+
+    start_step = 0
+    if cfg.resume and latest is not None:
+        resumed = load_training_state(
+            latest, model=model, optimizer=optimizer, scheduler=scheduler,
+            scaler=precision.scaler, dist=dist,
+        )  # fmt: skip
+        start_step = resumed.step
+        # A resumed run may change --steps: its own schedule sets the next learning rate.
+        factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * factor
+        if resumed.data_state is not None:
+            task.train.load_state_dict(resumed.data_state)
+        say(f"resumed from {latest.path} (step {start_step})")
+        if not resumed.rng_restored:
+            say("the number of processes changed: random streams and data order restart")
+
+    peak, peak_note = peak_tflops(dist.device, precision.name)
+    log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
+    for note in log.notes:
+        say(note)
+    n_params = sum(p.numel() for p in model.parameters())
+    samples_per_step = cfg.micro_batch * cfg.grad_accum  # per process
+    say(
+        f"{task.recipe}: {len(task.labels)} classes, {sum(task.train_counts)} training "
+        f"{task.unit} | {n_params / 1e6:.1f}M parameters | {dist.world_size} process(es), "
+        f"{strategy} | {precision.name}{' + compile' if compiled else ''} | "
+        f"{samples_per_step * dist.world_size} {task.unit}/step | {peak_note}"
+    )
+    result = RunResult(
+        start_step, start_step, False, None, strategy=strategy, precision=precision.name,
+        compiled=compiled, out=out,
+    )  # fmt: skip
+    if start_step >= cfg.steps:
+        say(f"already at step {start_step} of {cfg.steps}: nothing to do")
+        result.completed = True
+        log.close()
+        return result
+
+    def save(at: int) -> None:
+        seconds = save_training_state(
+            ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
+            scaler=precision.scaler, data_state=data_state, dist=dist,
+            meta={"config": cfg.to_json(), "recipe": task.recipe},
+        )  # fmt: skip
+        result.checkpoint_s.append(seconds)
+        timer.exclude(seconds)
+        log.write({"event": "checkpoint", "step": at, "seconds": round(seconds, 3)})
+        say(f"checkpoint step {at} ({seconds:.1f} s)")
+
+    def evaluate_now(at: int, final: bool) -> None:
+        began = time.perf_counter()
+        if dist.is_main:
+            report, mistakes = _evaluate(task, model, precision, dist.device)
+            seconds = time.perf_counter() - began
+            acc, f1 = report["accuracy"], report["macro_f1"]
+            log.write(
+                {"event": "eval", "step": at, "accuracy": acc, "macro_f1": f1,
+                 "seconds": round(seconds, 3)}
+            )  # fmt: skip
+            say(
+                f"eval step {at}: accuracy {acc:.4f}, macro-F1 {f1:.4f} "
+                f"({report['samples']} {task.unit}, {seconds:.1f} s)"
+            )
+            if final:
+                result.evaluation = report
+                _write_evaluation(task, report, mistakes, out, at)
+                say(E.format_report(report))
+        D.barrier(dist)
+        timer.exclude(time.perf_counter() - began)
+
+    # --- the loop ---------------------------------------------------------------------
+    feed = Prefetcher(task.train, depth=2 * cfg.grad_accum + 2, pin=dist.device.type == "cuda")
+    data_state = feed.state  # the data position after the last batch trained on
+    timer = StepTimer()
+    t_start = time.perf_counter()
+    loss_sum = torch.zeros((), device=dist.device)  # summed on the device: no sync per step
+    grad_norm: Any = None
+    step = start_step
+    saved_at = start_step if latest is not None and cfg.resume else -1
+    model.train()
+    try:
+        while step < cfg.steps:
+            micro = []
+            for _ in range(cfg.grad_accum):
+                batch, waited = feed.next()
+                timer.waited(waited)
+                micro.append(batch)
+            # Every rank must leave the loop at the same step or the next collective hangs.
+            if D.control_all_reduce(dist, [int(stop.requested)])[0]:
+                result.stopped = stop.reason or "a stop request on another rank"
+                break
+
+            for i, (inputs, labels) in enumerate(micro):
+                inputs = tuple(t.to(dist.device, non_blocking=True) for t in inputs)
+                labels = labels.to(dist.device, non_blocking=True)
+                inputs = task.prepare(inputs, True)
+                last = i == len(micro) - 1
+                with D.no_sync(wrapped, strategy, last), precision.autocast():
+                    loss = step_fn(labels, *inputs) / samples_per_step
+                if precision.scaler is not None:
+                    precision.scaler.scale(loss).backward()
+                else:
+                    loss.backward()
+                loss_sum += loss.detach()
+
+            if precision.scaler is not None:
+                precision.scaler.unscale_(optimizer)  # clip the true gradients
+            grad_norm = clip_gradients(model, cfg.grad_clip)
+            if precision.scaler is not None:
+                precision.scaler.step(optimizer)  # skipped when gradients overflowed
+                precision.scaler.update()
+            else:
+                optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            data_state = feed.state
+            timer.step(samples_per_step)
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                # The one sync of the interval: reading the loss waits for the device.
+                loss_val = float(D.all_reduce_mean(loss_sum, dist)) / timer.steps
+                loss_sum.zero_()
+                t = timer.interval()
+                per_device = t["items_per_s"]
+                rec = {
+                    "step": step,
+                    "loss": round(loss_val, 6),
+                    "lr": scheduler.get_last_lr()[0],
+                    "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
+                    "samples_per_s": round(per_device * dist.world_size, 1),
+                    "mfu": round_or_none(mfu(task.flops_per_sample or 0.0, per_device, peak)),
+                    "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
+                    "data_wait": round(t["data_wait_share"], 4),
+                    "interval_s": round(t["wall_s"], 4),
+                    "steps_in_interval": int(t["steps"]),
+                    "elapsed_s": round(time.perf_counter() - t_start, 2),
+                }
+                if not math.isfinite(loss_val):
+                    raise UsageError(
+                        f"the loss is {loss_val} at step {step}",
+                        "lower --lr, or use --precision bf16 or fp32",
+                    )
+                log.write(rec)
+                result.records.append(rec)
+                say(log_line(rec, cfg.steps, "samples_per_s", f"{task.unit}/s"))
+
+            stop_here = cfg.stop_after is not None and step - start_step >= cfg.stop_after
+            if stop_here:
+                result.stopped = f"--stop-after {cfg.stop_after}"
+            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_here:
+                save(step)
+                saved_at = step
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
+                evaluate_now(step, final=False)
+            if stop_here:
+                break
+    finally:
+        feed.close()
+
+    result.step = step
+    if result.stopped and saved_at != step:
+        save(step)  # the stop request's checkpoint, at the boundary the loop stopped at
+    result.completed = step >= cfg.steps
+    if result.stopped:
+        say(f"stopped ({result.stopped}) at step {step}: continue with --resume")
+    if result.completed:
+        evaluate_now(step, final=True)
+    if dist.is_main:
+        log.close()
+        plot_loss(out / "metrics.jsonl", out / "loss.png", title=task.recipe)
+        if result.completed and cfg.export:
+            _write_final(task, model, meta, result, out)
+            say(f"model saved in {out / 'final'}")
+    D.barrier(dist)
+    return result
+
+
+def _evaluate(
+    task: ClassifyTask, model: Any, precision: Any, device: Any
+) -> tuple[dict[str, Any], list[Mistake]]:
+    """The whole evaluation set through the plain model (not the compiled training graph:
+    evaluation mode would recompile it), in eval mode, without gradients."""
+    true: list[int] = []
+    predicted: list[int] = []
+    mistakes: list[Mistake] = []
+    model.eval()
+    try:
+        with torch.no_grad():
+            for inputs, labels, ids in task.evaluate():
+                inputs = task.prepare(tuple(t.to(device) for t in inputs), False)
+                with precision.autocast():
+                    logits = model(*inputs)
+                probs = torch.softmax(logits.float(), dim=-1).cpu()
+                conf, pred = probs.max(dim=-1)
+                for j, (t, p) in enumerate(zip(labels.tolist(), pred.tolist(), strict=True)):
+                    true.append(t)
+                    predicted.append(p)
+                    if t != p:
+                        mistakes.append(Mistake(ids[j], t, p, float(conf[j])))
+    finally:
+        model.train()
+    if not true:
+        raise UsageError("the evaluation set is empty", "give --val, or a larger --val-fraction")
+    report = E.report(E.confusion_matrix(true, predicted, len(task.labels)), task.labels)
+    mistakes.sort(key=lambda m: -m.confidence)  # the most confident mistakes first
+    return report, mistakes[:MAX_MISTAKES]
+
+
+def _write_evaluation(
+    task: ClassifyTask, report: dict[str, Any], mistakes: list[Mistake], out: Path, step: int
+) -> None:
+    data = {
+        "step": step,
+        **report,
+        "mistakes": [
+            {"id": m.id, "true": task.labels[m.true], "predicted": task.labels[m.predicted],
+             "confidence": round(m.confidence, 4)}
+            for m in mistakes
+        ],
+    }  # fmt: skip
+    write_atomically(out / "eval.json", json.dumps(data, indent=2) + "\n")
+    E.plot_confusion(report, out / "confusion.png", title=f"{task.recipe}, step {step}")
+    if task.report_mistakes is not None and mistakes:
+        task.report_mistakes(mistakes, out)
+
+
+def _write_final(
+    task: ClassifyTask, model: Any, meta: dict[str, Any], result: RunResult, out: Path
+) -> None:
+    """OUT/final: classifier.json, model.safetensors and the recipe's files, all or nothing."""
+    from safetensors.torch import save_model
+
+    final = out / "final"
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
+    try:
+        evaluation = result.evaluation or {}
+        summary = {k: evaluation[k] for k in ("accuracy", "macro_f1", "samples") if k in evaluation}
+        write_meta(tmp, {**meta, "step": result.step, "evaluation": summary})
+        save_model(model, str(tmp / FINAL_WEIGHTS))  # handles tied weights, unlike save_file
+        if task.save_extra is not None:
+            task.save_extra(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
