@@ -21,6 +21,13 @@ from typing import Any
 _END = object()
 
 
+def _pinned(batch: Any) -> Any:
+    """Pin every tensor of a batch, nested tuples too (a classifier's (inputs, labels))."""
+    if isinstance(batch, tuple | list):
+        return type(batch)(_pinned(b) for b in batch)
+    return batch.pin_memory()
+
+
 class Prefetcher:
     def __init__(self, source: Iterable[Any], depth: int = 4, pin: bool = False) -> None:
         self._source = source
@@ -40,7 +47,7 @@ class Prefetcher:
         try:
             for batch in self._iter:
                 if self._pin:
-                    batch = tuple(t.pin_memory() for t in batch)
+                    batch = _pinned(batch)
                 item = (batch, self._state())
                 while not self._stop.is_set():
                     try:
