@@ -6,88 +6,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from blobs import LABELS, blob_cfg, blob_task, quiet
 
 from torchrig.errors import UsageError
 from torchrig.recipes.classify import evaluate as E
-from torchrig.recipes.classify.config import ClassifyConfig
 from torchrig.recipes.classify.loop import run
 from torchrig.recipes.classify.meta import read_meta
-from torchrig.recipes.classify.task import ClassifyTask, EvalBatch
 from torchrig.train.checkpoint import CheckpointManager
-from torchrig.train.distributed import Dist
 from torchrig.train.metrics import read_jsonl
-
-LABELS = ["north", "east", "south"]
-CENTRES = torch.tensor([[0.0, 3.0], [3.0, 0.0], [0.0, -3.0]])
-
-
-def _blobs(n: int, seed: int, counts: tuple[int, ...] = (1, 1, 1)) -> tuple[Any, Any]:
-    g = torch.Generator().manual_seed(seed)
-    share = torch.tensor(counts, dtype=torch.float64)
-    y = torch.multinomial(share / share.sum(), n, replacement=True, generator=g)
-    x = CENTRES[y] + torch.randn(n, 2, generator=g)
-    return x, y
-
-
-class Batches:
-    """Endless, resumable: batch k is a pure function of (seed, k)."""
-
-    def __init__(self, x: Any, y: Any, batch: int, seed: int) -> None:
-        self.x, self.y, self.batch, self.seed, self.k = x, y, batch, seed, 0
-
-    def __iter__(self) -> Batches:
-        return self
-
-    def __next__(self) -> tuple[tuple[Any, ...], Any]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.k)
-        idx = torch.randint(0, len(self.y), (self.batch,), generator=g)
-        self.k += 1
-        return (self.x[idx],), self.y[idx]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"k": self.k}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.k = int(state["k"])
-
-
-def _task(counts: tuple[int, ...] = (1, 1, 1)) -> Any:
-    def build(dist: Dist) -> ClassifyTask:
-        torch.manual_seed(0)
-        x, y = _blobs(600, 1, counts)
-        vx, vy = _blobs(150, 2)
-        model = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
-
-        def evaluate() -> list[EvalBatch]:
-            return [((vx[i : i + 50],), vy[i : i + 50], [f"row {j}" for j in range(i, i + 50)])
-                    for i in range(0, 150, 50)]  # fmt: skip
-
-        return ClassifyTask(
-            recipe="test-blobs", model=model, labels=LABELS, train=Batches(x, y, 16, 7),
-            evaluate=evaluate, train_counts=[int((y == c).sum()) for c in range(3)],
-            meta={"model": {"hidden": 16}, "preprocess": {}},
-        )  # fmt: skip
-
-    return build
-
-
-def _cfg(out: Path, **kw: Any) -> ClassifyConfig:
-    base: dict[str, Any] = dict(out=out, steps=40, lr=0.05, warmup=2, log_every=5,
-                                ckpt_every=20, device="cpu", tensorboard=False)  # fmt: skip
-    return ClassifyConfig(**{**base, **kw})
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def test_learns_evaluates_and_writes_its_outputs(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = run(_cfg(out), _task(), say=_quiet)
+    result = run(blob_cfg(out), blob_task(), say=quiet)
     assert result.completed and result.step == 40
     assert result.evaluation is not None and result.evaluation["accuracy"] > 0.9
     saved = json.loads((out / "eval.json").read_text())
@@ -109,10 +43,10 @@ def test_learns_evaluates_and_writes_its_outputs(tmp_path: Path) -> None:
 
 
 def test_resume_continues_exactly(tmp_path: Path) -> None:
-    straight = run(_cfg(tmp_path / "a"), _task(), say=_quiet)
-    first = run(_cfg(tmp_path / "b", stop_after=20), _task(), say=_quiet)
+    straight = run(blob_cfg(tmp_path / "a"), blob_task(), say=quiet)
+    first = run(blob_cfg(tmp_path / "b", stop_after=20), blob_task(), say=quiet)
     assert first.stopped and first.step == 20 and not first.completed
-    second = run(_cfg(tmp_path / "b", resume=True), _task(), say=_quiet)
+    second = run(blob_cfg(tmp_path / "b", resume=True), blob_task(), say=quiet)
     assert second.start_step == 20 and second.completed
 
     def losses(run_dir: Path) -> dict[int, float]:
@@ -127,9 +61,9 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
 
 def test_balanced_weights_help_the_rare_class(tmp_path: Path) -> None:
     counts = (20, 20, 1)  # "south" is 1 sample in 41
-    plain = run(_cfg(tmp_path / "plain", steps=30), _task(counts), say=_quiet)
+    plain = run(blob_cfg(tmp_path / "plain", steps=30), blob_task(counts), say=quiet)
     weighted = run(
-        _cfg(tmp_path / "w", steps=30, class_weights="balanced"), _task(counts), say=_quiet
+        blob_cfg(tmp_path / "w", steps=30, class_weights="balanced"), blob_task(counts), say=quiet
     )
     assert plain.evaluation and weighted.evaluation
     rare_plain = plain.evaluation["per_class"]["south"]["recall"]
@@ -138,9 +72,9 @@ def test_balanced_weights_help_the_rare_class(tmp_path: Path) -> None:
 
 
 def test_existing_run_needs_resume(tmp_path: Path) -> None:
-    run(_cfg(tmp_path / "r", steps=20), _task(), say=_quiet)
+    run(blob_cfg(tmp_path / "r", steps=20), blob_task(), say=quiet)
     with pytest.raises(UsageError, match="already has checkpoints"):
-        run(_cfg(tmp_path / "r", steps=20), _task(), say=_quiet)
+        run(blob_cfg(tmp_path / "r", steps=20), blob_task(), say=quiet)
 
 
 def test_report_on_a_hand_made_case() -> None:
@@ -168,7 +102,7 @@ def test_balanced_class_weights() -> None:
 
 def test_bad_settings_are_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--class-weights"):
-        run(_cfg(tmp_path / "x", class_weights="inverse"), _task(), say=_quiet)
+        run(blob_cfg(tmp_path / "x", class_weights="inverse"), blob_task(), say=quiet)
     with pytest.raises(UsageError, match="--steps"):
-        run(_cfg(tmp_path / "x", steps=0), _task(), say=_quiet)
+        run(blob_cfg(tmp_path / "x", steps=0), blob_task(), say=quiet)
     assert not (tmp_path / "x").exists()

@@ -37,6 +37,7 @@ VERBS: dict[str, str] = {
     "verify": "Check that every visible GPU computes correctly (never falls back to CPU).",
     "bench": "Measure throughput against the GPU's datasheet peak; JSON and an HTML report.",
     "doctor": "Check this machine (or, with --inside, the workbench) and name each fix.",
+    "export-model": "Export a trained classifier (ONNX, ExportedProgram, TorchScript), checked.",
 }
 
 
@@ -64,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb, help_text in VERBS.items():
         verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
-        verb_parser.set_defaults(_module=verb)
-        module = importlib.import_module(f"torchrig.cli.{verb}")
+        verb_parser.set_defaults(_module=verb.replace("-", "_"))
+        module = importlib.import_module(f"torchrig.cli.{verb.replace('-', '_')}")
         module.add_arguments(verb_parser)
     return parser
 
