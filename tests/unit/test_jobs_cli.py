@@ -188,8 +188,10 @@ def test_run_a_recipe_with_gpus_and_resume(
     [
         (("run",), "name a recipe or give a command after --"),
         (("run", "--"), "no command after --"),
-        (("run", "nope"), "unknown recipe 'nope' (recipes: causal-lm)"),
-        (("run", "text-classify"), "recipe 'text-classify' is not available yet"),
+        (
+            ("run", "nope"),
+            "unknown recipe 'nope' (recipes: causal-lm, text-classify, image-classify)",
+        ),
         (("run", "--gpus", "3", "--", "python", "t.py"), "--gpus 3 asks for more GPUs than"),
         (("run", "--name", "a/b", "--", "true"), "job name 'a/b' is not allowed"),
         (("logs", "nope"), "no job 'nope' (latest: none yet)"),

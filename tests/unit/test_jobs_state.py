@@ -97,9 +97,9 @@ def test_recipes() -> None:
         "--preset",
         "tiny",
     ]
-    with pytest.raises(UsageError, match=r"'text-classify' is not available yet \(recipes: "):
-        recipe_command("text-classify", [])
-    with pytest.raises(UsageError, match=r"unknown recipe 'nope' \(recipes: causal-lm\)"):
+    assert recipe_command("text-classify", [])[2] == "torchrig.recipes.text_classify"
+    assert recipe_command("image-classify", [])[2] == "torchrig.recipes.image_classify"
+    with pytest.raises(UsageError, match=r"unknown recipe 'nope' \(recipes: causal-lm, text-"):
         recipe_command("nope", [])
 
 
