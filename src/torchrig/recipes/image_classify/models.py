@@ -46,9 +46,9 @@ class _Block(nn.Module):  # type: ignore[misc]
 
 
 class TinyCNN(nn.Module):  # type: ignore[misc]
-    """Stem, three stages of one basic block (16, 32, 64 channels; the last two halve the
+    """Stem, three stages of one basic block (16, 32, 64 channels, each halving the
     resolution), global average pooling, a linear head named `fc` as in torchvision's
-    ResNets. ~77k parameters: trains on 32-px images on a CPU in seconds."""
+    ResNets. ~77k parameters, ~7 MFLOPs per 32-px image: trains on a CPU in seconds."""
 
     def __init__(self, num_classes: int, widths: tuple[int, int, int] = (16, 32, 64)) -> None:
         super().__init__()
@@ -56,7 +56,7 @@ class TinyCNN(nn.Module):  # type: ignore[misc]
         self.stem = nn.Sequential(
             nn.Conv2d(3, a, 3, 1, 1, bias=False), nn.BatchNorm2d(a), nn.ReLU()
         )
-        self.stages = nn.Sequential(_Block(a, a, 1), _Block(a, b, 2), _Block(b, c, 2))
+        self.stages = nn.Sequential(_Block(a, a, 2), _Block(a, b, 2), _Block(b, c, 2))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, num_classes)
 
