@@ -1,0 +1,364 @@
+"""Training throughput of the image-classify recipe on one GPU: the recipe's own loop from
+its decoded cache (GPU augmentation), against a plain loop on synthetic on-GPU tensors.
+
+    # 1 H100/H200: ResNet-50, compiled bf16, channels_last, 224 px, micro-batch 256
+    python benchmarks/train_image_classify.py
+    # check the harness on a CPU (tiny-cnn, 400 small images, fp32, no compile)
+    python benchmarks/train_image_classify.py --cpu-smoke
+
+Steps, all in one process:
+
+1. A JPEG ImageFolder tree is generated in a temporary folder (--images of 256-320 px,
+   --classes classes; smooth random colour fields with a class tint, made in parallel).
+2. The recipe (`torchrig.recipes.image_classify.train.train`, the code a user runs) trains
+   on it from scratch with a fresh cache: the cache build (decode throughput: images/s
+   over all CPUs) is part of the run, as it is for a user's first run. --warmup-steps
+   steps include torch.compile, then --steps timed steps. Throughput counts only the log
+   intervals after warm-up (images over wall time with the loop's own timing; the log step
+   syncs), with the loop's own data-wait share and MFU. "first_epoch_s" is the wall time
+   from calling train() to the end of the first epoch's steps: cache build, model build,
+   compile and one pass over the training images.
+3. The baseline in the same process: the same model and micro-batch, compiled, bf16
+   autocast, channels_last, fused AdamW, on tensors made on the GPU up front — the plain
+   loop of `torchrig bench` (FACTS.md: 5,493 images/s for ResNet-50 on an H100).
+
+The result JSON goes to --out (default benchmarks/results/train-image-classify-MODEL-GPU-DATE.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine
+
+
+def _make_images(task: tuple[str, int, int, int, int, int]) -> int:
+    """One chunk of the generated tree: (root, class, first index, count, min px, max px)."""
+    import numpy as np
+    from PIL import Image
+
+    root, label, first, count, lo, hi = task
+    rng = np.random.default_rng([label, first])
+    folder = Path(root) / f"class-{label:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    tint = np.array([(label * 37) % 256, (label * 91) % 256, (label * 53) % 256])
+    for i in range(first, first + count):
+        w, h = (int(v) for v in rng.integers(lo, hi + 1, 2))
+        # A smooth field (8×8 random colours upscaled) plus fine noise: JPEG sizes and
+        # decode costs close to photos', unlike flat colours.
+        coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        field = np.asarray(Image.fromarray(coarse).resize((w, h), Image.Resampling.BICUBIC))
+        pixels = 0.6 * field + 0.4 * tint + rng.normal(0, 12, (h, w, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        image.save(folder / f"{i:06d}.jpg", quality=90)
+    return count
+
+
+def make_tree(root: Path, images: int, classes: int, lo: int, hi: int) -> dict[str, Any]:
+    """The JPEG tree, made by a pool over every CPU; (images, bytes, seconds)."""
+    start = time.perf_counter()
+    per_class = images // classes
+    chunk = 100
+    tasks = [
+        (str(root), c, first, min(chunk, per_class - first), lo, hi)
+        for c in range(classes)
+        for first in range(0, per_class, chunk)
+    ]
+    with multiprocessing.get_context("spawn").Pool(os.cpu_count()) as pool:
+        made = sum(pool.imap_unordered(_make_images, tasks))
+    n_bytes = sum(p.stat().st_size for p in root.rglob("*.jpg"))
+    return {
+        "images": made,
+        "classes": classes,
+        "px": [lo, hi],
+        "bytes": n_bytes,
+        "made_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def _steady(records: list[dict[str, Any]], after: int) -> dict[str, Any]:
+    """Throughput over the log intervals that start after step `after`."""
+    rows = [r for r in records if "loss" in r and r["step"] - r["steps_in_interval"] >= after]
+    if not rows:
+        raise SystemExit("no log interval after warm-up: raise --steps")
+    wall = sum(r["interval_s"] for r in rows)
+    images = sum(r["samples_per_s"] * r["interval_s"] for r in rows)
+    mfus = [r["mfu"] for r in rows if r["mfu"] is not None]
+    return {
+        "images_per_s": round(images / wall, 1),
+        "mfu": round(sum(m * r["interval_s"] for m, r in zip(mfus, rows, strict=True)) / wall, 4)
+        if len(mfus) == len(rows)
+        else None,
+        "data_wait_share": round(sum(r["data_wait"] * r["interval_s"] for r in rows) / wall, 5),
+        "timed_steps": sum(r["steps_in_interval"] for r in rows),
+        "timed_s": round(wall, 3),
+        "peak_mem_gib": max(r["peak_mem_gib"] for r in rows),
+        "loss_last": rows[-1]["loss"],
+    }
+
+
+def recipe_run(args: argparse.Namespace, tree: Path, run_dir: Path) -> dict[str, Any]:
+    """The recipe from scratch, fresh cache; timestamps of its lines give the phases."""
+    from torchrig.recipes.image_classify import cache as cache_mod
+    from torchrig.recipes.image_classify.config import from_preset
+    from torchrig.recipes.image_classify.train import train
+
+    total = args.warmup_steps + args.steps
+    preset = "tiny" if args.cpu_smoke else "resnet50"
+    cfg = from_preset(
+        preset, model=args.model, data=tree, out=run_dir, steps=total,
+        warmup=min(10, total), micro_batch=args.micro_batch, image_size=args.image_size,
+        cache_size=args.cache_size, log_every=args.log_every, ckpt_every=total, keep=1,
+        compile=not args.cpu_smoke, precision="fp32" if args.cpu_smoke else "bf16",
+        device="cpu" if args.cpu_smoke else "cuda", tensorboard=False, export=False,
+        workers=args.workers,
+    )  # fmt: skip
+    lines: list[tuple[float, str]] = []
+
+    def say(line: str) -> None:
+        lines.append((time.perf_counter(), line))
+        print(line, flush=True)
+
+    start = time.perf_counter()
+    result = train(cfg, say=say)
+    run_s = time.perf_counter() - start
+    # The loop's header line comes just before its first step; records' elapsed_s count
+    # from there.
+    header = next(t for t, line in lines if line.startswith("image-classify:"))
+    sidecar = next(cfg.cache_dir.glob("*.u8.json"))
+    built = json.loads(sidecar.read_text())
+    n_train = sum(int(n) for n in _train_count(lines))
+    steps_per_epoch = math.ceil(n_train / args.micro_batch)
+    epoch_rec = next((r for r in result.records if r["step"] >= steps_per_epoch), None)
+    return {
+        "precision": result.precision,
+        "compiled": result.compiled,
+        "model": args.model,
+        "image_size": args.image_size,
+        "cache_size": cfg.resolved_cache_size,
+        "micro_batch": args.micro_batch,
+        "warmup_steps": args.warmup_steps,
+        "cache_build": {
+            "images": built["count"],
+            "seconds": built["build_s"],
+            "images_per_s": round(built["count"] / built["build_s"], 1),
+            "processes": cfg.workers or cache_mod.available_cpus(),
+            "bytes": sidecar.with_suffix("").stat().st_size,
+        },
+        "recipe": _steady(result.records, args.warmup_steps),
+        "time_to_first_step_s": round(header - start, 2),
+        "first_interval_s": result.records[0]["interval_s"] if result.records else None,
+        "train_images": n_train,
+        "steps_per_epoch": steps_per_epoch,
+        "first_epoch_s": None
+        if epoch_rec is None
+        else round(header - start + epoch_rec["elapsed_s"], 1),
+        "first_epoch_step": None if epoch_rec is None else epoch_rec["step"],
+        "evaluation_accuracy": (result.evaluation or {}).get("accuracy"),
+        "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
+        "run_s": round(run_s, 1),
+    }
+
+
+def _train_count(lines: list[tuple[float, str]]) -> list[str]:
+    """The training image count from the recipe's "data: ..." note."""
+    for _, line in lines:
+        if line.startswith("data: "):
+            return [line.split(" classes, ")[1].split(" training")[0]]
+    raise SystemExit("the recipe printed no data line")
+
+
+def baseline(args: argparse.Namespace, classes: int) -> dict[str, Any]:
+    """The plain loop: same model, synthetic tensors already on the device, no data path."""
+    import torch
+    import torch.nn.functional as F
+
+    from torchrig.bench.model import resnet50_flops_per_image
+    from torchrig.recipes.image_classify import models
+    from torchrig.train.metrics import mfu, peak_tflops
+
+    device = torch.device("cpu" if args.cpu_smoke else "cuda")
+    torch.manual_seed(0)
+    model = models.build(args.model, classes).to(device)
+    flops = models.flops_per_sample(model, args.image_size)
+    model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.reset_peak_memory_stats()
+
+    def loss_fn(x: Any, y: Any) -> Any:
+        return F.cross_entropy(model(x).float(), y)
+
+    fn = loss_fn if args.cpu_smoke else torch.compile(loss_fn)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    size = args.image_size
+    data = [
+        (
+            torch.randn(args.micro_batch, 3, size, size, device=device).contiguous(
+                memory_format=torch.channels_last
+            ),
+            torch.randint(0, classes, (args.micro_batch,), device=device),
+        )
+        for _ in range(4)
+    ]
+
+    def step(i: int) -> Any:
+        x, y = data[i % len(data)]
+        if args.cpu_smoke:
+            loss = fn(x, y)
+        else:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = fn(x, y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return loss
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    t0 = time.perf_counter()
+    for i in range(args.warmup_steps):
+        step(i)
+    sync()
+    warm_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(args.steps):
+        loss = step(i)
+    sync()
+    wall = time.perf_counter() - t0
+    ips = args.micro_batch * args.steps / wall
+    peak, _ = peak_tflops(device, "bf16")
+    out: dict[str, Any] = {
+        "images_per_s": round(ips, 1),
+        "mfu": None if peak is None else round(mfu(flops, ips, peak) or 0.0, 4),
+        "flops_per_image": flops,
+        "warmup_s": round(warm_s, 2),
+        "timed_steps": args.steps,
+        "loss_last": round(float(loss.detach()), 4),
+    }
+    if device.type == "cuda":
+        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    if args.model == "resnet50" and size == 224:
+        # FlopCounterMode's count against the MAC count of torchrig bench.
+        out["flops_check_vs_bench"] = round(flops / resnet50_flops_per_image(), 4)
+    return out
+
+
+def _environment() -> dict[str, Any]:
+    import PIL
+    import torch
+
+    env: dict[str, Any] = {"torch": torch.__version__, "pillow": PIL.__version__}
+    for name in ("torchvision", "timm"):
+        try:
+            env[name] = __import__(name).__version__
+        except Exception as exc:  # absent, or built for another torch
+            env[name] = f"unavailable ({type(exc).__name__})"
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--images", type=int, default=20_000)
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--min-px", type=int, default=256)
+    p.add_argument("--max-px", type=int, default=320)
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--cache-size", type=int, default=256)
+    p.add_argument("--micro-batch", type=int, default=256)
+    p.add_argument("--steps", type=int, default=150, help="timed steps")
+    p.add_argument("--warmup-steps", type=int, default=30, help="untimed steps (compile)")
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--workers", type=int, help="cache decoding processes (default: all CPUs)")
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--cpu-smoke", action="store_true", help="check the harness on a CPU (tiny-cnn, fp32)"
+    )
+    p.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    if args.cpu_smoke:
+        args.model, args.images, args.classes = "tiny-cnn", 400, 4
+        args.min_px, args.max_px, args.image_size, args.cache_size = 40, 64, 32, 36
+        args.micro_batch, args.steps, args.warmup_steps, args.log_every = 32, 10, 10, 5
+    else:
+        import torch
+
+        assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU (or --cpu-smoke)"
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="torchrig-bench-image-"))
+    tree, run_dir = work / "images", work / "run"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    began = time.perf_counter()
+    try:
+        made = make_tree(tree, args.images, args.classes, args.min_px, args.max_px)
+        print(
+            f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
+        )
+        run = recipe_run(args, tree, run_dir)
+        if not args.no_baseline:
+            import torch
+
+            # The recipe's compiled graphs went with train()'s frame; drop the compile
+            # caches and cached blocks so the baseline starts from a clean device.
+            torch._dynamo.reset()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            run["baseline"] = baseline(args, args.classes)
+            run["recipe_vs_baseline"] = round(
+                run["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
+            )
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
+    env = _environment()
+    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
+    day = dt.date.today().isoformat()
+    out = args.out or RESULTS / f"train-image-classify-{args.model}-{gpu}-{day}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "machine": machine(),
+        "environment": env,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "benchmark": "image-classify recipe training throughput "
+        "(benchmarks/train_image_classify.py)",
+        "image_tree": made,
+        "run": run,
+        "total_s": round(time.perf_counter() - began, 1),
+    }
+    out.write_text(json.dumps(data, indent=2) + "\n")
+    short = {
+        "cache_images_per_s": run["cache_build"]["images_per_s"],
+        **run["recipe"],
+        "first_epoch_s": run["first_epoch_s"],
+    }
+    if "baseline" in run:
+        short["baseline_images_per_s"] = run["baseline"]["images_per_s"]
+        short["recipe_vs_baseline"] = run["recipe_vs_baseline"]
+    print(json.dumps(short, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
