@@ -14,6 +14,7 @@ import pytest
 import torch
 from test_text_classify_data import make_tickets, ticket_rows, write_rows
 
+from torchrig.errors import UsageError
 from torchrig.recipes.classify.meta import read_meta
 from torchrig.recipes.text_classify import export as export_mod
 from torchrig.recipes.text_classify.__main__ import main
@@ -217,3 +218,36 @@ def test_bad_input_is_one_line_and_exit_2(
 
     assert run("--data", str(data["train_csv"]), "--max-length", "4096") == 2
     assert "longer than the model's 512 positions" in _one_error_line(capsys)
+
+
+def test_local_pretrained_weights_get_a_new_head_and_their_own_tokenizer(
+    trained: dict[str, Any], data: dict[str, Path], tmp_path: Path
+) -> None:
+    """--model-path: a saved BERT with a 2-class head and a tokenizer beside it. The
+    encoder's weights are the saved ones, the head has the task's 4 classes, and the
+    folder's tokenizer is used (no tokenizer is trained)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(trained["out"] / "tokenizer", local_files_only=True)
+    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, num_labels=2)  # fmt: skip
+    pretrained = BertForSequenceClassification(config)
+    folder = tmp_path / "pretrained"
+    pretrained.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "run"
+    cfg = from_preset("tiny", data=data["train_csv"], out=out, model_path=folder)
+    task = build_task(cfg, Dist(0, 0, 1, torch.device("cpu"), "gloo"))
+    bert = task.model.model
+    assert bert.config.num_labels == 4 and bert.classifier.out_features == 4
+    assert torch.equal(
+        bert.bert.embeddings.word_embeddings.weight,
+        pretrained.bert.embeddings.word_embeddings.weight,
+    )
+    assert not (out / "tokenizer").exists()
+    assert task.meta["model"]["source"] == str(folder)
+    assert task.meta["model"]["config"]["hidden_size"] == 32
+
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UsageError, match="has no safetensors weights"):
+        build_task(cfg, Dist(0, 0, 1, torch.device("cpu"), "gloo"))
