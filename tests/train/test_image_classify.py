@@ -174,3 +174,16 @@ def test_a_corrupt_image_is_skipped_and_counted(
     assert "skipped 1 unreadable image(s) of 41" in notes[0]
     assert "blue-vertical/broken.jpg" in notes[0]
     assert "Traceback" not in out.err
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "exported-program", "torchscript"])
+def test_export_model_in_every_format_matches_pytorch(
+    trained: RunResult, tmp_path: Path, fmt: str
+) -> None:
+    from torchrig.export.run import export_model
+
+    result = export_model(trained.out, fmt, tmp_path / f"model-{fmt}")
+    assert result.recipe == "image-classify" and result.inputs == ["pixels"]
+    assert result.path.stat().st_size > 0 and result.max_abs_diff < 1e-3
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["preprocess"]["mean"] and sidecar["export"]["check"]["passed"]
