@@ -8,7 +8,7 @@ generated ticket data set, against a plain loop on synthetic token tensors on th
     python benchmarks/train_text_classify.py --cpu-smoke
 
 Preparation, timed: --rows rows of 100-200 words (keywords of one of 8 intents among
-Zipf-distributed filler words from a 20,000-word made-up vocabulary) written to a CSV in
+Zipf-distributed filler words from a 50,000-word made-up vocabulary) written to a CSV in
 --work; a BERT WordPiece tokenizer of 30,522 tokens trained on it (the recipe's
 `tokenizer.load_or_train`); the rows tokenized into the recipe's cache (`data.encode_cached`).
 
@@ -67,10 +67,14 @@ def make_rows(path: Path, rows: int, words: tuple[int, int], seed: int = 0) -> P
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    syllables = ["ka", "lo", "mi", "ter", "su", "ven", "ra", "po", "den", "shi", "al", "or"]
-    syllables += ["ne", "qu", "bri", "sta", "mon", "ful", "ex", "ing"]
-    vocab = sorted({"".join(rng.choice(syllables, size=rng.integers(2, 5))) for _ in range(30000)})
-    vocab = vocab[:20000]
+    # 40 syllables, 2-4 per word: ~60k distinct made-up words, 50k kept — enough whole
+    # words that a 30,522-token WordPiece fills its vocabulary, as on real text.
+    consonants = ["k", "l", "m", "t", "s", "v", "r", "p", "d", "sh", "n", "b"]
+    syllables = [c + v for c in consonants for v in ["a", "o", "i"]]
+    syllables += ["al", "or", "ex", "ing"]
+    drawn_words = ("".join(rng.choice(syllables, size=rng.integers(2, 5))) for _ in range(90000))
+    vocab = sorted(set(drawn_words))
+    vocab = [vocab[i] for i in rng.permutation(len(vocab))[:50000]]  # Zipf ranks at random
     weights = 1.0 / np.arange(1, len(vocab) + 1)
     weights /= weights.sum()
     names = sorted(INTENTS)
@@ -224,7 +228,7 @@ def baseline(
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)
         if device.type == "cuda"
         else None,
-        "loss_last": round(float(loss), 4),
+        "loss_last": round(float(loss.detach()), 4),
     }
 
 
