@@ -377,3 +377,9 @@ def test_flags_override_the_preset_and_warmup_follows_the_steps() -> None:
         from_preset("tiny", out=Path("o")).check()
     with pytest.raises(UsageError, match="--val-fraction"):
         from_preset("tiny", data=Path("x.csv"), out=Path("o"), val_fraction=1.0).check()
+
+
+def test_a_long_csv_field_is_read(tmp_path: Path) -> None:
+    long_text = "refund " * 50_000  # 350 kB: over csv's default field limit of 128 KiB
+    rows = read_rows(write_rows(tmp_path / "t.csv", [{"text": long_text, "label": "a"}]))
+    assert rows.texts == [long_text]

@@ -106,7 +106,12 @@ def read_rows(
     return rows
 
 
+# csv's default field limit (128 KiB) would refuse a long document as "not a readable CSV".
+_CSV_FIELD_LIMIT = 1 << 26
+
+
 def _csv_records(path: Path, delimiter: str, rows: Rows) -> Iterator[tuple[str, dict[str, Any]]]:
+    csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: Excel's BOM
         reader = csv.DictReader(handle, delimiter=delimiter)
         if not reader.fieldnames:
