@@ -358,3 +358,12 @@ def test_mistakes_grid_is_a_png(tmp_path: Path) -> None:
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert draw_mistakes([], ["cat", "dog"], lambda _: image, tmp_path / "none.png") is None
     assert [p.name for p in tmp_path.iterdir()] == ["mistakes.png"]  # no temporaries
+
+
+def test_a_new_image_size_brings_its_own_cache_size() -> None:
+    from torchrig.recipes.image_classify.config import from_preset
+
+    assert from_preset("tiny").resolved_cache_size == 36
+    assert from_preset("tiny", image_size=48).resolved_cache_size == 55
+    assert from_preset("tiny", image_size=48, cache_size=64).resolved_cache_size == 64
+    assert from_preset("resnet50", image_size=160).resolved_cache_size == 183

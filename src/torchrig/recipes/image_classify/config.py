@@ -118,5 +118,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def from_preset(name: str, **overrides: Any) -> ImageClassifyConfig:
-    """The preset's config with `overrides` (None values are ignored: flag not given)."""
-    return _from_preset(ImageClassifyConfig, PRESETS, name, **overrides)
+    """The preset's config with `overrides` (None values are ignored: flag not given). A
+    preset's cache size belongs to its image size: --image-size alone derives its own."""
+    preset = dict(PRESETS.get(name, {}))
+    if overrides.get("image_size") is not None and overrides.get("cache_size") is None:
+        preset.pop("cache_size", None)
+    return _from_preset(ImageClassifyConfig, {**PRESETS, name: preset}, name, **overrides)
