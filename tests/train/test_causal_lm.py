@@ -92,8 +92,10 @@ def test_existing_run_without_resume_is_a_usage_error(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--resume" in err[0] and "Traceback" not in err[0]
     # Bad input in general: one line, exit 2.
-    assert main(["--preset", "tiny", "--data", str(tmp_path / "nope.txt"), "--out", "x"]) == 2
+    out = tmp_path / "x"
+    assert main(["--preset", "tiny", "--data", str(tmp_path / "nope.txt"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-made
 
 
 def _env() -> dict[str, str]:

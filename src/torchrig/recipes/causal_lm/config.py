@@ -104,6 +104,12 @@ class TrainConfig:
                 "--sft FILE.jsonl",
                 "plain text to pretrain, or prompt/response JSONL to fine-tune",
             )
+        # Before anything is written to --out: a wrong path must leave no run folder behind.
+        for path in [*self.data, self.tokens, self.sft]:
+            if path is not None and not Path(path).is_file():
+                raise UsageError(
+                    f"data file {path} does not exist", "check the path given for the data"
+                )
         if self.lora and self.model_path is None and not self.model.startswith("tiny"):
             raise UsageError(
                 "--lora adapts pretrained weights, but no --model-path was given",
