@@ -368,3 +368,30 @@ def load_training_state(
         rng_ok = True
         data_state = trainer["data"][dist.rank]
     return Resumed(int(trainer["step"]), data_state, rng_ok, dict(trainer.get("meta") or {}))
+
+
+def resume_run(
+    ckpt: Checkpoint,
+    *,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    scaler: Any,
+    batches: Any,
+    dist: Any,
+    say: Any,
+) -> int:
+    """Continue a run from `ckpt`: training state, learning rate, data position. Returns
+    the step to continue from."""
+    from torchrig.train.optim import follow_schedule
+
+    resumed = load_training_state(
+        ckpt, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, dist=dist
+    )
+    follow_schedule(optimizer, scheduler)
+    if resumed.data_state is not None:
+        batches.load_state_dict(resumed.data_state)
+    say(f"resumed from {ckpt.path} (step {resumed.step})")
+    if not resumed.rng_restored:
+        say("the number of processes changed: random streams and data order restart")
+    return resumed.step

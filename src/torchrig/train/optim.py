@@ -74,3 +74,28 @@ def clip_gradients(model: Any, max_norm: float) -> Any:
     if max_norm <= 0 or not params:
         return None
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+def optimizer_step(model: Any, optimizer: Any, scheduler: Any, scaler: Any, max_norm: float) -> Any:
+    """The end of a training step, after the backward passes of its micro-batches:
+    unscale (fp16), clip, step (skipped by the scaler when gradients overflowed), clear the
+    gradients, advance the schedule. Returns the gradient norm before clipping (or None)."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients
+    grad_norm = clip_gradients(model, max_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    return grad_norm
+
+
+def follow_schedule(optimizer: Any, scheduler: Any) -> None:
+    """After a resume: a run may change --steps, so its own schedule, not the saved one,
+    sets the next learning rate (a no-op when nothing changed)."""
+    factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * factor

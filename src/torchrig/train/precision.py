@@ -42,6 +42,14 @@ class Precision:
         )
         return ctx
 
+    def backward(self, loss: Any) -> None:
+        """Backward through the loss, scaled first under fp16 (small gradients would
+        underflow to zero in fp16 otherwise)."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
 
 def resolve_precision(requested: str, device: Any) -> Precision:
     """The precision to train in on `device` (a torch.device); a request the device cannot

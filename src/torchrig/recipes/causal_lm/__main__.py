@@ -10,9 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from torchrig.errors import TorchrigError
 from torchrig.recipes.causal_lm.config import PRESETS, TrainConfig, from_preset
+from torchrig.recipes.entry import run_recipe
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,18 +71,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from torchrig.train.signals import StopFlag
-
-    try:
-        cfg = config_from_args(argv)
+    def load_train() -> Any:
         from torchrig.recipes.causal_lm.train import train
 
-        with StopFlag() as stop:
-            train(cfg, stop=stop)
-    except TorchrigError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+        return train
+
+    return run_recipe(lambda: config_from_args(argv), load_train)
 
 
 if __name__ == "__main__":

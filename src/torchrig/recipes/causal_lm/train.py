@@ -35,7 +35,7 @@ from torchrig.recipes.causal_lm.tokenizer import load_or_train_tokenizer, load_t
 from torchrig.train import distributed as D
 from torchrig.train.checkpoint import (
     CheckpointManager,
-    load_training_state,
+    resume_run,
     save_training_state,
 )
 from torchrig.train.metrics import (
@@ -48,7 +48,7 @@ from torchrig.train.metrics import (
     plot_loss,
     round_or_none,
 )
-from torchrig.train.optim import build_optimizer, build_scheduler, clip_gradients
+from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
@@ -231,21 +231,10 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
 
     start_step = 0
     if cfg.resume and latest is not None:
-        resumed = load_training_state(
+        start_step = resume_run(
             latest, model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=precision.scaler, dist=dist,
+            scaler=precision.scaler, batches=batches, dist=dist, say=say,
         )  # fmt: skip
-        start_step = resumed.step
-        # A resumed run may change --steps: its own schedule, not the saved one, sets the
-        # next learning rate (a no-op when nothing changed).
-        factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-            group["lr"] = base * factor
-        if resumed.data_state is not None:
-            batches.load_state_dict(resumed.data_state)
-        say(f"resumed from {latest.path} (step {start_step})")
-        if not resumed.rng_restored:
-            say("the number of processes changed: random streams and data order restart")
 
     peak, peak_note = peak_tflops(dist.device, precision.name)
     log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
@@ -313,22 +302,10 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
                     # × world_size: DDP and FSDP average gradients over ranks; we want the
                     # sum over ranks divided by the step's total number of target tokens.
                     loss = step_fn(x, y) * (dist.world_size / max(n_targets, 1))
-                if precision.scaler is not None:
-                    precision.scaler.scale(loss).backward()
-                else:
-                    loss.backward()
+                precision.backward(loss)
                 loss_sum += loss.detach()
 
-            if precision.scaler is not None:
-                precision.scaler.unscale_(optimizer)  # clip the true gradients
-            grad_norm = clip_gradients(model, cfg.grad_clip)
-            if precision.scaler is not None:
-                precision.scaler.step(optimizer)  # skipped when gradients overflowed
-                precision.scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            grad_norm = optimizer_step(model, optimizer, scheduler, precision.scaler, cfg.grad_clip)
             step += 1
             data_state = feed.state
             timer.step(tokens_per_step)

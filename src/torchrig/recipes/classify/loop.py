@@ -35,7 +35,7 @@ from torchrig.recipes.classify.config import ClassifyConfig
 from torchrig.recipes.classify.meta import FINAL_WEIGHTS, classifier_meta, write_meta
 from torchrig.recipes.classify.task import ClassifyTask, Mistake
 from torchrig.train import distributed as D
-from torchrig.train.checkpoint import CheckpointManager, load_training_state, save_training_state
+from torchrig.train.checkpoint import CheckpointManager, resume_run, save_training_state
 from torchrig.train.metrics import (
     MetricsLog,
     StepTimer,
@@ -46,7 +46,7 @@ from torchrig.train.metrics import (
     plot_loss,
     round_or_none,
 )
-from torchrig.train.optim import build_optimizer, build_scheduler, clip_gradients
+from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
@@ -157,20 +157,10 @@ def _run(
 
     start_step = 0
     if cfg.resume and latest is not None:
-        resumed = load_training_state(
+        start_step = resume_run(
             latest, model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=precision.scaler, dist=dist,
+            scaler=precision.scaler, batches=task.train, dist=dist, say=say,
         )  # fmt: skip
-        start_step = resumed.step
-        # A resumed run may change --steps: its own schedule sets the next learning rate.
-        factor = scheduler.lr_lambdas[0](scheduler.last_epoch)
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-            group["lr"] = base * factor
-        if resumed.data_state is not None:
-            task.train.load_state_dict(resumed.data_state)
-        say(f"resumed from {latest.path} (step {start_step})")
-        if not resumed.rng_restored:
-            say("the number of processes changed: random streams and data order restart")
 
     peak, peak_note = peak_tflops(dist.device, precision.name)
     log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
@@ -255,22 +245,10 @@ def _run(
                 last = i == len(micro) - 1
                 with D.no_sync(wrapped, strategy, last), precision.autocast():
                     loss = step_fn(labels, *inputs) / samples_per_step
-                if precision.scaler is not None:
-                    precision.scaler.scale(loss).backward()
-                else:
-                    loss.backward()
+                precision.backward(loss)
                 loss_sum += loss.detach()
 
-            if precision.scaler is not None:
-                precision.scaler.unscale_(optimizer)  # clip the true gradients
-            grad_norm = clip_gradients(model, cfg.grad_clip)
-            if precision.scaler is not None:
-                precision.scaler.step(optimizer)  # skipped when gradients overflowed
-                precision.scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            grad_norm = optimizer_step(model, optimizer, scheduler, precision.scaler, cfg.grad_clip)
             step += 1
             data_state = feed.state
             timer.step(samples_per_step)

@@ -10,9 +10,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from torchrig.errors import TorchrigError
 from torchrig.recipes.classify.config import add_training_arguments
+from torchrig.recipes.entry import run_recipe
 from torchrig.recipes.image_classify.config import PRESETS, ImageClassifyConfig, from_preset
 
 
@@ -47,18 +48,12 @@ def config_from_args(argv: Sequence[str] | None = None) -> ImageClassifyConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from torchrig.train.signals import StopFlag
-
-    try:
-        cfg = config_from_args(argv)
+    def load_train() -> Any:
         from torchrig.recipes.image_classify.train import train
 
-        with StopFlag() as stop:
-            train(cfg, stop=stop)
-    except TorchrigError as exc:
-        print(f"error: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
-    return 0
+        return train
+
+    return run_recipe(lambda: config_from_args(argv), load_train)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def from_preset(name: str, **overrides: Any) -> ImageClassifyConfig:
     """The preset's config with `overrides` (None values are ignored: flag not given). A
     preset's cache size belongs to its image size: --image-size alone derives its own."""
-    preset = dict(PRESETS.get(name, {}))
-    if overrides.get("image_size") is not None and overrides.get("cache_size") is None:
-        preset.pop("cache_size", None)
-    return _from_preset(ImageClassifyConfig, {**PRESETS, name: preset}, name, **overrides)
+    presets = PRESETS
+    new_size = overrides.get("image_size") is not None and overrides.get("cache_size") is None
+    if name in PRESETS and new_size:
+        preset = {k: v for k, v in PRESETS[name].items() if k != "cache_size"}
+        presets = {**PRESETS, name: preset}
+    return _from_preset(ImageClassifyConfig, presets, name, **overrides)
