@@ -11,12 +11,12 @@ written to OUT/config.json and into every checkpoint.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from torchrig.errors import UsageError
+from torchrig.recipes import settings
 
 
 @dataclass
@@ -65,32 +65,21 @@ class TrainConfig:
     export: bool = True  # save the final model (save_pretrained) in OUT/final
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, list):
-                value = [str(v) for v in value]
-            out[f.name] = value
-        return out
+        return settings.to_json(self)
 
     def check(self) -> None:
         """Raise UsageError for settings that cannot work, naming the flag."""
-        positive = {
-            "--seq-len": self.seq_len,
-            "--micro-batch": self.micro_batch,
-            "--grad-accum": self.grad_accum,
-            "--steps": self.steps,
-            "--log-every": self.log_every,
-            "--ckpt-every": self.ckpt_every,
-            "--keep": self.keep,
-        }
-        for flag, value in positive.items():
-            if value < 1:
-                raise UsageError(
-                    f"{flag} must be at least 1, not {value}", f"give {flag} 1 or more"
-                )
+        settings.require_at_least_one(
+            {
+                "--seq-len": self.seq_len,
+                "--micro-batch": self.micro_batch,
+                "--grad-accum": self.grad_accum,
+                "--steps": self.steps,
+                "--log-every": self.log_every,
+                "--ckpt-every": self.ckpt_every,
+                "--keep": self.keep,
+            }
+        )
         if self.lr <= 0:
             raise UsageError(f"--lr must be positive, not {self.lr}", "e.g. --lr 3e-4")
         if self.warmup < 0:
@@ -164,11 +153,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def from_preset(name: str, **overrides: Any) -> TrainConfig:
     """The preset's config with `overrides` (None values are ignored: flag not given)."""
-    if name not in PRESETS:
-        raise UsageError(f"unknown preset {name!r}", f"use one of: {', '.join(PRESETS)}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
-    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-    return TrainConfig(**values)
+    return settings.from_preset(TrainConfig, PRESETS, name, **overrides)

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from torchrig.errors import UsageError
+from torchrig.recipes import settings
 
 C = TypeVar("C", bound="ClassifyConfig")
 
@@ -45,31 +45,20 @@ class ClassifyConfig:
     export: bool = True  # write OUT/final (weights + classifier.json) at the end
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, Path):
-                value = str(value)
-            elif isinstance(value, list):
-                value = [str(v) for v in value]
-            out[f.name] = value
-        return out
+        return settings.to_json(self)
 
     def check(self) -> None:
         """Raise UsageError for settings that cannot work, naming the flag."""
-        at_least_one = {
-            "--micro-batch": self.micro_batch,
-            "--grad-accum": self.grad_accum,
-            "--steps": self.steps,
-            "--log-every": self.log_every,
-            "--ckpt-every": self.ckpt_every,
-            "--keep": self.keep,
-        }
-        for flag, value in at_least_one.items():
-            if value < 1:
-                raise UsageError(
-                    f"{flag} must be at least 1, not {value}", f"give {flag} 1 or more"
-                )
+        settings.require_at_least_one(
+            {
+                "--micro-batch": self.micro_batch,
+                "--grad-accum": self.grad_accum,
+                "--steps": self.steps,
+                "--log-every": self.log_every,
+                "--ckpt-every": self.ckpt_every,
+                "--keep": self.keep,
+            }
+        )
         if self.lr <= 0:
             raise UsageError(f"--lr must be positive, not {self.lr}", "e.g. --lr 3e-4")
         if self.warmup < 0 or self.eval_every < 0:
@@ -124,11 +113,4 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
 
 def from_preset(cls: type[C], presets: dict[str, dict[str, Any]], name: str, **overrides: Any) -> C:
     """The preset's config with `overrides` (None values are ignored: flag not given)."""
-    if name not in presets:
-        raise UsageError(f"unknown preset {name!r}", f"use one of: {', '.join(presets)}")
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise UsageError(f"unknown setting(s): {', '.join(unknown)}")
-    values = {**presets[name], **{k: v for k, v in overrides.items() if v is not None}}
-    return cls(**values)
+    return settings.from_preset(cls, presets, name, **overrides)
