@@ -178,7 +178,7 @@ def worker(args: argparse.Namespace) -> None:
     preset = "tiny" if args.model.startswith("tiny") else args.model
     cfg = from_preset(
         preset, model=args.model, tokens=Path(args.tokens), out=run_dir, steps=total,
-        warmup=min(10, total), seq_len=seq, micro_batch=micro, grad_accum=1,
+        warmup=min(10, total), seq_len=seq, micro_batch=micro, grad_accum=args.grad_accum,
         log_every=args.log_every, ckpt_every=total, keep=1, strategy=args.strategy,
         compile=not (args.no_compile or args.cpu_smoke),
         precision="fp32" if args.cpu_smoke else "bf16",
@@ -198,7 +198,8 @@ def worker(args: argparse.Namespace) -> None:
         "model": args.model,
         "micro_batch_per_gpu": micro,
         "seq_len": seq,
-        "tokens_per_step": micro * seq * world,
+        "grad_accum": args.grad_accum,
+        "tokens_per_step": micro * seq * args.grad_accum * world,
         "warmup_steps": args.warmup_steps,
         "recipe": _steady(result.records, args.warmup_steps),
         "first_interval_s": first.get("interval_s"),  # includes torch.compile
@@ -249,6 +250,9 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--micro-batch", type=int)
     p.add_argument("--seq-len", type=int)
+    p.add_argument(
+        "--grad-accum", type=int, default=1, help="micro-steps per optimizer step (presets: 4)"
+    )
     p.add_argument("--n-tokens", type=float, default=200e6, help="size of the token file")
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
@@ -288,7 +292,7 @@ def main() -> None:
             "--steps", str(args.steps), "--warmup-steps", str(args.warmup_steps),
             "--log-every", str(args.log_every), "--work", str(work),
         ]  # fmt: skip
-        for flag in ("micro_batch", "seq_len"):
+        for flag in ("micro_batch", "seq_len", "grad_accum"):
             if getattr(args, flag):
                 cmd += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
         cmd += ["--no-compile"] * args.no_compile + ["--no-baseline"] * args.no_baseline
