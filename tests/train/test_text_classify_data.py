@@ -346,7 +346,7 @@ def test_ranks_draw_disjoint_rows_of_equal_count() -> None:
              for r in range(2)]  # fmt: skip
     a, b = (next(r)[1].tolist() for r in ranks)
     assert len(a) == len(b) == 5 and not set(a) & set(b)
-    with pytest.raises(UsageError, match="fewer than the 4 processes"):
+    with pytest.raises(UsageError, match=r"3 training row\(s\) for 4 processes"):
         data_mod.TrainBatches(_encoded(3), [0, 1, 2], 2, seed=0, rank=0, world_size=4)
 
 

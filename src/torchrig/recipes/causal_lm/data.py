@@ -35,6 +35,7 @@ from typing import Any
 from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.recipes.causal_lm.tokenizer import source_stamp, tokenizer_fingerprint
+from torchrig.train.sampling import EpochOrder, generator
 
 IGNORE_INDEX = -100  # what torch's cross_entropy skips by default
 BIN_FORMAT = 1
@@ -147,14 +148,6 @@ def tokenize_to_bin(paths: list[Path], tokenizer: Any, out: Path) -> Path:
     return out
 
 
-def _generator(seed: int, *stream: int) -> Any:
-    """A numpy generator for one (seed, stream...) tuple: independent streams, no state to
-    carry between batches, so any batch can be made again from its index alone."""
-    import numpy as np
-
-    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
-
-
 def _check_rank(rank: int, world_size: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
         raise UsageError(f"rank {rank} is not in a world of {world_size} processes")
@@ -226,7 +219,7 @@ class PretrainBatches:
         import numpy as np
         import torch
 
-        starts = _generator(self.seed, self.rank, k).integers(
+        starts = generator(self.seed, self.rank, k).integers(
             0, self.n_starts, size=self.batch_size, dtype=np.int64
         )
         # One fancy-indexing gather from the memmap: [B, T + 1] ids.
@@ -350,27 +343,13 @@ class SftBatches:
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.prompt_lens = np.asarray(prompt_lens, dtype=np.int64)
         self.n_records = len(lines)
-        self.per_rank = self.n_records // world_size
-        if self.per_rank == 0:
-            raise UsageError(
-                f"{self.path} has {self.n_records} record(s), fewer than the "
-                f"{world_size} processes",
-                "give more records, or run fewer processes",
-            )
+        self.order = EpochOrder(self.n_records, seed, rank, world_size, f"record(s) in {self.path}")
+        self.per_rank = self.order.per_rank
         self.position = 0  # records of this rank's stream consumed so far
-        self._epoch = -1
-        self._order: Any = None
-
-    def _records(self, epoch: int) -> Any:
-        if epoch != self._epoch:
-            order = _generator(self.seed, epoch).permutation(self.n_records)
-            self._order = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
-            self._epoch = epoch
-        return self._order
 
     @property
     def epoch(self) -> int:
-        return self.position // self.per_rank
+        return self.order.epoch_of(self.position)
 
     def __iter__(self) -> Iterator[tuple[Any, Any]]:
         return self
@@ -381,9 +360,7 @@ class SftBatches:
 
         x: Any = np.full((self.batch_size, self.max_len), self.pad, dtype=np.int64)
         y: Any = np.full((self.batch_size, self.max_len), IGNORE_INDEX, dtype=np.int64)
-        for j in range(self.batch_size):
-            epoch, index = divmod(self.position + j, self.per_rank)
-            i = self._records(epoch)[index]
+        for j, i in enumerate(self.order.indices(self.position, self.batch_size)):
             seq = self.ids[self.starts[i] : self.starts[i] + self.lengths[i]]
             x[j, : len(seq)] = seq
             # Position t predicts seq[t + 1]: a loss only where that is a response token or

@@ -27,18 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from torchrig.errors import UsageError
+from torchrig.train.sampling import EpochOrder, generator
 
 # RandomResizedCrop's aspect-ratio range (torchvision, timm): 3/4 to 4/3.
 RATIO = (3 / 4, 4 / 3)
 # Streams of the seed: 0 = epoch order (followed by the epoch), 1 = augmentation, 2 = hold-out.
 _ORDER, _AUGMENT, _HOLDOUT = 0, 1, 2
-
-
-def _generator(seed: int, *stream: int) -> Any:
-    """A numpy generator for one (seed, stream...) tuple: no state carried between batches."""
-    import numpy as np
-
-    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
 
 
 def holdout(labels: Any, rows: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -57,7 +51,7 @@ def holdout(labels: Any, rows: Any, fraction: float, seed: int) -> tuple[Any, An
     val: list[Any] = []
     for c in np.unique(labels[rows]):
         mine = rows[labels[rows] == c]
-        order = _generator(seed, _HOLDOUT, int(c)).permutation(len(mine))
+        order = generator(seed, _HOLDOUT, int(c)).permutation(len(mine))
         n_val = min(round(len(mine) * fraction), len(mine) - 1)
         val.append(mine[order[:n_val]])
         train.append(mine[order[n_val:]])
@@ -107,8 +101,6 @@ class ImageBatches:
     ) -> None:
         import numpy as np
 
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise UsageError(f"rank {rank} is not in a world of {world_size} processes")
         if batch_size < 1:
             raise UsageError(f"the batch size must be at least 1, not {batch_size}")
         self.images = images
@@ -120,27 +112,15 @@ class ImageBatches:
         self.world_size = world_size
         self.min_scale = min_scale
         self.flip = flip
-        self.per_rank = len(self.rows) // world_size
-        if self.per_rank == 0:
-            raise UsageError(
-                f"{len(self.rows)} training image(s) for {world_size} processes",
-                "give more images, or run fewer processes",
-            )
+        self.order = EpochOrder(
+            len(self.rows), seed, rank, world_size, "training image(s)", stream=(_ORDER,)
+        )
+        self.per_rank = self.order.per_rank
         self.position = 0  # images of this rank's stream consumed so far
-        self._epoch = -1
-        self._order: Any = None
-
-    def _epoch_rows(self, epoch: int) -> Any:
-        if epoch != self._epoch:
-            order = _generator(self.seed, _ORDER, epoch).permutation(len(self.rows))
-            mine = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
-            self._order = self.rows[mine]
-            self._epoch = epoch
-        return self._order
 
     @property
     def epoch(self) -> int:
-        return self.position // self.per_rank
+        return self.order.epoch_of(self.position)
 
     def __iter__(self) -> Iterator[tuple[tuple[Any, ...], Any]]:
         return self
@@ -149,19 +129,13 @@ class ImageBatches:
         import numpy as np
         import torch
 
-        picked: Any = np.empty(self.batch_size, dtype=np.int64)
-        filled = 0
-        while filled < self.batch_size:  # a batch may span an epoch boundary
-            epoch, index = divmod(self.position + filled, self.per_rank)
-            take = min(self.batch_size - filled, self.per_rank - index)
-            picked[filled : filled + take] = self._epoch_rows(epoch)[index : index + take]
-            filled += take
+        picked = self.rows[self.order.indices(self.position, self.batch_size)]
         # Rows in file order: the gather then reads the memmap forwards (page-cache and
         # read-ahead friendly). Which images form the batch is what the order decides.
         picked.sort()
         pixels = torch.from_numpy(np.ascontiguousarray(self.images[picked]))
         labels = torch.from_numpy(self.labels[picked])
-        rng = _generator(self.seed, _AUGMENT, self.rank, self.position)
+        rng = generator(self.seed, _AUGMENT, self.rank, self.position)
         theta = torch.from_numpy(crop_params(self.batch_size, rng, self.min_scale, self.flip))
         self.position += self.batch_size
         return (pixels, theta), labels

@@ -36,6 +36,7 @@ from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.recipes.causal_lm.tokenizer import source_stamp
 from torchrig.recipes.text_classify.tokenizer import tokenizer_fingerprint
+from torchrig.train.sampling import EpochOrder
 
 CACHE_FORMAT = 1
 # Rows per call of the tokenizer: big enough to keep its Rust threads busy, small enough
@@ -176,8 +177,6 @@ class TrainBatches:
     ) -> None:
         import numpy as np
 
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise UsageError(f"rank {rank} is not in a world of {world_size} processes")
         if batch_size < 1:
             raise UsageError(f"the batch size must be at least 1, not {batch_size}")
         if len(labels) != len(data):
@@ -189,37 +188,9 @@ class TrainBatches:
         self.rank = rank
         self.world_size = world_size
         self.n_rows = len(data)
-        self.per_rank = self.n_rows // world_size
-        if self.per_rank == 0:
-            raise UsageError(
-                f"{self.n_rows} training row(s) are fewer than the {world_size} processes",
-                "give more rows, or run fewer processes",
-            )
+        self.order = EpochOrder(self.n_rows, seed, rank, world_size, "training row(s)")
+        self.per_rank = self.order.per_rank
         self.position = 0  # rows of this rank's stream consumed so far
-        self._epoch = -1
-        self._order: Any = None
-
-    def _rows(self, epoch: int) -> Any:
-        import numpy as np
-
-        if epoch != self._epoch:
-            rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
-            order = rng.permutation(self.n_rows)
-            self._order = order[: self.per_rank * self.world_size][self.rank :: self.world_size]
-            self._epoch = epoch
-        return self._order
-
-    def _indices(self, start: int, count: int) -> Any:
-        import numpy as np
-
-        out: Any = np.empty(count, dtype=np.int64)
-        filled = 0
-        while filled < count:  # a batch may run across an epoch boundary
-            epoch, offset = divmod(start + filled, self.per_rank)
-            take = min(count - filled, self.per_rank - offset)
-            out[filled : filled + take] = self._rows(epoch)[offset : offset + take]
-            filled += take
-        return out
 
     def __iter__(self) -> Iterator[tuple[tuple[Any, Any], Any]]:
         return self
@@ -227,7 +198,7 @@ class TrainBatches:
     def __next__(self) -> tuple[tuple[Any, Any], Any]:
         import torch
 
-        at = self._indices(self.position, self.batch_size)
+        at = self.order.indices(self.position, self.batch_size)
         self.position += self.batch_size
         inputs = _masked(self.data.ids[at], self.data.lengths[at])
         return inputs, torch.from_numpy(self.labels[at])
