@@ -131,12 +131,15 @@ def test_build_model_and_export_inputs_round_trip(trained: dict[str, Any]) -> No
         assert not torch.equal(export_mod.build_model(meta, out)(*inputs), a)
 
 
-def test_export_model_writes_a_checked_onnx_file(trained: dict[str, Any], tmp_path: Path) -> None:
-    """Through `torchrig export-model`'s machinery: traced at batch 2, checked in
-    onnxruntime at batch 3 against PyTorch (the padding mask goes through ONNX too)."""
+@pytest.mark.parametrize("fmt", ["onnx", "exported-program", "torchscript"])
+def test_export_model_writes_a_checked_file(
+    trained: dict[str, Any], tmp_path: Path, fmt: str
+) -> None:
+    """Through `torchrig export-model`'s machinery: traced at batch 2, checked at batch 3
+    against PyTorch (ONNX in onnxruntime; the padding mask goes through every format)."""
     from torchrig.export.run import export_model
 
-    done = export_model(trained["out"] / "final", "onnx", tmp_path / "model.onnx")
+    done = export_model(trained["out"] / "final", fmt, tmp_path / f"model-{fmt}")
     assert done.recipe == "text-classify" and done.inputs == ["input_ids", "attention_mask"]
     assert done.max_abs_diff <= done.atol + 1e-3 and done.bytes > 0
 
@@ -251,3 +254,28 @@ def test_local_pretrained_weights_get_a_new_head_and_their_own_tokenizer(
     (folder / "model.safetensors").unlink()
     with pytest.raises(UsageError, match="has no safetensors weights"):
         build_task(cfg, Dist(0, 0, 1, torch.device("cpu"), "gloo"))
+
+
+def test_two_processes_train_under_torchrun(data: dict[str, Path], tmp_path: Path) -> None:
+    """The shared loop under torchrun: 2 gloo processes, DDP, disjoint rows per rank; rank 0
+    evaluates and writes the final model, and both ranks exit 0."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+        "-m", "torchrig.recipes.text_classify", "--preset", "tiny",
+        "--data", str(data["train_csv"]), "--val", str(data["val_csv"]), "--out", str(out),
+        "--steps", "40", "--micro-batch", "16", "--no-tensorboard", "--device", "cpu",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "2 process(es), ddp" in done.stdout and "32 sequences/step" in done.stdout
+    report = json.loads((out / "eval.json").read_text())
+    assert report["accuracy"] > 0.8, report["accuracy"]
+    assert (out / "final" / "model.safetensors").exists()
+    losses = _losses(out)
+    assert losses[40] < 0.5 * losses[10], losses
