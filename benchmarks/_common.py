@@ -55,3 +55,25 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}-cpu2-{day}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path
+
+
+def steady(records: list[dict[str, Any]], after: int, rate: str, name: str) -> dict[str, Any]:
+    """A training run's throughput over its log intervals that start after step `after`
+    (warm-up and compile excluded): the log records' `rate` (tokens_per_s, samples_per_s)
+    weighted by interval time, reported as `name`; MFU and data wait weighted alike."""
+    rows = [r for r in records if "loss" in r and r["step"] - r["steps_in_interval"] >= after]
+    if not rows:
+        raise SystemExit("no log interval after warm-up: raise --steps")
+    wall = sum(r["interval_s"] for r in rows)
+    mfus = [r["mfu"] for r in rows if r["mfu"] is not None]
+    return {
+        name: round(sum(r[rate] * r["interval_s"] for r in rows) / wall, 1),
+        "mfu": round(sum(m * r["interval_s"] for m, r in zip(mfus, rows, strict=True)) / wall, 4)
+        if len(mfus) == len(rows)
+        else None,
+        "data_wait_share": round(sum(r["data_wait"] * r["interval_s"] for r in rows) / wall, 5),
+        "timed_steps": sum(r["steps_in_interval"] for r in rows),
+        "timed_s": round(wall, 3),
+        "peak_mem_gib": max(r["peak_mem_gib"] for r in rows),
+        "loss_last": rows[-1]["loss"],
+    }

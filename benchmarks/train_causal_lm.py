@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine
+from _common import RESULTS, machine, steady
 
 DEFAULTS = {  # micro-batch, sequence length, vocabulary of the random tokens
     # 32 × 1024 tokens per micro-step: FACTS.md's 454k tokens/s plain loop used 16; a
@@ -78,27 +78,6 @@ def make_tokens(path: Path, n_tokens: int, vocab: int, seed: int = 0) -> Path:
     }
     sidecar_path(path).write_text(json.dumps(meta, indent=2) + "\n")
     return path
-
-
-def _steady(records: list[dict[str, Any]], after: int) -> dict[str, Any]:
-    """Throughput over the log intervals that start after step `after`."""
-    rows = [r for r in records if "loss" in r and r["step"] - r["steps_in_interval"] >= after]
-    if not rows:
-        raise SystemExit("no log interval after warm-up: raise --steps")
-    wall = sum(r["interval_s"] for r in rows)
-    tokens = sum(r["tokens_per_s"] * r["interval_s"] for r in rows)
-    mfus = [r["mfu"] for r in rows if r["mfu"] is not None]
-    return {
-        "tokens_per_s": round(tokens / wall, 1),
-        "mfu": round(sum(m * r["interval_s"] for m, r in zip(mfus, rows, strict=False)) / wall, 4)
-        if len(mfus) == len(rows)
-        else None,
-        "data_wait_share": round(sum(r["data_wait"] * r["interval_s"] for r in rows) / wall, 5),
-        "timed_steps": sum(r["steps_in_interval"] for r in rows),
-        "timed_s": round(wall, 3),
-        "peak_mem_gib": max(r["peak_mem_gib"] for r in rows),
-        "loss_last": rows[-1]["loss"],
-    }
 
 
 def baseline(
@@ -201,7 +180,7 @@ def worker(args: argparse.Namespace) -> None:
         "grad_accum": args.grad_accum,
         "tokens_per_step": micro * seq * args.grad_accum * world,
         "warmup_steps": args.warmup_steps,
-        "recipe": _steady(result.records, args.warmup_steps),
+        "recipe": steady(result.records, args.warmup_steps, "tokens_per_s", "tokens_per_s"),
         "first_interval_s": first.get("interval_s"),  # includes torch.compile
         "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
         "checkpoint_bytes": _size(run_dir / "checkpoints"),

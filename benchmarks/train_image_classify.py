@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine
+from _common import RESULTS, machine, steady
 
 
 def _make_images(task: tuple[str, int, int, int, int, int]) -> int:
@@ -85,27 +85,6 @@ def make_tree(root: Path, images: int, classes: int, lo: int, hi: int) -> dict[s
         "px": [lo, hi],
         "bytes": n_bytes,
         "made_s": round(time.perf_counter() - start, 1),
-    }
-
-
-def _steady(records: list[dict[str, Any]], after: int) -> dict[str, Any]:
-    """Throughput over the log intervals that start after step `after`."""
-    rows = [r for r in records if "loss" in r and r["step"] - r["steps_in_interval"] >= after]
-    if not rows:
-        raise SystemExit("no log interval after warm-up: raise --steps")
-    wall = sum(r["interval_s"] for r in rows)
-    images = sum(r["samples_per_s"] * r["interval_s"] for r in rows)
-    mfus = [r["mfu"] for r in rows if r["mfu"] is not None]
-    return {
-        "images_per_s": round(images / wall, 1),
-        "mfu": round(sum(m * r["interval_s"] for m, r in zip(mfus, rows, strict=True)) / wall, 4)
-        if len(mfus) == len(rows)
-        else None,
-        "data_wait_share": round(sum(r["data_wait"] * r["interval_s"] for r in rows) / wall, 5),
-        "timed_steps": sum(r["steps_in_interval"] for r in rows),
-        "timed_s": round(wall, 3),
-        "peak_mem_gib": max(r["peak_mem_gib"] for r in rows),
-        "loss_last": rows[-1]["loss"],
     }
 
 
@@ -157,7 +136,7 @@ def recipe_run(args: argparse.Namespace, tree: Path, run_dir: Path) -> dict[str,
             "processes": cfg.workers or cache_mod.available_cpus(),
             "bytes": sidecar.with_suffix("").stat().st_size,
         },
-        "recipe": _steady(result.records, args.warmup_steps),
+        "recipe": steady(result.records, args.warmup_steps, "samples_per_s", "images_per_s"),
         "time_to_first_step_s": round(header - start, 2),
         "first_interval_s": result.records[0]["interval_s"] if result.records else None,
         "train_images": n_train,

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import RESULTS, machine
+from _common import RESULTS, machine, steady
 
 INTENTS = {
     "refund": "refund money back charge returned reimburse",
@@ -96,26 +96,6 @@ def make_rows(path: Path, rows: int, words: tuple[int, int], seed: int = 0) -> P
     return path
 
 
-def _steady(records: list[dict[str, Any]], after: int) -> dict[str, Any]:
-    """Throughput over the log intervals that start after step `after`."""
-    rows = [r for r in records if "loss" in r and r["step"] - r["steps_in_interval"] >= after]
-    if not rows:
-        raise SystemExit("no log interval after warm-up: raise --steps")
-    wall = sum(r["interval_s"] for r in rows)
-    mfus = [r["mfu"] for r in rows if r["mfu"] is not None]
-    return {
-        "sequences_per_s": round(sum(r["samples_per_s"] * r["interval_s"] for r in rows) / wall, 1),
-        "mfu": round(sum(m * r["interval_s"] for m, r in zip(mfus, rows, strict=True)) / wall, 4)
-        if len(mfus) == len(rows)
-        else None,
-        "data_wait_share": round(sum(r["data_wait"] * r["interval_s"] for r in rows) / wall, 5),
-        "timed_steps": sum(r["steps_in_interval"] for r in rows),
-        "timed_s": round(wall, 3),
-        "peak_mem_gib": max(r["peak_mem_gib"] for r in rows),
-        "loss_last": rows[-1]["loss"],
-    }
-
-
 def recipe_run(
     args: argparse.Namespace, micro: int, tokenizer: Path, cache: Path
 ) -> dict[str, Any]:
@@ -150,7 +130,7 @@ def recipe_run(
         "micro_batch": micro,
         "precision": result.precision,
         "compiled": result.compiled,
-        "recipe": _steady(result.records, args.warmup_steps),
+        "recipe": steady(result.records, args.warmup_steps, "samples_per_s", "sequences_per_s"),
         "first_interval_s": first.get("interval_s"),  # includes torch.compile
         "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
         "eval_accuracy": (result.evaluation or {}).get("accuracy"),

@@ -140,7 +140,7 @@ def _train_or_reuse(texts: list[Path], out_dir: Path, vocab_size: int) -> Any:
     except (OSError, ValueError, UsageError):
         pass  # absent or stale: train
     tok = train_bpe(texts, vocab_size)
-    _save(tok, out_dir)
+    save_tokenizer(tok, out_dir)
     record = {"inputs": wanted, "fingerprint": tokenizer_fingerprint(tok)}
     # The sidecar is written last: a crash mid-save leaves no sidecar, so no reuse.
     write_atomically(sidecar, json.dumps(record, indent=2) + "\n")
@@ -199,7 +199,7 @@ def train_bpe(texts: list[Path], vocab_size: int) -> Any:
     )
 
 
-def _save(tok: Any, out_dir: Path) -> None:
+def save_tokenizer(tok: Any, out_dir: Path) -> None:
     """save_pretrained into a temporary folder beside out_dir, then move the files in, so a
     reader never sees a half-written tokenizer.json."""
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
+from torchrig.recipes.causal_lm.tokenizer import save_tokenizer
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SIDECAR = "torchrig-tokenizer.json"
@@ -139,7 +138,7 @@ def load_or_train(given: Path | None, texts: list[str], out_dir: Path, vocab_siz
     except (OSError, ValueError, UsageError):
         pass  # absent or stale: train
     tok = train_wordpiece(texts, vocab_size)
-    _save(tok, Path(out_dir))
+    save_tokenizer(tok, Path(out_dir))
     record = {"inputs": wanted, "fingerprint": tokenizer_fingerprint(tok)}
     # The sidecar is written last: a crash mid-save leaves no sidecar, so no reuse.
     write_atomically(sidecar, json.dumps(record, indent=2) + "\n")
@@ -205,17 +204,3 @@ def train_wordpiece(texts: list[str], vocab_size: int) -> Any:
         truncation_side="right",
         model_max_length=1 << 30,  # length is the data cache's business, not a warning's
     )
-
-
-def _save(tok: Any, out_dir: Path) -> None:
-    """save_pretrained into a temporary folder beside out_dir, then move the files in, so a
-    reader never sees a half-written tokenizer.json."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tokenizer-", dir=out_dir))
-    try:
-        tok.save_pretrained(tmp)
-        (out_dir / SIDECAR).unlink(missing_ok=True)
-        for item in tmp.iterdir():
-            item.replace(out_dir / item.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
