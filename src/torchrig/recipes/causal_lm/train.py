@@ -172,7 +172,11 @@ def train(cfg: TrainConfig, stop: StopFlag | None = None, say: Say = print) -> R
     dist = D.Dist.from_env(cfg.device)
     D.setup(dist)
     try:
-        return _train(cfg, stop, dist, say if dist.is_main else (lambda _: None))
+        result = _train(cfg, stop, dist, say if dist.is_main else (lambda _: None))
+        # Every rank done before any tears down: a rank leaving first (rank 0 hosts the
+        # rendezvous store) can abort a peer still closing its gloo connections.
+        D.barrier(dist)
+        return result
     finally:
         D.teardown()
 
