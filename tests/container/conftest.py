@@ -6,10 +6,21 @@ into a shell. Fixtures register engines through the `watch_engine` fixture.
 Fixtures record durations with the `timings` fixture (`timings.append((what, engine, s))`);
 they are printed at the end of the run, so the cost of a bootstrap or a build on the CI
 machine is visible in every log.
+
+Black-box attack tests record what they measured with the `security_figures` fixture
+(`security_figures.record("planted_module_root_runs", 0, of=12, engine="docker")`); the
+figures are written at the end of the run to SECURITY_FIGURES (docs/security.md quotes
+the committed copy) and printed, so every CI log carries them.
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,6 +35,28 @@ Timings = list[tuple[str, str, float]]
 WATCHED = pytest.StashKey[list[tuple["Engine", int]]]()
 TIMINGS = pytest.StashKey[Timings]()
 SHOWN_COMMANDS = 15
+SECURITY_FIGURES = Path(
+    os.environ.get(
+        "TORCHRIG_SECURITY_FIGURES",
+        Path(__file__).parents[2] / "benchmarks" / "results" / "security-figures.json",
+    )
+)
+
+
+@dataclass
+class SecurityFigures:
+    """Counts measured by attacking a running workbench from outside, keyed by figure name."""
+
+    found: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def record(
+        self, figure: str, value: int, *, of: int | None = None, engine: str = "", test: str = ""
+    ) -> None:
+        key = f"{figure}[{engine}]" if engine else figure
+        self.found[key] = {"value": value, "of": of, "engine": engine, "test": test}
+
+
+FIGURES = pytest.StashKey[SecurityFigures]()
 
 
 @pytest.fixture
@@ -40,6 +73,23 @@ def watch_engine(request: pytest.FixtureRequest) -> Callable[[Engine], None]:
 @pytest.fixture(scope="session")
 def timings(pytestconfig: pytest.Config) -> Timings:
     return pytestconfig.stash.setdefault(TIMINGS, [])
+
+
+@pytest.fixture(scope="session")
+def security_figures(pytestconfig: pytest.Config) -> SecurityFigures:
+    return pytestconfig.stash.setdefault(FIGURES, SecurityFigures())
+
+
+def _write_security_figures(figures: SecurityFigures) -> None:
+    document = {
+        "what": "security figures measured by the container tests (black-box, 127.0.0.1)",
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.system()} {platform.release()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs",
+        "figures": dict(sorted(figures.found.items())),
+    }
+    SECURITY_FIGURES.parent.mkdir(parents=True, exist_ok=True)
+    SECURITY_FIGURES.write_text(json.dumps(document, indent=2) + "\n")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -68,6 +118,13 @@ def pytest_runtest_makereport(
 def pytest_terminal_summary(
     terminalreporter: pytest.TerminalReporter, config: pytest.Config
 ) -> None:
+    figures = config.stash.get(FIGURES, None)
+    if figures is not None and figures.found:
+        _write_security_figures(figures)
+        terminalreporter.section(f"security figures (written to {SECURITY_FIGURES})")
+        for key, figure in sorted(figures.found.items()):
+            of = f" of {figure['of']}" if figure["of"] is not None else ""
+            terminalreporter.write_line(f"{key:<48} {figure['value']}{of}")
     found = config.stash.get(TIMINGS, [])
     if not found:
         return
