@@ -1,8 +1,33 @@
 #!/usr/bin/env bash
-# The one test command: makes .venv if needed, installs torchrig with its test tools, then
-# runs lint, types and the test suite. Extra arguments go to pytest (e.g. -m "not container").
+# The one test command: installs and starts what the tests need (as root: Docker, Podman and
+# the tools in .ci/install-engines.sh), makes .venv if needed, installs torchrig with its test
+# tools, then runs lint, types and the test suite. Extra arguments go to pytest
+# (e.g. -m "not container", which needs no engine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The container tests run real engines. The engine script is idempotent (a few seconds when
+# all is there); as a normal user it needs sudo, so it is run only when something is missing.
+engines_ready() {
+  command -v docker >/dev/null && command -v podman >/dev/null && command -v debootstrap >/dev/null \
+    && command -v ssh >/dev/null && docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+case " $* " in
+  *"not container"*) ;;  # nothing needs an engine
+  *)
+    if [ "$(id -u)" -eq 0 ]; then
+      sh .ci/install-engines.sh
+    elif ! engines_ready; then
+      if sudo -n true 2>/dev/null; then
+        sh .ci/install-engines.sh
+      else
+        echo "test.sh: the container tests need Docker, Podman and debootstrap, installed and" \
+          "running; run once: sudo sh .ci/install-engines.sh (or pass -m 'not container')" >&2
+        exit 2
+      fi
+    fi
+    ;;
+esac
 
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
