@@ -1,0 +1,224 @@
+"""Reading the files a project names with the rights of the project's owner.
+
+Root often runs torchrig for a project another user owns (a server's admin starting a
+person's workbench). Every file the spec or the command line names — torchrig.toml itself,
+torchrig.env, --env-file, --host, user.authorized_keys, sources.ca_certificates,
+sources.find_links — ends up somewhere that person can see: in their container, its
+environment, its image or an error line. Read as root, `authorized_keys = ["/etc/shadow"]`
+or a torchrig.env that is a symlink to a root-only file hands that file to them (issue 10,
+finding 2). So, when root reads for a project it does not own, the file is opened by a
+forked child that has become the project's owner (uid, gid and their groups): the kernel
+decides, with every ACL, mount option and directory permission on the way, exactly as if
+the owner had asked. On top of that, a path inside the project must not be a symlink that
+leads out of it, and only regular files are read (a FIFO or /dev/zero would hang or fill
+memory).
+
+Run by the owner themselves (not root), or by root for root's own project, files are read
+in-process with the same checks but the symlink rule: a person may name what they can read.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchrig.errors import UsageError
+
+MAX_BYTES = 16 << 20  # a spec, env file, key list or CA bundle is far below this
+NOBODY = 65534
+# What a child tells its parent, on the first line of the pipe, before the file's bytes.
+_OK, _NOT_REGULAR, _TOO_BIG, _FAILED = b"ok", b"not-regular", b"too-big", b"failed"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose rights a project's files are read with, when that is not this process's."""
+
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    project: Path
+    """The project folder as named (absolute, not resolved): what 'inside' means."""
+
+
+class UserFileError(OSError):
+    """Why a user-named file was not read; `strerror` is one short clause."""
+
+
+def owner_of(project: Path) -> Owner | None:
+    """The owner to act as for files of `project`, or None to read as this process.
+
+    Only root acts as someone else. A folder root owns is root's, unless others may write
+    in it (/tmp): then anyone could have put the files there, so read as nobody.
+    """
+    if os.geteuid() != 0:
+        return None
+    folder = Path(os.path.abspath(project))  # noqa: PTH100 - as named: symlinks kept
+    st = folder.stat()
+    uid = st.st_uid
+    if uid == 0:
+        if not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return None
+        uid = NOBODY
+    try:
+        entry = pwd.getpwuid(uid)
+        gid = entry.pw_gid
+        groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, gid))))
+    except KeyError:  # a UID with no passwd entry: its folder's group, never root's
+        gid = st.st_gid if st.st_gid != 0 and uid != NOBODY else NOBODY
+        groups = (gid,)
+    return Owner(uid=uid, gid=gid, groups=groups, project=folder)
+
+
+def read_bytes(path: Path, project: Path, *, limit: int = MAX_BYTES) -> bytes:
+    """The file's bytes, read as the project's owner; UserFileError (an OSError) if not."""
+    owner = owner_of(project)
+    if owner is None:
+        return _decode(_read_here(str(path), limit), path, None, limit)
+    _check_inside(path, owner)
+    return _decode(_as_owner(owner, str(path), limit), path, owner, limit)
+
+
+def read_text(path: Path, project: Path, what: str, fix: str, *, limit: int = MAX_BYTES) -> str:
+    """read_bytes as UTF-8 text; any problem is one UsageError line naming `what`."""
+    try:
+        raw = read_bytes(path, project, limit=limit)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {path} ({reason(exc)})", fix) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{what}: {path} is not UTF-8 text", fix) from None
+
+
+def reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def check_folder(path: Path, project: Path, what: str, fix: str) -> None:
+    """A folder (a wheelhouse) whose every file the owner may read, else one UsageError."""
+    owner = owner_of(project)
+    if owner is None:
+        return  # this process's own rights: the tools that read it run with them too
+    try:
+        _check_inside(path, owner)
+        _decode(_as_owner(owner, str(path), 0, folder=True), path, owner, 0)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {path} ({reason(exc)})", fix) from None
+
+
+def private_copy(path: Path, project: Path, dest: Path, what: str, fix: str) -> Path:
+    """Copy a file read as the owner to `dest`, mode 0600, for a tool that runs as root.
+
+    The engine CLI reads --env-file itself, as whoever runs it: handing it the user's path
+    would read it as root. The copy holds only what the owner could read anyway.
+    """
+    try:
+        data = read_bytes(path, project)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot read {path} ({reason(exc)})", fix) from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)  # 0600
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        Path(tmp).replace(dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+# --- mechanics ------------------------------------------------------------------------------
+
+
+def _check_inside(path: Path, owner: Owner) -> None:
+    """A path named inside the project stays inside it once its symlinks are followed."""
+    named = os.path.abspath(path)  # noqa: PTH100 - as named: symlinks kept
+    project = str(owner.project)
+    if named != project and not named.startswith(project.rstrip("/") + "/"):
+        return
+    real, real_project = os.path.realpath(named), os.path.realpath(project)
+    if real != real_project and not real.startswith(real_project.rstrip("/") + "/"):
+        raise UserFileError(errno.EPERM, f"a symlink out of the project folder {project}")
+
+
+def _read_here(path: str, limit: int, *, folder: bool = False) -> bytes:
+    """Open and read with this process's rights: a status line, then the bytes."""
+    try:
+        if folder:
+            for entry in os.scandir(path):
+                if entry.is_file(follow_symlinks=True):
+                    os.close(os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+            return _OK + b"\n"
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                return _FAILED + f" {errno.EISDIR}\n".encode()
+            if not stat.S_ISREG(st.st_mode):
+                return _NOT_REGULAR + b"\n"
+            if st.st_size > limit:
+                return _TOO_BIG + b"\n"
+            chunks, size = [], 0
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    return _TOO_BIG + b"\n"
+            return _OK + b"\n" + b"".join(chunks)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return _FAILED + f" {exc.errno or errno.EIO}\n".encode()
+
+
+def _as_owner(owner: Owner, path: str, limit: int, *, folder: bool = False) -> bytes:
+    """_read_here in a forked child that has become the owner for good."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the parent's code
+        code = 70
+        try:
+            os.close(read_end)
+            os.setgroups(list(owner.groups))
+            os.setresgid(owner.gid, owner.gid, owner.gid)
+            os.setresuid(owner.uid, owner.uid, owner.uid)
+            data = memoryview(_read_here(path, limit, folder=folder))
+            while data:
+                data = data[os.write(write_end, data) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise UserFileError(errno.EIO, "the reading process failed")
+    return b"".join(chunks)
+
+
+def _decode(reply: bytes, path: Path, owner: Owner | None, limit: int) -> bytes:
+    head, _, data = reply.partition(b"\n")
+    if head == _OK:
+        return data
+    if head == _NOT_REGULAR:
+        raise UserFileError(errno.EINVAL, "not a regular file")
+    if head == _TOO_BIG:
+        raise UserFileError(errno.EFBIG, f"larger than {limit} bytes")
+    number = int(head.split()[1]) if head.startswith(_FAILED + b" ") else errno.EIO
+    if number == errno.EACCES and owner is not None:
+        text = f"uid {owner.uid}, the project's owner, may not read it"
+    else:
+        text = os.strerror(number)
+    raise UserFileError(number, text, str(path))
