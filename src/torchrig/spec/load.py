@@ -13,6 +13,7 @@ explains the rest); fixing it and running again shows the next.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import json
 import math
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from torchrig import userfiles
 from torchrig.errors import SpecError
 from torchrig.spec.model import Invalid, Spec, tables
 
@@ -41,16 +43,17 @@ def load_spec(path: Path) -> Spec:
     """Load and validate a spec file."""
     where = str(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise _error(
-            "no such file", "run `torchrig init` to write one, or pass --spec PATH", path=where
-        ) from None
-    except IsADirectoryError:
-        raise _error(
-            "is a folder, not a file", f"pass the {SPEC_FILE} inside it", path=where
-        ) from None
+        # With the rights of the project's owner: root may be running this for someone else.
+        raw = userfiles.read_bytes(path, path.parent)
     except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise _error(
+                "no such file", "run `torchrig init` to write one, or pass --spec PATH", path=where
+            ) from None
+        if exc.errno == errno.EISDIR:
+            raise _error(
+                "is a folder, not a file", f"pass the {SPEC_FILE} inside it", path=where
+            ) from None
         raise _error(
             f"cannot be read ({exc.strerror or type(exc).__name__})",
             "check that it exists and that you may read it",
