@@ -46,8 +46,10 @@ class Owner:
     """The project folder as named (absolute, not resolved): what 'inside' means."""
 
 
-class UserFileError(OSError):
-    """Why a user-named file was not read; `strerror` is one short clause."""
+def _refused(number: int, text: str, path: Path | str | None = None) -> OSError:
+    """Why a file was not read: `strerror` is one short clause. OSError picks the subclass
+    from errno (FileNotFoundError, PermissionError …), so callers catch what they know."""
+    return OSError(number, text) if path is None else OSError(number, text, str(path))
 
 
 def owner_of(project: Path) -> Owner | None:
@@ -76,7 +78,7 @@ def owner_of(project: Path) -> Owner | None:
 
 
 def read_bytes(path: Path, project: Path, *, limit: int = MAX_BYTES) -> bytes:
-    """The file's bytes, read as the project's owner; UserFileError (an OSError) if not."""
+    """The file's bytes, read as the project's owner; an OSError if not."""
     owner = owner_of(project)
     if owner is None:
         return _decode(_read_here(str(path), limit), path, None, limit)
@@ -145,7 +147,7 @@ def _check_inside(path: Path, owner: Owner) -> None:
         return
     real, real_project = os.path.realpath(named), os.path.realpath(project)
     if real != real_project and not real.startswith(real_project.rstrip("/") + "/"):
-        raise UserFileError(errno.EPERM, f"a symlink out of the project folder {project}")
+        raise _refused(errno.EPERM, f"a symlink out of the project folder {project}")
 
 
 def _read_here(path: str, limit: int, *, folder: bool = False) -> bytes:
@@ -204,7 +206,7 @@ def _as_owner(owner: Owner, path: str, limit: int, *, folder: bool = False) -> b
         os.close(read_end)
         _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        raise UserFileError(errno.EIO, "the reading process failed")
+        raise _refused(errno.EIO, "the reading process failed")
     return b"".join(chunks)
 
 
@@ -213,12 +215,12 @@ def _decode(reply: bytes, path: Path, owner: Owner | None, limit: int) -> bytes:
     if head == _OK:
         return data
     if head == _NOT_REGULAR:
-        raise UserFileError(errno.EINVAL, "not a regular file")
+        raise _refused(errno.EINVAL, "not a regular file")
     if head == _TOO_BIG:
-        raise UserFileError(errno.EFBIG, f"larger than {limit} bytes")
+        raise _refused(errno.EFBIG, f"larger than {limit} bytes")
     number = int(head.split()[1]) if head.startswith(_FAILED + b" ") else errno.EIO
     if number == errno.EACCES and owner is not None:
         text = f"uid {owner.uid}, the project's owner, may not read it"
     else:
         text = os.strerror(number)
-    raise UserFileError(number, text, str(path))
+    raise _refused(number, text, path)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from torchrig import userfiles
 from torchrig.errors import UsageError
 
 SCHEMA_VERSION = 1
@@ -107,7 +108,9 @@ class HostFacts(_Fact):
 def load_host_facts(path: Path) -> HostFacts:
     """Read facts saved by `torchrig host --json`; bad files are a usage error, not a crash."""
     try:
-        raw = json.loads(path.read_text("utf-8"))
+        # As the owner of its folder: root may be reading a file a user put there (a symlink
+        # to a root-only file must not reach an error line).
+        raw = json.loads(userfiles.read_bytes(path, path.parent).decode("utf-8"))
     except FileNotFoundError:
         raise UsageError(
             f"host facts file {path} does not exist",
