@@ -25,7 +25,9 @@ T = TypeVar("T")
 
 
 def torchrig_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "torchrig.cli.main", *args]
+    # -P: the project folder (the cwd) stays off sys.path, as for the installed `torchrig`
+    # script; a test that plants json.py there must not run it in this process.
+    return [sys.executable, "-P", "-m", "torchrig.cli.main", *args]
 
 
 def torchrig(

@@ -261,6 +261,17 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def volume_exists(self, name: str) -> bool: ...
 
+    @abc.abstractmethod
+    def network_create(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
+        """A bridge network of its own, isolated from the engine's other bridges, from which
+        published ports still reach its containers; returns its name."""
+
+    @abc.abstractmethod
+    def network_remove(self, name: str, *, missing_ok: bool = True) -> None: ...
+
+    @abc.abstractmethod
+    def network_exists(self, name: str) -> bool: ...
+
     def port(self, container: str) -> PortMap:
         """Published ports, from the inspect document; ToolError when there is no container."""
         info = self.inspect(container)

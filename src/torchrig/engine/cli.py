@@ -44,7 +44,9 @@ FOREVER = float("inf")  # no time limit: attached runs and interactive shells
 
 # Messages both engines print for an object that does not exist (Docker 20–28, Podman 4–5).
 _MISSING = re.compile(
-    r"no such (container|object|image|volume)|image not known|volume not known", re.IGNORECASE
+    r"no such (container|object|image|volume|network)|(image|volume) not known"
+    r"|network not found|unable to find network",
+    re.IGNORECASE,
 )
 # Docker: 'The container name "/wb" is already in use'; Podman: 'the container name "wb" is …'.
 _NAME_IN_USE = re.compile(r'name "[^"]*" is already in use', re.IGNORECASE)
@@ -257,6 +259,13 @@ class CliEngine(Engine):
 
     def volume_exists_argv(self, name: str) -> list[str]:
         return [*self.base_argv(), "volume", "inspect", "--format", "{{.Name}}", name]
+
+    def network_exists_argv(self, name: str) -> list[str]:
+        return [*self.base_argv(), "network", "inspect", "--format", "{{.Name}}", name]
+
+    def network_options(self) -> list[str]:
+        """What makes a bridge network isolated from the engine's other networks."""
+        return []
 
     # --- rendering ------------------------------------------------------------------------
 
@@ -657,6 +666,32 @@ class CliEngine(Engine):
         if proc.returncode == 1 and (not proc.stderr.strip() or _MISSING.search(proc.stderr)):
             return False
         raise self._failed(f"looking up volume {name}", proc, argv)
+
+    # --- networks -------------------------------------------------------------------------
+
+    def network_create(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
+        argv = [*self.base_argv(), "network", "create", "--driver", "bridge"]
+        argv += self.network_options()
+        for key, value in (labels or {}).items():
+            argv += ["--label", f"{key}={value}"]
+        argv.append(name)
+        self._call(argv, f"creating network {name}")
+        return name
+
+    def network_remove(self, name: str, *, missing_ok: bool = True) -> None:
+        argv = [*self.base_argv(), "network", "rm", name]
+        proc = self._call(argv, f"removing network {name}", check=False)
+        if proc.returncode != 0 and not (missing_ok and _MISSING.search(proc.stderr or "")):
+            raise self._failed(f"removing network {name}", proc, argv)
+
+    def network_exists(self, name: str) -> bool:
+        argv = self.network_exists_argv(name)
+        proc = self._call(argv, f"looking up network {name}", check=False)
+        if proc.returncode == 0:
+            return True
+        if proc.returncode == 1 and (not proc.stderr.strip() or _MISSING.search(proc.stderr)):
+            return False
+        raise self._failed(f"looking up network {name}", proc, argv)
 
 
 def _opt(flag: str, value: object) -> list[str]:

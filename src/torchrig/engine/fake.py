@@ -57,6 +57,9 @@ class FakeContainer:
     ports: PortMap = field(default_factory=dict)
 
 
+BUILTIN_NETWORKS = ("bridge", "host", "none", "podman")
+
+
 class RecordingEngine(Engine):
     name = "fake"
 
@@ -66,6 +69,7 @@ class RecordingEngine(Engine):
         self.images: dict[str, dict[str, Any]] = {}
         self.containers: dict[str, FakeContainer] = {}
         self.volumes: dict[str, dict[str, str]] = {}
+        self.networks: dict[str, dict[str, str]] = {}
         self.logs_of: dict[str, list[str]] = {}
         self.fail: dict[str, Exception] = {}
         self.exec_handler: ExecHandler | None = None
@@ -179,6 +183,8 @@ class RecordingEngine(Engine):
             raise ToolError(f"fake: no image {spec.image!r}")
         if spec.name and self._find(spec.name):
             raise ToolError(f'fake: the container name "{spec.name}" is already in use')
+        if spec.network and spec.network not in (*BUILTIN_NETWORKS, *self.networks):
+            raise ToolError(f"fake: network {spec.network} not found")
         cid = hashlib.sha256(f"container-{next(self._ids)}".encode()).hexdigest()
         name = spec.name or f"fake_{cid[:8]}"
         ports: PortMap = {}
@@ -295,6 +301,27 @@ class RecordingEngine(Engine):
     def volume_exists(self, name: str) -> bool:
         self._record("volume_exists", name)
         return name in self.volumes
+
+    # --- networks -------------------------------------------------------------------------
+
+    def network_create(self, name: str, *, labels: Mapping[str, str] | None = None) -> str:
+        self._record("network_create", name, labels=dict(labels or {}))
+        self.networks.setdefault(name, dict(labels or {}))
+        return name
+
+    def network_remove(self, name: str, *, missing_ok: bool = True) -> None:
+        self._record("network_remove", name, missing_ok=missing_ok)
+        if name not in self.networks:
+            if missing_ok:
+                return
+            raise ToolError(f"fake: no network {name!r}")
+        if any(c.spec.network == name for c in self.containers.values()):
+            raise ToolError(f"fake: network {name} is in use")
+        del self.networks[name]
+
+    def network_exists(self, name: str) -> bool:
+        self._record("network_exists", name)
+        return name in self.networks
 
 
 def failing_build(step: str, tail: Sequence[str] = ()) -> BuildFailed:

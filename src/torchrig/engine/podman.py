@@ -10,6 +10,8 @@ Differences from Docker that matter here:
 - The OCI runtime can be chosen with TORCHRIG_PODMAN_RUNTIME (e.g. "runc"), passed as
   Podman's global `--runtime`. Unset, Podman uses its configured default. Set it where
   the default runtime cannot start containers, e.g. crun on hosts with hybrid cgroups.
+- Its bridge networks reach each other unless made with `--opt isolate=true` (Docker
+  isolates user-defined bridges from each other by default).
 - `--init` needs catatonit (apt-get install catatonit).
 - `rm --force` first stops the container with its stop timeout (10 s by default) where
   Docker kills at once; torchrig passes `--time 0` to get Docker's behaviour.
@@ -70,6 +72,14 @@ class PodmanEngine(CliEngine):
 
     def volume_exists_argv(self, name: str) -> list[str]:
         return [*self.base_argv(), "volume", "exists", name]
+
+    def network_exists_argv(self, name: str) -> list[str]:
+        return [*self.base_argv(), "network", "exists", name]
+
+    def network_options(self) -> list[str]:
+        # Podman's bridges route to each other unless isolated (CNI: the firewall plugin's
+        # ingressPolicy "same-bridge"; netavark: its isolation chains).
+        return ["--opt", "isolate=true"]
 
     def gpu_args(self, gpus: GpuSelector) -> list[str]:
         if gpus is None:

@@ -11,6 +11,8 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from torchrig.image.wheelserver import PROXY_BUILD_ARG, WHEELS_URL
+
 # Packages every workbench needs. gcc/g++ and the Python headers are what torch.compile
 # (Inductor's C++ and Triton launcher builds) needs at run time, so even "runtime" has them.
 SYSTEM_PACKAGES = (
@@ -50,7 +52,6 @@ class ImageInputs:
     system_packages: tuple[str, ...]
     ca_certificates: tuple[str, ...]  # file names under ca-certificates/ in the context
     layers: tuple[tuple[str, str], ...]  # (layer name, requirements file in the context)
-    find_links: str
     labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,12 +91,16 @@ def _system(inputs: ImageInputs) -> list[str]:
     return lines
 
 
-def _layer(name: str, requirements: str, find_links: str) -> list[str]:
+def _layer(name: str, requirements: str) -> list[str]:
+    """pip reaches the build's wheel server through the proxy whose address the engine gets
+    as the FTP_PROXY build argument: no address or port is written here, so a taken port
+    changes neither the tag nor the layer cache (see image/wheelserver.py)."""
     target = f"/tmp/torchrig/{requirements.rsplit('/', 1)[-1]}"
+    pip = f'http_proxy="${PROXY_BUILD_ARG}" {PIP_INSTALL} --find-links {WHEELS_URL}'
     return [
         f"# {name}",
         f"COPY {requirements} {target}",
-        _run(f"{PIP_INSTALL} --find-links {find_links} -r {target}", f"rm -f {target}"),
+        _run(f"{pip} -r {target}", f"rm -f {target}"),
     ]
 
 
@@ -136,15 +141,18 @@ def _config() -> list[str]:
         "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
         "    PYTHONUNBUFFERED=1",
         f"EXPOSE {ports}",
+        # Root runs these two, so: -I (no cwd, PYTHON* or user site on sys.path) and WORKDIR
+        # / (never the user-writable /workspace). `torchrig up` replaces the health check
+        # with one that runs as the workbench user (runplan.health_check).
         "HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \\",
-        f'    CMD ["{VENV}/bin/python", "-m", "torchrig.workbench.health"]',
-        "WORKDIR /workspace",
+        f'    CMD ["{VENV}/bin/python", "-I", "-m", "torchrig.workbench.health"]',
+        "WORKDIR /",
         # Starts as root only so the entrypoint can create the user with the host's UID/GID;
         # it then drops privileges for good (see docs/workbench.md).
         "# hadolint ignore=DL3002",
         "USER 0",
         'ENTRYPOINT ["/usr/bin/tini", "-g", "--", '
-        f'"{VENV}/bin/python", "-m", "torchrig.workbench.entrypoint"]',
+        f'"{VENV}/bin/python", "-I", "-m", "torchrig.workbench.entrypoint"]',
     ]
 
 
@@ -160,7 +168,7 @@ def render_dockerfile(inputs: ImageInputs) -> str:
         *_system(inputs),
     ]
     for name, requirements in inputs.layers:
-        lines += ["", *_layer(name, requirements, inputs.find_links)]
+        lines += ["", *_layer(name, requirements)]
         if requirements.endswith("torch.txt") and inputs.flavour == "devel" and inputs.cuda:
             lines += ["", *_devel()]
     lines += ["", *_torchrig(inputs), "", *_config()]

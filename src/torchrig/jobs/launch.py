@@ -36,7 +36,7 @@ from torchrig.launch.runplan import (
     workbench_run,
 )
 from torchrig.launch.session import Session
-from torchrig.launch.up import run_with_fallback
+from torchrig.launch.up import ensure_network, run_with_fallback
 
 RUNNER = ("python", "-m", "torchrig.jobs.runner")
 START_TIMEOUT_S = 60.0  # a --fresh container runs the entrypoint's first-start setup first
@@ -197,6 +197,8 @@ def start_job(
         plan = fresh_run(session, image(), workspace, container, argv, request, job_id)
         say = progress or (lambda _line: None)
         say(f"starting {container}")
+        # On the workbench's own network (made here when the workbench is not up).
+        ensure_network(engine, plan)
         # Like `up`: where this host forbids raising rlimits, run without them (and say so).
         run_with_fallback(engine, plan, say)
     else:

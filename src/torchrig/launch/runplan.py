@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchrig.compat.resolve import Resolution
-from torchrig.engine.base import GpuSelector, Mount, Port, RunSpec
+from torchrig.engine.base import GpuSelector, HealthCheck, Mount, Port, RunSpec
 from torchrig.errors import HostError, UsageError
 from torchrig.host.facts import HostFacts
 from torchrig.plan.plan import shm_size
@@ -24,10 +24,13 @@ from torchrig.spec.model import Spec
 
 CONTAINER_PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
 KEYS_IN_CONTAINER = "/run/torchrig/authorized_keys"
-# What the entrypoint needs as root, and nothing more: create the user (CHOWN, FOWNER,
-# DAC_OVERRIDE on the state volume it owns), drop to it for good (SETUID, SETGID), and let
-# the init in PID 1 (root) forward SIGTERM to the user's processes on stop (KILL).
-CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID")
+# What root needs in the container, and nothing more: the entrypoint chowns torchrig's
+# state in the volume (CHOWN; DAC_READ_SEARCH to look into one made with another UID and to
+# read a keys file only its host owner may read: read, never write) and drops to the user
+# for good (SETUID, SETGID; so does the health check, through setpriv); the init in PID 1
+# (root) forwards SIGTERM to the user's processes on stop (KILL). No DAC_OVERRIDE, FOWNER.
+CAPABILITIES = ("CHOWN", "DAC_READ_SEARCH", "KILL", "SETGID", "SETUID")
+VENV_PYTHON = "/opt/venv/bin/python"
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,25 @@ def container_name(spec: Spec) -> str:
 
 def state_volume(spec: Spec) -> str:
     return f"torchrig-{spec.project.name}-state"
+
+
+def network_name(spec: Spec) -> str:
+    """The workbench's own network: no other container shares a bridge with its services."""
+    return f"torchrig-{spec.project.name}-net"
+
+
+def health_check(who: Identity) -> HealthCheck:
+    """The image's check, run as the workbench user from `/`, never as root.
+
+    Docker runs a health check as the image's user (root here) in its WORKDIR; setpriv
+    (util-linux, in every workbench image) becomes the user before Python starts, and
+    -I keeps the cwd, PYTHON* variables and the user site off sys.path all the same.
+    """
+    command = (
+        f"cd / && exec /usr/bin/setpriv --reuid={who.uid} --regid={who.gid} --clear-groups "
+        f"--inh-caps=-all {VENV_PYTHON} -I -m torchrig.workbench.health"
+    )
+    return HealthCheck(command, interval_s=5, timeout_s=3, retries=3, start_period_s=10)
 
 
 def identity(spec: Spec, host: HostFacts) -> Identity:
@@ -205,6 +227,8 @@ def workbench_run(
         memory=memory,
         cpus=spec.resources.cpus or None,
         stop_timeout=spec.resources.stop_timeout,
+        healthcheck=health_check(who),
+        network=network_name(spec),
     )
     return Workbench(
         run=run,

@@ -21,6 +21,7 @@ from torchrig.launch.runplan import (
     container_name,
     gpu_selector,
     identity,
+    network_name,
     workbench_run,
 )
 from torchrig.launch.session import Session, base_image
@@ -155,17 +156,32 @@ def up(
     volume_is_new = not engine.volume_exists(wb.state_volume)
     if volume_is_new:
         engine.volume_create(wb.state_volume, labels={"io.torchrig.project": spec.project.name})
+    network_is_new = ensure_network(engine, wb)
     start = time.perf_counter()
     try:
         run_with_fallback(engine, wb, progress)
         wait_healthy(engine, name)
     except BaseException:
-        # Nothing half-built: the container goes, and the volume too if this run made it.
+        # Nothing half-built: the container goes, and the volume and network too if this
+        # run made them.
         engine.remove(name, force=True)
         if volume_is_new:
             engine.volume_remove(wb.state_volume, force=True)
+        if network_is_new and wb.run.network:
+            engine.network_remove(wb.run.network)
         raise
     return _describe(engine, name, result, session, start, recreated=True, workbench=wb)
+
+
+def ensure_network(engine: Engine, wb: Workbench) -> bool:
+    """The workbench's own network (no other container on its bridge); True if made now."""
+    network = wb.run.network
+    if not network or engine.network_exists(network):
+        return False
+    engine.network_create(
+        network, labels={"io.torchrig.project": wb.run.labels.get("io.torchrig.project", "")}
+    )
+    return True
 
 
 def check_workspace_writable(workspace: Path, who: Identity) -> None:
@@ -277,6 +293,14 @@ def down(session: Session, engine: Engine, progress: Progress, *, purge: bool = 
         engine.stop(name, timeout=session.spec.resources.stop_timeout)
         engine.remove(name, force=True)
         done.append(f"removed {name}")
+    network = network_name(session.spec)
+    if engine.network_exists(network):
+        try:
+            engine.network_remove(network)
+            done.append(f"removed network {network}")
+        except ToolError:
+            # A `torchrig run --fresh` job still uses it; the next `down` removes it.
+            done.append(f"kept network {network}: a job container still uses it")
     if purge:
         from torchrig.launch.runplan import state_volume
 

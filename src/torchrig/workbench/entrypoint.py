@@ -6,16 +6,22 @@
 As root (as little as possible):
   1. check TORCHRIG_* (exit 64 with one line on a bad value) and the programs the enabled
      services need (exit 78);
-  2. create the user and group with the host's UID/GID (accounts.py);
-  3. chown the home folder itself and torchrig's own entries in it (home.py);
+  2. keep only CHOWN, SETGID, SETUID and one of DAC_READ_SEARCH/DAC_OVERRIDE (permitted),
+     only CHOWN and that one in effect (privileges.py);
+  3. create the user and group with the host's UID/GID (accounts.py);
   4. read the authorized keys file (it may be readable by root only);
   5. write /etc/profile.d/torchrig.sh: the image's PATH and friends for ssh login shells;
-  6. drop to the user for good (privileges.py).
+  6. last, the only step in a folder the user can write: chown the home folder itself and
+     torchrig's own entries in it, by descriptor, never through a link (home.py);
+  7. drop to the user for good (privileges.py).
+
+Python runs with -I and cwd / (the Dockerfile): nothing root imports comes from a folder
+the user can write, and the environment's PYTHON* variables are ignored.
 As the user:
-  7. folders and modes; authorized_keys from the keys read in 4; host keys and the Jupyter
+  8. folders and modes; authorized_keys from the keys read in 4; host keys and the Jupyter
      token, each made once per state volume; sshd_config, checked with `sshd -t` (exit 78);
-  8. preflight notes (/dev/shm, NVIDIA driver), never fatal;
-  9. exec the supervisor; or, given `-- CMD …`, exec CMD instead (a job container).
+  9. preflight notes (/dev/shm, NVIDIA driver), never fatal;
+  10. exec the supervisor; or, given `-- CMD …`, exec CMD instead (a job container).
 
 Nothing from the environment is written anywhere except the allowlisted, non-secret
 variables in SESSION_ENV; the env file's values (HF_TOKEN, …) stay in memory.
@@ -32,7 +38,12 @@ from pathlib import Path
 from torchrig.workbench import accounts, jupyter, preflight, sshd
 from torchrig.workbench.env import EX_CONFIG, EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import HomeError, Layout, hand_over, lay_out, write_private
-from torchrig.workbench.privileges import StillPrivileged, drop, missing_capabilities
+from torchrig.workbench.privileges import (
+    StillPrivileged,
+    drop,
+    limit_capabilities,
+    missing_capabilities,
+)
 from torchrig.workbench.supervise import VENV, WORKSPACE, prefixed, user_environment
 
 # Variables ssh sessions get (sshd starts them with a fresh environment): the image's own,
@@ -67,6 +78,11 @@ class SetupError(RuntimeError):
 # root may only do with CAP_KILL; without it tini dies and nothing stops gracefully.
 NEEDED_CAPABILITIES = ("CHOWN", "SETGID", "SETUID")
 TINI_CAPABILITY = "KILL"
+# To look into a state volume made with another UID (0700 folders) and to read a keys file
+# only its host owner may read: DAC_READ_SEARCH (read only) where the run plan gives it,
+# else DAC_OVERRIDE (a plain `docker run`'s default set). FOWNER, KILL and every other
+# capability are dropped from the entrypoint at once.
+READ_CAPABILITIES = ("DAC_READ_SEARCH", "DAC_OVERRIDE")
 
 
 def say(line: str) -> None:
@@ -149,20 +165,43 @@ def read_keys(path: Path) -> str | None:
 # --- the two phases --------------------------------------------------------------------------
 
 
-def as_root(settings: Settings, environ: Mapping[str, str], root: Path = Path("/")) -> str | None:
-    """Steps 2–5; returns the authorized keys text read in step 4."""
+def read_capability(status: Path = Path("/proc/self/status")) -> tuple[str, ...]:
+    """The one capability root uses to read: DAC_READ_SEARCH if held, else DAC_OVERRIDE."""
+    for name in READ_CAPABILITIES:
+        if not missing_capabilities((name,), status):
+            return (name,)
+    return ()
+
+
+def as_root(
+    settings: Settings,
+    environ: Mapping[str, str],
+    root: Path = Path("/"),
+    *,
+    limit: bool = True,
+) -> str | None:
+    """Steps 2–6; returns the authorized keys text read in step 4.
+
+    limit: step 2 (unit tests run this in a folder, without touching their own process).
+    """
+    if limit:
+        reading = read_capability()
+        limit_capabilities(
+            permitted=(*NEEDED_CAPABILITIES, *reading), effective=("CHOWN", *reading)
+        )
     for note in accounts.ensure_account(
         settings.user, settings.uid, settings.gid, root=root, home=settings.home
     ):
         say(note)
-    layout = Layout(root / settings.home.relative_to("/"))
-    changed = hand_over(layout, settings.uid, settings.gid)
-    if changed:
-        say(f"gave {changed} of torchrig's entries in {settings.home} to uid {settings.uid}")
     keys = read_keys(settings.authorized_keys_file) if "ssh" in settings.services else None
     profile = root / PROFILE.relative_to("/")
     if profile.parent.is_dir():
         accounts.replace_file(profile, render_profile(session_environment(environ)))
+    # Last: the one folder of root's work the user can write (by descriptor, no links).
+    layout = Layout(root / settings.home.relative_to("/"))
+    changed = hand_over(layout, settings.uid, settings.gid)
+    if changed:
+        say(f"gave {changed} of torchrig's entries in {settings.home} to uid {settings.uid}")
     return keys
 
 
@@ -222,6 +261,8 @@ def run(environ: Mapping[str, str], command: Sequence[str] = ()) -> int:
     if os.geteuid() == 0:
         check_capabilities()
         keys = as_root(settings, environ)
+        # SETGID and SETUID come back into effect (from the permitted set) for this only.
+        limit_capabilities(permitted=NEEDED_CAPABILITIES, effective=NEEDED_CAPABILITIES)
         drop(settings.uid, settings.gid)
     elif os.getuid() == settings.uid:
         # Started as the user already (docker run --user): nothing to create or chown.
@@ -243,7 +284,8 @@ def run(environ: Mapping[str, str], command: Sequence[str] = ()) -> int:
             os.execvpe(command[0], list(command), env)
         except OSError as exc:
             raise SetupError(f"cannot run {command[0]}: {exc.strerror}", EX_SOFTWARE) from None
-    argv = [sys.executable, "-m", "torchrig.workbench.supervise"]
+    # -I: a json.py of the user's in /workspace (the cwd) must not replace the stdlib's.
+    argv = [sys.executable, "-I", "-m", "torchrig.workbench.supervise"]
     os.execve(sys.executable, argv, env)
     return EX_SOFTWARE  # not reached
 

@@ -70,15 +70,65 @@ class HomeError(RuntimeError):
     """The home folder cannot be used; str() is one line."""
 
 
-def _lchown(path: Path, uid: int, gid: int, st: os.stat_result) -> bool:
+# Opening a folder of the state volume as root: never through a symbolic link, never a
+# FIFO or device that could block, never a controlling terminal.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _give(dir_fd: int, name: str, uid: int, gid: int) -> tuple[bool, os.stat_result | None]:
+    """fchownat(dir_fd, name, AT_SYMLINK_NOFOLLOW) unless it is the user's already.
+
+    By a folder's descriptor and a plain name, so a folder the user swaps for a link between
+    two calls is never walked through. A file with several hard links is left alone: the
+    other name may be one the user must not own. Returns (changed, its lstat or None).
+    """
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False, None
     if (st.st_uid, st.st_gid) == (uid, gid):
-        return False
-    os.chown(path, uid, gid, follow_symlinks=False)
-    return True
+        return False, st
+    if not stat.S_ISDIR(st.st_mode) and st.st_nlink > 1:
+        return False, st
+    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    return True, st
+
+
+def _open_dir(name: str, dir_fd: int, st: os.stat_result) -> int | None:
+    """The folder `name` in dir_fd, if it is still the one just looked at (not a link)."""
+    try:
+        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except OSError:
+        return None  # a link (ELOOP), not a folder any more, or gone: nothing to descend into
+    now = os.fstat(fd)
+    if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+        os.close(fd)
+        return None
+    return fd
+
+
+def _give_tree(dir_fd: int, uid: int, gid: int) -> int:
+    changed = 0
+    for name in sorted(os.listdir(dir_fd)):
+        done, st = _give(dir_fd, name, uid, gid)
+        changed += done
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            fd = _open_dir(name, dir_fd, st)
+            if fd is not None:
+                try:
+                    changed += _give_tree(fd, uid, gid)
+                finally:
+                    os.close(fd)
+    return changed
 
 
 def hand_over(layout: Layout, uid: int, gid: int) -> int:
-    """As root: give the user its home and torchrig's entries in it. Returns how many changed."""
+    """As root: give the user its home and torchrig's entries in it. Returns how many changed.
+
+    Everything below the home goes by descriptors (openat with O_NOFOLLOW, fchownat with
+    AT_SYMLINK_NOFOLLOW): the user can write the home, and may change it meanwhile (a
+    `torchrig run --fresh` container starts while the workbench runs on the same volume).
+    """
     home = layout.home
     try:
         st = home.lstat()
@@ -88,26 +138,33 @@ def hand_over(layout: Layout, uid: int, gid: int) -> int:
         st = home.lstat()
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise HomeError(f"{home} must be a folder (the state volume), but it is not")
-    changed = int(_lchown(home, uid, gid, st))
-    for top in (layout.state, layout.dot_ssh):
-        try:
-            st = top.lstat()
-        except FileNotFoundError:
-            continue
-        changed += _lchown(top, uid, gid, st)
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-            continue
-        if top == layout.dot_ssh:
-            entries = [layout.authorized_keys]
-        else:
-            entries = []
-            for folder, dirs, files in os.walk(top, followlinks=False):
-                entries += [Path(folder) / n for n in (*dirs, *files)]
-        for entry in entries:
-            try:
-                changed += _lchown(entry, uid, gid, entry.lstat())
-            except FileNotFoundError:
+    parent = os.open(home.parent, _DIR_FLAGS)
+    try:
+        done, st_home = _give(parent, home.name, uid, gid)
+        home_fd = _open_dir(home.name, parent, st_home) if st_home else None
+    finally:
+        os.close(parent)
+    if home_fd is None:
+        raise HomeError(f"{home} must be a folder (the state volume), but it is not")
+    changed = int(done)
+    try:
+        for top in (layout.state, layout.dot_ssh):
+            done, st_top = _give(home_fd, top.name, uid, gid)
+            changed += done
+            if st_top is None or not stat.S_ISDIR(st_top.st_mode):
                 continue
+            fd = _open_dir(top.name, home_fd, st_top)
+            if fd is None:
+                continue
+            try:
+                if top == layout.dot_ssh:
+                    changed += _give(fd, layout.authorized_keys.name, uid, gid)[0]
+                else:
+                    changed += _give_tree(fd, uid, gid)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(home_fd)
     return changed
 
 
