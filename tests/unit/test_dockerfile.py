@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,6 @@ CASES = {
             ("torch layer: torch, triton and the CUDA libraries", "requirements/torch.txt"),
             ("the stack", "requirements/stack.txt"),
         ),
-        find_links="http://127.0.0.1:41257/",
         labels={"io.torchrig.torch": "2.13.0", "io.torchrig.variant": "cpu"},
     ),
     "cu130-noble-devel-proxy": ImageInputs(
@@ -49,7 +49,6 @@ CASES = {
             ("the stack", "requirements/stack.txt"),
             ("your packages (python.packages)", "requirements/user.txt"),
         ),
-        find_links="http://127.0.0.1:41257/",
         labels={"io.torchrig.torch": "2.13.0", "io.torchrig.variant": "cu130"},
     ),
 }
@@ -90,6 +89,20 @@ def test_layers_order_and_shape() -> None:
     assert "--require-hashes" in text and "--no-cache-dir" in text
     assert "universe" in text and "mirror.example" in text
     assert "COPY ca-certificates/" in text
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_no_address_or_port_of_the_wheel_server_is_in_the_dockerfile(case: str) -> None:
+    """Issue 10, finding 4: a port in the Dockerfile made the tag and the layer cache depend
+    on which port was free. The address reaches the build only as FTP_PROXY."""
+    text = render_dockerfile(CASES[case])
+    assert "127.0.0.1" not in text and "localhost" not in text
+    assert not re.search(r"https?://[^\s/]+:\d+", text), "a URL with a port"
+    assert "41257" not in text
+    pip_lines = [line for line in text.splitlines() if "pip install" in line]
+    assert pip_lines, "no pip layer rendered"
+    for line in pip_lines:
+        assert 'http_proxy="$FTP_PROXY"' in line and "--find-links http://torchrig-wheels/" in line
 
 
 def test_split_layers_keeps_gpu_stack_and_user_packages_apart() -> None:

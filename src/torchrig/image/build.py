@@ -3,7 +3,8 @@
 The tag is a digest of everything that goes into the build (Dockerfile, requirements,
 torchrig's own files), so an unchanged spec and lock never rebuild: `build` finds the tag
 and stops. The wheels come from the host's hash-checked cache through a local server, so
-no layer holds a wheel and a rebuild downloads nothing it already has.
+no layer holds a wheel and a rebuild downloads nothing it already has. The server's address
+is no input: it travels as a build argument the layer cache ignores (image/wheelserver.py).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 import torchrig
-from torchrig import __version__
+from torchrig import __version__, userfiles
 from torchrig.compat.model import Compat
 from torchrig.compat.resolve import Resolution
 from torchrig.engine.base import Engine
 from torchrig.errors import UsageError
 from torchrig.image.dockerfile import ImageInputs, render_dockerfile
 from torchrig.image.wheels import fetch_all, link_into
-from torchrig.image.wheelserver import serve
+from torchrig.image.wheelserver import PROXY_BUILD_ARG, serve
 from torchrig.lock.inputs import is_guarded
 from torchrig.lock.lockfile import LockFile, Target, constraints_txt
 from torchrig.lock.make import check_lock
@@ -72,12 +73,22 @@ def split_layers(spec: Spec, target: Target) -> list[tuple[str, str, list[str]]]
     return [layer for layer in layers if layer[2]]
 
 
-def _ca_files(spec: Spec) -> list[Path]:
-    """The spec's extra CAs and the host's local ones (TLS-inspecting proxies, mirrors)."""
-    files = [Path(p).expanduser() for p in spec.sources.ca_certificates]
+def _ca_files(spec: Spec, project: Path) -> list[tuple[str, bytes]]:
+    """(name, PEM) of the spec's extra CAs and the host's local ones (TLS-inspecting
+    proxies, mirrors). The spec's go into the owner's image: read with their rights."""
+    found = []
+    for name in spec.sources.ca_certificates:
+        path = userfiles.expand(name, project)
+        fix = "point it at a PEM certificate file the project's owner may read"
+        text = userfiles.read_text(path, project, "sources.ca_certificates", fix)
+        if "BEGIN CERTIFICATE" not in text:
+            raise UsageError(f"sources.ca_certificates: {path} is not a PEM certificate", fix)
+        found.append((path.stem, text.encode()))
     if HOST_CA_DIR.is_dir():
-        files += sorted(p for p in HOST_CA_DIR.rglob("*.crt") if p.is_file())
-    return files
+        found += [
+            (p.stem, p.read_bytes()) for p in sorted(HOST_CA_DIR.rglob("*.crt")) if p.is_file()
+        ]
+    return found
 
 
 def _copy_torchrig(dest: Path) -> None:
@@ -150,6 +161,7 @@ def build_image(
     *,
     no_cache: bool = False,
     progress: Progress | None = None,
+    project: Path | None = None,
 ) -> BuildResult:
     say = progress or (lambda line: None)
     start = time.perf_counter()
@@ -162,46 +174,42 @@ def build_image(
         for title, name, lines in split_layers(spec, target):
             (context / "requirements" / name).write_text("\n".join(lines) + "\n")
             layers.append((title, f"requirements/{name}"))
-        cas = _ca_files(spec)
+        cas = _ca_files(spec, project or Path.cwd())
         if cas:
             (context / "ca-certificates").mkdir()
-            for i, ca in enumerate(cas):
-                shutil.copyfile(ca, context / "ca-certificates" / f"{i:02d}-{ca.stem}.crt")
+            for i, (stem, pem) in enumerate(cas):
+                (context / "ca-certificates" / f"{i:02d}-{stem}.crt").write_bytes(pem)
         _copy_torchrig(context)
         (context / "constraints.txt").write_text(constraints_txt(target))
         image_labels = labels(spec, spec_digest, resolution, target)
         (context / "image.json").write_text(json.dumps(image_labels, indent=2) + "\n")
-        with serve(wheels) as find_links:
-            inputs = ImageInputs(
-                base_image=base_image,
-                distribution=resolution.base.distribution,
-                mirror=resolution.base.mirror,
-                components=components,
-                python=resolution.python,
-                flavour=spec.torch.flavour,
-                cuda=resolution.cuda,
-                system_packages=tuple(spec.base.packages),
-                ca_certificates=tuple(
-                    sorted(p.name for p in (context / "ca-certificates").glob("*"))
-                )
-                if cas
-                else (),
-                layers=tuple(layers),
-                find_links=find_links,
-                labels=image_labels,
-            )
-            dockerfile = render_dockerfile(inputs)
-            (context / "Dockerfile").write_text(dockerfile)
-            tag = (
-                f"torchrig/{spec.project.name}:{resolution.variant}-{context_digest(context)[:12]}"
-            )
-            if not no_cache and engine.image_exists(tag):
-                say(f"{tag} is up to date (nothing changed since it was built)")
-                return BuildResult(tag, False, time.perf_counter() - start, downloaded, dockerfile)
+        inputs = ImageInputs(
+            base_image=base_image,
+            distribution=resolution.base.distribution,
+            mirror=resolution.base.mirror,
+            components=components,
+            python=resolution.python,
+            flavour=spec.torch.flavour,
+            cuda=resolution.cuda,
+            system_packages=tuple(spec.base.packages),
+            ca_certificates=tuple(sorted(p.name for p in (context / "ca-certificates").glob("*")))
+            if cas
+            else (),
+            layers=tuple(layers),
+            labels=image_labels,
+        )
+        dockerfile = render_dockerfile(inputs)
+        (context / "Dockerfile").write_text(dockerfile)
+        tag = f"torchrig/{spec.project.name}:{resolution.variant}-{context_digest(context)[:12]}"
+        if not no_cache and engine.image_exists(tag):
+            say(f"{tag} is up to date (nothing changed since it was built)")
+            return BuildResult(tag, False, time.perf_counter() - start, downloaded, dockerfile)
+        with serve(wheels) as proxy:
             engine.build(
                 context,
                 context / "Dockerfile",
                 tag,
+                build_args={PROXY_BUILD_ARG: proxy},
                 no_cache=no_cache,
                 network="host",
                 progress=say,
