@@ -47,7 +47,7 @@ class Batches:
 
 
 def blob_task(counts: tuple[int, ...] = (1, 1, 1)) -> Any:
-    def build(dist: Dist) -> ClassifyTask:
+    def build(dist: Dist, work: Path) -> ClassifyTask:
         torch.manual_seed(0)
         x, y = _blobs(600, 1, counts)
         vx, vy = _blobs(150, 2)

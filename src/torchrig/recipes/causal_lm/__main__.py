@@ -56,6 +56,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--ckpt-every", type=int)
     r.add_argument("--keep", type=int, help="checkpoints to keep")
     r.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
+    r.add_argument(
+        "--force", action="store_true", default=None,
+        help="write into a non-empty --out without checkpoints (same-named files are replaced)",
+    )  # fmt: skip
     r.add_argument("--stop-after", type=int, help="steps in this invocation, then save and exit")
     r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     r.add_argument("--no-export", dest="export", action="store_false", default=None)

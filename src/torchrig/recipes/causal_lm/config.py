@@ -60,6 +60,7 @@ class TrainConfig:
     ckpt_every: int = 20
     keep: int = 3
     resume: bool = False
+    force: bool = False  # write into a non-empty --out that holds no checkpoints
     stop_after: int | None = None  # optimizer steps in this run, then save and exit
     tensorboard: bool = True
     export: bool = True  # save the final model (save_pretrained) in OUT/final
@@ -94,11 +95,22 @@ class TrainConfig:
                 "plain text to pretrain, or prompt/response JSONL to fine-tune",
             )
         # Before anything is written to --out: a wrong path must leave no run folder behind.
-        for path in [*self.data, self.tokens, self.sft]:
-            if path is not None and not Path(path).is_file():
+        given: list[tuple[str, Path | None]] = [("--data", p) for p in self.data]
+        given += [("--tokens", self.tokens), ("--sft", self.sft)]
+        for flag, path in given:
+            if path is not None and Path(path).is_dir():
+                raise UsageError(
+                    f"{flag} {path} is a folder, not a file",
+                    f"give the files in it, e.g. --data {path}/*.txt"
+                    if flag == "--data"
+                    else f"give {flag} the file itself",
+                )
+            if path is not None and not Path(path).exists():
                 raise UsageError(
                     f"data file {path} does not exist", "check the path given for the data"
                 )
+            if path is not None and not Path(path).is_file():
+                raise UsageError(f"{flag} {path} is not a regular file", "give a text file")
         if self.lora and self.model_path is None and not self.model.startswith("tiny"):
             raise UsageError(
                 "--lora adapts pretrained weights, but no --model-path was given",

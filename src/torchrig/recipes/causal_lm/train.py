@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +31,12 @@ from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.recipes.causal_lm import data as data_mod
 from torchrig.recipes.causal_lm import model as model_mod
+from torchrig.recipes.causal_lm.checks import check_before_work
 from torchrig.recipes.causal_lm.config import TrainConfig
 from torchrig.recipes.causal_lm.tokenizer import load_or_train_tokenizer, load_tokenizer
 from torchrig.train import distributed as D
 from torchrig.train.checkpoint import (
+    Checkpoint,
     CheckpointManager,
     resume_run,
     save_training_state,
@@ -52,6 +55,7 @@ from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_ste
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
+from torchrig.train.rundir import RunFolder
 from torchrig.train.signals import StopFlag
 
 Say = Callable[[str], None]
@@ -75,10 +79,13 @@ class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
         )
 
 
-def _tokenizer_and_data(cfg: TrainConfig, dist: D.Dist, say: Say) -> tuple[Any, Any, int]:
+def _tokenizer_and_data(
+    cfg: TrainConfig, out: Path, dist: D.Dist, say: Say
+) -> tuple[Any, Any, int]:
     """(tokenizer or None, batches, vocab size). Rank 0 trains the tokenizer and tokenizes
-    the text; the other ranks wait, then read what it wrote."""
-    tok_dir = cfg.out / "tokenizer"
+    the text into `out` (the run's staging folder); the other ranks wait, then read what it
+    wrote."""
+    tok_dir = out / "tokenizer"
     tokenizer: Any = None
     if cfg.tokens is None:
         texts = [cfg.sft] if cfg.sft is not None else list(cfg.data)
@@ -112,7 +119,7 @@ def _tokenizer_and_data(cfg: TrainConfig, dist: D.Dist, say: Say) -> tuple[Any, 
         if cfg.tokenizer is not None:
             tokenizer = load_tokenizer(cfg.tokenizer)
     else:
-        bin_path = cfg.out / "data" / "train.bin"
+        bin_path = out / "data" / "train.bin"
         if dist.is_main:
             start = time.perf_counter()
             data_mod.tokenize_to_bin(list(cfg.data), tokenizer, bin_path)
@@ -182,22 +189,43 @@ def train(cfg: TrainConfig, stop: StopFlag | None = None, say: Say = print) -> R
 
 
 def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResult:
-    out = cfg.out
-    ckpts = CheckpointManager(out / "checkpoints", keep_last=cfg.keep)
+    ckpts = CheckpointManager(cfg.out / "checkpoints", keep_last=cfg.keep)
     latest = ckpts.latest(clean=dist.is_main)
     if latest is not None and not cfg.resume:
         raise UsageError(
-            f"{out} already has checkpoints (newest: step {latest.step})",
+            f"{cfg.out} already has checkpoints (newest: step {latest.step})",
             "pass --resume to continue that run, or choose another --out",
         )
     if cfg.resume and latest is None:
         say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
+    check_before_work(cfg, dist.device)  # the model and the step's memory, before any file
+    run_dir = RunFolder.open(
+        cfg.out, resume=cfg.resume, force=cfg.force, has_checkpoint=latest is not None,
+        rank0_pid=D.control_all_reduce(dist, [os.getpid() if dist.is_main else 0])[0],
+        is_main=dist.is_main,
+    )  # fmt: skip
+    D.barrier(dist)
+    try:
+        return _run(cfg, stop, dist, say, run_dir, ckpts, latest)
+    finally:
+        run_dir.discard()  # a run that failed before its first checkpoint leaves nothing
+
+
+def _run(
+    cfg: TrainConfig,
+    stop: StopFlag,
+    dist: D.Dist,
+    say: Say,
+    run_dir: RunFolder,
+    ckpts: CheckpointManager,
+    latest: Checkpoint | None,
+) -> RunResult:
+    out = run_dir.work  # the staging folder until the run is known to work, then cfg.out
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         write_atomically(out / "config.json", json.dumps(cfg.to_json(), indent=2) + "\n")
 
     # --- data and model ---------------------------------------------------------------
-    tokenizer, batches, vocab = _tokenizer_and_data(cfg, dist, say)
+    tokenizer, batches, vocab = _tokenizer_and_data(cfg, out, dist, say)
     model = _build_model(cfg, vocab).to(dist.device)
     precision = resolve_precision(cfg.precision, dist.device)
     n_params = model_mod.count_parameters(model)
@@ -239,6 +267,9 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
             latest, model=model, optimizer=optimizer, scheduler=scheduler,
             scaler=precision.scaler, batches=batches, dist=dist, say=say,
         )  # fmt: skip
+        # The checkpoint fits: what this invocation prepared becomes the run's.
+        run_dir.commit()
+        out = run_dir.work
 
     peak, peak_note = peak_tflops(dist.device, precision.name)
     log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
@@ -252,7 +283,7 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
     )
     result = RunResult(
         start_step, start_step, False, None, strategy=strategy, precision=precision.name,
-        compiled=compiled, out=out,
+        compiled=compiled, out=run_dir.out,
     )  # fmt: skip
     if start_step >= cfg.steps:
         say(f"already at step {start_step} of {cfg.steps}: nothing to do")
@@ -261,6 +292,17 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
         return result
 
     def save(at: int) -> None:
+        nonlocal log, out
+        if not math.isfinite(float(loss_sum)):  # never a checkpoint of diverged weights
+            raise UsageError(
+                f"the loss is not finite at step {at}", "lower --lr, or use --precision fp32"
+            )
+        if not run_dir.committed:
+            # The first checkpoint: the run becomes resumable, its folder becomes OUT.
+            log.close()
+            run_dir.commit()
+            out = run_dir.work
+            log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
         seconds = save_training_state(
             ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
             scaler=precision.scaler, data_state=data_state, dist=dist,

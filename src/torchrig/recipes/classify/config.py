@@ -40,6 +40,7 @@ class ClassifyConfig:
     ckpt_every: int = 100
     keep: int = 3
     resume: bool = False
+    force: bool = False  # write into a non-empty --out that holds no checkpoints
     stop_after: int | None = None  # optimizer steps in this invocation, then save and exit
     tensorboard: bool = True
     export: bool = True  # write OUT/final (weights + classifier.json) at the end
@@ -106,6 +107,10 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--ckpt-every", type=int)
     r.add_argument("--keep", type=int, help="checkpoints to keep")
     r.add_argument("--resume", action="store_true", default=None, help="continue the run in --out")
+    r.add_argument(
+        "--force", action="store_true", default=None,
+        help="write into a non-empty --out without checkpoints (same-named files are replaced)",
+    )  # fmt: skip
     r.add_argument("--stop-after", type=int, help="steps in this invocation, then save and exit")
     r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     r.add_argument("--no-export", dest="export", action="store_false", default=None)

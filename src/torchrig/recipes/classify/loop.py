@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -32,10 +33,20 @@ from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.recipes.classify import evaluate as E
 from torchrig.recipes.classify.config import ClassifyConfig
-from torchrig.recipes.classify.meta import FINAL_WEIGHTS, classifier_meta, write_meta
+from torchrig.recipes.classify.meta import (
+    FINAL_WEIGHTS,
+    classifier_meta,
+    read_meta,
+    write_meta,
+)
 from torchrig.recipes.classify.task import ClassifyTask, Mistake
 from torchrig.train import distributed as D
-from torchrig.train.checkpoint import CheckpointManager, resume_run, save_training_state
+from torchrig.train.checkpoint import (
+    Checkpoint,
+    CheckpointManager,
+    resume_run,
+    save_training_state,
+)
 from torchrig.train.metrics import (
     MetricsLog,
     StepTimer,
@@ -50,9 +61,12 @@ from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_ste
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
+from torchrig.train.rundir import RunFolder
 from torchrig.train.signals import StopFlag
 
 Say = Callable[[str], None]
+BuildTask = Callable[[D.Dist, Path], ClassifyTask]
+"""(dist, folder) → the task; the recipe writes its files (tokenizer, caches) in folder."""
 MAX_MISTAKES = 64  # the most confident ones are kept for the recipe's report
 
 
@@ -81,7 +95,7 @@ class ClassifierLoss(torch.nn.Module):  # type: ignore[misc]
 
 def run(
     cfg: ClassifyConfig,
-    build_task: Callable[[D.Dist], ClassifyTask],
+    build_task: BuildTask,
     stop: StopFlag | None = None,
     say: Say = print,
 ) -> RunResult:
@@ -108,29 +122,52 @@ def _strategy(requested: str, dist: D.Dist) -> str:
 
 def _run(
     cfg: ClassifyConfig,
-    build_task: Callable[[D.Dist], ClassifyTask],
+    build_task: BuildTask,
     stop: StopFlag,
     dist: D.Dist,
     say: Say,
 ) -> RunResult:
-    out = cfg.out
-    ckpts = CheckpointManager(out / "checkpoints", keep_last=cfg.keep)
+    ckpts = CheckpointManager(cfg.out / "checkpoints", keep_last=cfg.keep)
     latest = ckpts.latest(clean=dist.is_main)
     if latest is not None and not cfg.resume:
         raise UsageError(
-            f"{out} already has checkpoints (newest: step {latest.step})",
+            f"{cfg.out} already has checkpoints (newest: step {latest.step})",
             "pass --resume to continue that run, or choose another --out",
         )
     if cfg.resume and latest is None:
         say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
+    run_dir = RunFolder.open(
+        cfg.out, resume=cfg.resume, force=cfg.force, has_checkpoint=latest is not None,
+        rank0_pid=D.control_all_reduce(dist, [os.getpid() if dist.is_main else 0])[0],
+        is_main=dist.is_main,
+    )  # fmt: skip
+    D.barrier(dist)
+    try:
+        return _train(cfg, build_task, stop, dist, say, run_dir, ckpts, latest)
+    finally:
+        run_dir.discard()  # a run that failed before its first checkpoint leaves nothing
+
+
+def _train(
+    cfg: ClassifyConfig,
+    build_task: BuildTask,
+    stop: StopFlag,
+    dist: D.Dist,
+    say: Say,
+    run_dir: RunFolder,
+    ckpts: CheckpointManager,
+    latest: Checkpoint | None,
+) -> RunResult:
+    out = run_dir.work  # the staging folder until the run is known to work, then cfg.out
 
     # --- data and model ---------------------------------------------------------------
-    task = build_task(dist)
+    task = build_task(dist, out)
+    if latest is not None:
+        _check_same_labels(cfg.out, task.labels)
     for note in task.notes:
         say(note)
     meta = classifier_meta(task)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
         config = {"recipe": task.recipe, **cfg.to_json()}
         write_atomically(out / "config.json", json.dumps(config, indent=2) + "\n")
         write_meta(out, meta)
@@ -161,6 +198,9 @@ def _run(
             latest, model=model, optimizer=optimizer, scheduler=scheduler,
             scaler=precision.scaler, batches=task.train, dist=dist, say=say,
         )  # fmt: skip
+        # The checkpoint fits: what this invocation prepared becomes the run's.
+        run_dir.commit()
+        out = run_dir.work
 
     peak, peak_note = peak_tflops(dist.device, precision.name)
     log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
@@ -176,7 +216,7 @@ def _run(
     )
     result = RunResult(
         start_step, start_step, False, None, strategy=strategy, precision=precision.name,
-        compiled=compiled, out=out,
+        compiled=compiled, out=run_dir.out,
     )  # fmt: skip
     if start_step >= cfg.steps:
         say(f"already at step {start_step} of {cfg.steps}: nothing to do")
@@ -185,6 +225,17 @@ def _run(
         return result
 
     def save(at: int) -> None:
+        nonlocal log, out
+        if not math.isfinite(float(loss_sum)):  # never a checkpoint of diverged weights
+            raise UsageError(
+                f"the loss is not finite at step {at}", "lower --lr, or use --precision fp32"
+            )
+        if not run_dir.committed:
+            # The first checkpoint: the run becomes resumable, its folder becomes OUT.
+            log.close()
+            run_dir.commit()
+            out = run_dir.work
+            log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
         seconds = save_training_state(
             ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
             scaler=precision.scaler, data_state=data_state, dist=dist,
@@ -310,6 +361,29 @@ def _run(
             say(f"model saved in {out / 'final'}")
     D.barrier(dist)
     return result
+
+
+def _check_same_labels(run: Path, labels: list[str]) -> None:
+    """A resume trains the classes of the run: another label set would not fit its head
+    (or worse, fit it with the classes in another order)."""
+    try:
+        before = read_meta(run).get("labels")
+    except UsageError:
+        return  # no classifier.json: the checkpoint load decides
+    if before == labels:
+        return
+    before = [str(x) for x in before] if isinstance(before, list) else []
+    new = sorted(set(labels) - set(before))
+    gone = sorted(set(before) - set(labels))
+    detail = f"{len(labels)} classes, the run has {len(before)}"
+    if new:
+        detail += "; new: " + ", ".join(new[:5]) + (" ..." if len(new) > 5 else "")
+    if gone:
+        detail += "; missing: " + ", ".join(gone[:5]) + (" ..." if len(gone) > 5 else "")
+    raise UsageError(
+        f"cannot resume {run}: the data has {detail}",
+        "resume with the run's data, or start a new run with another --out",
+    )
 
 
 def _evaluate(

@@ -85,7 +85,7 @@ def build(name: str, num_classes: int) -> Any:
             raise UsageError(
                 f"--model {name}: {exc}", "see timm.list_models() for the names timm knows"
             ) from None
-    torchvision = _import("torchvision", name)
+    torchvision = _import("torchvision", name, unknown_if_missing=True)
     try:
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     except (ValueError, KeyError) as exc:  # an unknown name
@@ -96,17 +96,33 @@ def build(name: str, num_classes: int) -> Any:
         ) from None
 
 
-def _import(module: str, name: str) -> Any:
+def _import(module: str, name: str, unknown_if_missing: bool = False) -> Any:
+    """`module`, or a UsageError. unknown_if_missing: `name` only might be one of its
+    models (any name that is not tiny or timm:...), so a missing module means the name is
+    unknown here, not that the module is needed."""
     import importlib
 
     try:
         return importlib.import_module(module)
-    except Exception as exc:  # missing, or a wheel built for another torch (operator errors)
-        raise UsageError(
-            f"--model {name} needs {module}, which cannot be imported here "
-            f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
-            f"install the {module} build that matches this torch, or use --model {TINY}",
-        ) from None
+    except ModuleNotFoundError as exc:
+        if unknown_if_missing and exc.name == module:
+            raise UsageError(
+                f"--model {name!r} is neither {TINY!r} nor timm:NAME, so it can only be a "
+                f"{module} model, and {module} is not installed to know it",
+                f"check the name; use --model {TINY}, or install {module} for its models "
+                "(resnet50, efficientnet_b0, ...)",
+            ) from None
+        raise _import_error(module, name, exc) from None
+    except Exception as exc:  # a wheel built for another torch (operator errors)
+        raise _import_error(module, name, exc) from None
+
+
+def _import_error(module: str, name: str, exc: Exception) -> UsageError:
+    return UsageError(
+        f"--model {name} needs {module}, which cannot be imported here "
+        f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+        f"install the {module} build that matches this torch, or use --model {TINY}",
+    )
 
 
 def count_parameters(model: Any) -> int:

@@ -84,8 +84,14 @@ def build_task(cfg: ImageClassifyConfig, dist: D.Dist, say: Say = print) -> Clas
             "give at least two class folders",
         )
 
+    # The model before the cache: a wrong --model or --weights is reported in a second,
+    # not after decoding every image. The same seed on every rank: the same initial weights.
+    torch.manual_seed(cfg.seed)
+    model = models.build(cfg.model, len(labels))
+    weight_notes = models.load_weights(model, cfg.weights) if cfg.weights is not None else []
+
     train_cache = _cache(train_tree, cfg, dist, say)
-    notes = [n for n in [_skipped_note(train_cache, train_tree)] if n]
+    notes = [n for n in [_skipped_note(train_cache, train_tree)] if n] + weight_notes
     train_labels = np.asarray(train_tree.labels, dtype=np.int64)
     rows = _readable_rows(train_cache, train_tree)
     if val_tree is None or val_to_train is None:
@@ -115,11 +121,6 @@ def build_task(cfg: ImageClassifyConfig, dist: D.Dist, say: Say = print) -> Clas
         f"data: {len(labels)} classes, {len(train_rows)} training images, validation {where}"
     )
 
-    # The same seed on every rank gives every rank the same initial weights.
-    torch.manual_seed(cfg.seed)
-    model = models.build(cfg.model, len(labels))
-    if cfg.weights is not None:
-        notes += models.load_weights(model, cfg.weights)
     flops = models.flops_per_sample(model, cfg.image_size)
     if dist.device.type == "cuda":
         # NHWC: the layout cuDNN's tensor-core convolutions run in, matching the inputs

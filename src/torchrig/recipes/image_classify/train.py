@@ -8,6 +8,8 @@ train(from_preset("tiny", data=Path("images"), out=Path("runs/x")))
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 from torchrig.recipes.classify.loop import run
 from torchrig.recipes.classify.task import ClassifyTask
@@ -21,8 +23,9 @@ from torchrig.train.signals import StopFlag
 def train(
     cfg: ImageClassifyConfig, stop: StopFlag | None = None, say: Callable[[str], None] = print
 ) -> RunResult:
-    def build(dist: Dist) -> ClassifyTask:
-        # Cache progress lines from rank 0 only, as the loop's own.
-        return build_task(cfg, dist, say if dist.is_main else (lambda _: None))
+    def build(dist: Dist, work: Path) -> ClassifyTask:
+        # Cache progress lines from rank 0 only, as the loop's own. The run's files (the
+        # cache, unless --cache names another folder) go into the loop's staging folder.
+        return build_task(replace(cfg, out=work), dist, say if dist.is_main else (lambda _: None))
 
     return run(cfg, build, stop, say)

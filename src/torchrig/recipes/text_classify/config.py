@@ -55,6 +55,9 @@ class TextClassifyConfig(ClassifyConfig):
             )
         if self.eval_batch < 1:
             raise UsageError("--eval-batch must be at least 1", "e.g. --eval-batch 128")
+        from torchrig.recipes.text_classify.checks import check_before_work
+
+        check_before_work(self)  # the model, lengths and paths, before any data is read
 
 
 PRESETS: dict[str, dict[str, Any]] = {

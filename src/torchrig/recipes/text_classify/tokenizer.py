@@ -31,7 +31,7 @@ from torchrig.recipes.causal_lm.tokenizer import save_tokenizer
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 SIDECAR = "torchrig-tokenizer.json"
 # Bumped when the training recipe changes, so an old saved tokenizer is not reused.
-TRAINER_VERSION = 1
+TRAINER_VERSION = 2
 MIN_VOCAB = 100  # the special tokens and the characters of ordinary text need room
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")
 
@@ -158,6 +158,16 @@ def _batches(texts: list[str], size: int = 1000) -> Iterator[list[str]]:
         yield texts[i : i + size]
 
 
+def _continuations(texts: list[str], normalizer: Any, pre_tokenizer: Any) -> list[str]:
+    """"##c" for every character that occurs inside a word (after its first character),
+    in code-point order."""
+    inner: set[str] = set()
+    for text in texts:
+        for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)):
+            inner.update(word[1:])
+    return [f"##{c}" for c in sorted(inner)]
+
+
 def train_wordpiece(texts: list[str], vocab_size: int) -> Any:
     """Train a BERT-style WordPiece tokenizer; returns a PreTrainedTokenizerFast."""
     from tokenizers import (
@@ -174,20 +184,34 @@ def train_wordpiece(texts: list[str], vocab_size: int) -> Any:
     if not any(t.strip() for t in texts):
         raise UsageError("no text to train a tokenizer on", "give rows with non-empty text")
     pad, unk, cls, sep, mask = SPECIAL_TOKENS
-    wp = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
-    wp.normalizer = normalizers.BertNormalizer(
+    normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=True
     )
-    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    wp.decoder = decoders.WordPiece(prefix="##")
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # Why the fixed order: the trainer numbers each continuation ("##x") when it first meets
+    # it while walking a Rust HashMap of the words, whose order changes from process to
+    # process; merges of equal count are then ordered by those numbers, so the vocabulary
+    # (and the ids) differed from run to run, threads or not. Giving every continuation a
+    # number up front, in code-point order, makes the whole training a function of the
+    # texts. They are passed as the trainer's "special tokens" only for their numbering:
+    # the tokenizer is rebuilt below from the vocabulary, with BERT's five specials alone.
+    continuations = _continuations(texts, normalizer, pre_tokenizer)
+    trained = Tokenizer(models.WordPiece(unk_token=unk, continuing_subword_prefix="##"))
+    trained.normalizer = normalizer
+    trained.pre_tokenizer = pre_tokenizer
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size,
         min_frequency=2,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=[*SPECIAL_TOKENS, *continuations],
         continuing_subword_prefix="##",
         show_progress=False,
     )
-    wp.train_from_iterator(_batches(texts), trainer=trainer, length=len(texts))
+    trained.train_from_iterator(_batches(texts), trainer=trainer, length=len(texts))
+    vocab = trained.get_vocab(with_added_tokens=False)
+    wp = Tokenizer(models.WordPiece(vocab=vocab, unk_token=unk, continuing_subword_prefix="##"))
+    wp.normalizer = normalizer
+    wp.pre_tokenizer = pre_tokenizer
+    wp.decoder = decoders.WordPiece(prefix="##")
     wp.post_processor = processors.TemplateProcessing(
         single=f"{cls}:0 $A:0 {sep}:0",
         pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",

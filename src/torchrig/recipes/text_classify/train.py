@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ Say = Callable[[str], None]
 def train(cfg: TextClassifyConfig, stop: StopFlag | None = None, say: Say = print) -> RunResult:
     from torchrig.recipes.classify.loop import run
 
-    return run(cfg, lambda dist: build_task(cfg, dist), stop=stop, say=say)
+    return run(cfg, lambda dist, work: build_task(replace(cfg, out=work), dist), stop=stop, say=say)
 
 
 def _split(cfg: TextClassifyConfig, notes: list[str]) -> dict[str, Any]:
