@@ -77,6 +77,17 @@ def owner_of(project: Path) -> Owner | None:
     return Owner(uid=uid, gid=gid, groups=groups, project=folder)
 
 
+def expand(name: str, project: Path) -> Path:
+    """A user-named path with `~` as the project owner's home when acting for them."""
+    owner = owner_of(project)
+    if owner is None or not (name == "~" or name.startswith("~/")):
+        return Path(name).expanduser()
+    try:
+        return Path(pwd.getpwuid(owner.uid).pw_dir + name[1:])
+    except KeyError:  # no home to expand to: left as named, so reading it fails plainly
+        return Path(name)
+
+
 def read_bytes(path: Path, project: Path, *, limit: int = MAX_BYTES) -> bytes:
     """The file's bytes, read as the project's owner; an OSError if not."""
     owner = owner_of(project)

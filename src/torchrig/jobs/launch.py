@@ -36,7 +36,7 @@ from torchrig.launch.runplan import (
     workbench_run,
 )
 from torchrig.launch.session import Session
-from torchrig.launch.up import ensure_network, run_with_fallback
+from torchrig.launch.up import ensure_network, run_with_fallback, stage_env_file
 
 RUNNER = ("python", "-m", "torchrig.jobs.runner")
 START_TIMEOUT_S = 60.0  # a --fresh container runs the entrypoint's first-start setup first
@@ -232,7 +232,6 @@ def fresh_run(
     job_id: str,
 ) -> Workbench:
     """The workbench's run plan, for one job: no ports, no services, removed at the end."""
-    env_file = session.project_dir / "torchrig.env"
     workbench = workbench_run(
         session.spec,
         session.resolution,
@@ -241,7 +240,8 @@ def fresh_run(
         workspace=workspace,
         ports={},
         keys_file=None,
-        env_file=env_file if env_file.is_file() else None,
+        # As `up` does: read with the project owner's rights, a private copy for the engine.
+        env_file=stage_env_file(session, None),
     )
     plan = workbench.run
     run = replace(

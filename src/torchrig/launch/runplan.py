@@ -15,6 +15,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchrig import userfiles
 from torchrig.compat.resolve import Resolution
 from torchrig.engine.base import GpuSelector, HealthCheck, Mount, Port, RunSpec
 from torchrig.errors import HostError, UsageError
@@ -240,21 +241,26 @@ def workbench_run(
     )
 
 
-def authorized_keys(spec: Spec, home: Path | None = None) -> str:
-    """The public keys allowed to log in: the spec's (lines or .pub paths), else ~/.ssh/*.pub."""
+def authorized_keys(spec: Spec, home: Path | None = None, *, project: Path | None = None) -> str:
+    """The public keys allowed to log in: the spec's (lines or .pub paths), else ~/.ssh/*.pub.
+
+    The spec's paths are read with the rights of the project's owner (`project`, default
+    the current folder): run by root, `authorized_keys = ["/etc/shadow"]` must not copy a
+    root-only file into their container. Never a line of the file in an error.
+    """
+    folder = project or Path.cwd()
     lines: list[str] = []
     for item in spec.user.authorized_keys:
         if item.startswith(("ssh-", "ecdsa-", "sk-")):
             lines.append(item.strip())
             continue
-        path = Path(item).expanduser()
-        try:
-            lines += [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-        except OSError as exc:
-            raise UsageError(
-                f"user.authorized_keys: cannot read {path} ({exc.strerror})",
-                "give a public key line or the path of a .pub file",
-            ) from None
+        text = userfiles.read_text(
+            userfiles.expand(item, folder),
+            folder,
+            "user.authorized_keys",
+            "give a public key line or the path of a .pub file the project's owner may read",
+        )
+        lines += [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not spec.user.authorized_keys:
         ssh_dir = (home or Path.home()) / ".ssh"
         for pub in sorted(ssh_dir.glob("*.pub")) if ssh_dir.is_dir() else []:

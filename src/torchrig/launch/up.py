@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from torchrig import userfiles
 from torchrig.engine.base import Engine, Progress
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.fsutil import writable_by, write_atomically
@@ -64,13 +65,40 @@ def state_dir(project: str) -> Path:
     return folder
 
 
+def stage_env_file(session: Session, env_file: Path | None) -> Path | None:
+    """The secrets file for the engine: a private copy read with the project owner's rights.
+
+    The engine CLI reads --env-file itself, as whoever runs it; as root, a torchrig.env
+    that is a symlink to a root-only file would hand that file to the project's owner. So
+    torchrig reads it (userfiles: as the owner, no symlink out of the project) and gives
+    the engine a 0600 copy in its state folder instead. torchrig.env beside the spec is
+    used when --env-file is not given, even as a dangling symlink (then it is refused).
+    """
+    source = env_file
+    if source is None:
+        beside = session.project_dir / "torchrig.env"
+        source = beside if os.path.lexists(beside) else None
+    if source is None:
+        return None
+    return userfiles.private_copy(
+        source,
+        session.project_dir,
+        state_dir(session.spec.project.name) / "env",
+        "env file",
+        "make it a file of KEY=value lines that the project's owner may read, inside the "
+        "project folder or named with --env-file",
+    )
+
+
 def ensure_lock(session: Session, progress: Progress) -> LockFile:
     """A project with no lock gets one; an existing lock is never rewritten behind your back."""
     lock = session.lock()
     if lock is not None:
         return lock
     progress("no torchrig.lock yet: locking every package with its sha256")
-    lock = make_lock(session.spec, session.digest, [session.resolution])
+    lock = make_lock(
+        session.spec, session.digest, [session.resolution], project=session.project_dir
+    )
     write_atomically(session.lock_path, render_lock(lock))
     return lock
 
@@ -91,6 +119,7 @@ def build(
         engine,
         no_cache=no_cache,
         progress=progress,
+        project=session.project_dir,
     )
     # Exports (compose, devcontainer) name the image the last build made.
     write_atomically(state_dir(session.spec.project.name) / "image", result.tag + "\n")
@@ -114,9 +143,8 @@ def up(
     workspace = workspace or session.project_dir
     selector = gpu_selector(spec, session.resolution, host)
     check_gpu_runtime(selector, engine.name, host)
-    if env_file is None and (session.project_dir / "torchrig.env").is_file():
-        env_file = session.project_dir / "torchrig.env"
-    keys = authorized_keys(spec)
+    env_file = stage_env_file(session, env_file)
+    keys = authorized_keys(spec, project=session.project_dir)
     if spec.services.ssh.enabled and not keys:
         progress("no SSH public key found (~/.ssh/*.pub or user.authorized_keys): ssh login is off")
     keys_file = state_dir(spec.project.name) / "authorized_keys"
@@ -140,6 +168,8 @@ def up(
         running = (existing.get("State") or {}).get("Running")
         if running and existing.get("Config", {}).get("Image") == result.tag:
             progress(f"{name} is already up with {result.tag}")
+            # Its URLs only once it answers, as after a fresh start (it may be restarting).
+            wait_healthy(engine, name)
             return _describe(engine, name, result, session, time.perf_counter(), recreated=False)
         progress(f"replacing {name} (its state volume is kept)")
         engine.remove(name, force=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from packaging.version import Version
 
-from torchrig import __version__
+from torchrig import __version__, userfiles
 from torchrig.compat.model import Compat
 from torchrig.compat.resolve import Resolution, choose_base, platform_tag, resolve
 from torchrig.errors import UsageError
@@ -58,10 +58,15 @@ def make_lock(
     resolutions: list[Resolution],
     *,
     debug: bool = False,
+    project: Path | None = None,
 ) -> LockFile:
+    """Lock every target. `project` (default: the current folder) is the spec's folder:
+    its owner's rights decide which CA files and wheelhouses may be used."""
+    folder = project or Path.cwd()
+    check_find_links(spec, folder)
     targets = []
     with tempfile.TemporaryDirectory(prefix="torchrig-ca-") as tmp:
-        ca_bundle = _ca_bundle(spec, Path(tmp))
+        ca_bundle = _ca_bundle(spec, Path(tmp), folder)
         for res in resolutions:
             inputs = lock_inputs(spec, python=res.python, platform=res.platform)
             request = uv_request(spec, res, inputs, ca_bundle)
@@ -82,20 +87,34 @@ def make_lock(
     return LockFile(torchrig=__version__, spec_digest=spec_digest, targets=targets)
 
 
-def _ca_bundle(spec: Spec, tmp: Path) -> str:
-    """The system CAs plus the spec's extra ones, for uv behind a TLS-inspecting proxy."""
+def check_find_links(spec: Spec, project: Path) -> None:
+    """uv reads local wheelhouses itself, as whoever runs torchrig: as root for another
+    user's project, each must be a folder whose every file that user may read."""
+    for link in spec.sources.find_links:
+        if "://" in link:
+            continue
+        userfiles.check_folder(
+            userfiles.expand(link.removeprefix("file:"), project),
+            project,
+            "sources.find_links",
+            "name a wheelhouse whose files the project's owner may read",
+        )
+
+
+def _ca_bundle(spec: Spec, tmp: Path, project: Path) -> str:
+    """The system CAs plus the spec's extra ones, for uv behind a TLS-inspecting proxy.
+    The spec's are read with the project owner's rights (userfiles)."""
     if not spec.sources.ca_certificates:
         return ""
     parts = [SYSTEM_CA_BUNDLE.read_text()] if SYSTEM_CA_BUNDLE.exists() else []
     for name in spec.sources.ca_certificates:
-        path = Path(name).expanduser()
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise UsageError(
-                f"sources.ca_certificates: cannot read {path} ({exc.strerror})",
-                "point it at a PEM certificate file",
-            ) from None
+        path = userfiles.expand(name, project)
+        text = userfiles.read_text(
+            path,
+            project,
+            "sources.ca_certificates",
+            "point it at a PEM certificate file the project's owner may read",
+        )
         if "BEGIN CERTIFICATE" not in text:
             raise UsageError(
                 f"sources.ca_certificates: {path} is not a PEM certificate",
