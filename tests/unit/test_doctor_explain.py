@@ -169,6 +169,12 @@ REAL: list[tuple[str, str]] = [
     ),
     ("cuda-unavailable-silently", ">>> torch.cuda.is_available()\nFalse"),
     (
+        "disk-full",
+        "Unexpected error while saving file: big.ipynb [Errno 2] No such file or directory: "
+        "'/workspace/.~big.ipynb'",
+    ),
+    ("disk-full", "OSError: [Errno 28] No space left on device"),
+    (
         "image-cuda-newer-than-driver",
         "nvidia-container-cli: requirement error: unsatisfied condition: cuda >= 13.0.2, please "
         "update your driver to a newer version, or use an earlier cuda container: unknown",

@@ -419,3 +419,37 @@ def test_inside_a_gpu_machine_an_empty_cuda_visible_devices_hides_every_gpu() ->
         pytest.skip("no CUDA build or no GPU here")
     assert results["cuda-available"]["status"] == "fail"
     assert "`unset CUDA_VISIBLE_DEVICES`" in results["cuda-available"]["fix"]
+
+
+# --- disk (issue 10, finding 7) ---------------------------------------------------------------
+
+
+def test_disk_warns_when_the_workspace_is_low(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchrig.workbench import disk
+
+    def statvfs(path: str) -> os.statvfs_result:
+        # 10 MiB of 64 MiB free: under 1 GiB.
+        return os.statvfs_result((4096, 4096, 16384, 2560, 2560, 0, 0, 0, 0, 255))
+
+    monkeypatch.setattr(disk.os, "statvfs", statvfs)
+    found = inside.check_disk(ctx(None, disk_paths=(str(tmp_path),)))
+    assert found.status == "warn"
+    assert found.finding.startswith(f"low disk: {tmp_path} has 10.0 MiB free of 64.0 MiB")
+    assert "du -sh" in found.fix and found.source
+
+
+def test_disk_passes_with_room_and_skips_without_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchrig.workbench import disk
+
+    def statvfs(path: str) -> os.statvfs_result:
+        # 400 GiB of 1000 GiB free.
+        return os.statvfs_result((4096, 4096, 262144000, 104857600, 104857600, 0, 0, 0, 0, 255))
+
+    monkeypatch.setattr(disk.os, "statvfs", statvfs)
+    assert inside.check_disk(ctx(None, disk_paths=(str(tmp_path),))).status == "pass"
+    monkeypatch.undo()
+    assert inside.check_disk(ctx(None, disk_paths=("/no/such",))).status == "skip"

@@ -24,19 +24,53 @@ ENVIRONMENT = {
 }
 
 
-def settings(penalties: bool) -> sshd.SshdSettings:
+def settings(penalties: bool, version: tuple[int, int] | None = None) -> sshd.SshdSettings:
     return sshd.SshdSettings(
-        user="alice", state_dir=STATE, per_source_penalties=penalties, environment=ENVIRONMENT
+        user="alice",
+        state_dir=STATE,
+        per_source_penalties=penalties,
+        environment=ENVIRONMENT,
+        version=version,
     )
 
 
 @pytest.mark.parametrize(
-    ("case", "penalties"), [("openssh-9.2-bookworm", False), ("openssh-10.0-trixie", True)]
+    ("case", "version"), [("openssh-9.2-bookworm", (9, 2)), ("openssh-10.0-trixie", (10, 0))]
 )
-def test_config_golden(case: str, penalties: bool) -> None:
-    assert_golden(
-        GOLDEN / "workbench" / case / "sshd_config", sshd.render_config(settings(penalties))
-    )
+def test_config_golden(case: str, version: tuple[int, int]) -> None:
+    config = sshd.render_config(settings(sshd.supports_penalties(version), version))
+    assert_golden(GOLDEN / "workbench" / case / "sshd_config", config)
+
+
+@pytest.mark.parametrize(
+    ("version", "kex"),
+    [
+        (
+            (10, 0),
+            "mlkem768x25519-sha256,sntrup761x25519-sha512,sntrup761x25519-sha512@openssh.com,"
+            "curve25519-sha256,curve25519-sha256@libssh.org",
+        ),
+        (
+            (9, 6),
+            "sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org",
+        ),
+        ((8, 4), "curve25519-sha256,curve25519-sha256@libssh.org"),
+        (None, "curve25519-sha256,curve25519-sha256@libssh.org"),
+    ],
+)
+def test_only_modern_algorithms_the_installed_sshd_knows(
+    version: tuple[int, int] | None, kex: str
+) -> None:
+    lines = sshd.render_config(settings(False, version)).splitlines()
+    assert f"KexAlgorithms {kex}" in lines
+    assert "HostKeyAlgorithms ssh-ed25519,ssh-ed25519-cert-v01@openssh.com" in lines
+    assert [ln for ln in lines if ln.startswith("HostKey ")] == [
+        f"HostKey {STATE}/ssh_host_ed25519_key"
+    ]
+    text = "\n".join(lines)
+    for weak in ("sha1", "nistp", "ecdsa", "cbc", "diffie-hellman", "umac-64", "ssh-rsa"):
+        assert weak not in text.lower(), weak
+    assert "MaxStartups 3:50:10" in lines
 
 
 def test_config_says_what_security_asks() -> None:
@@ -44,7 +78,6 @@ def test_config_says_what_security_asks() -> None:
     for wanted in (
         "Port 2222",
         f"HostKey {STATE}/ssh_host_ed25519_key",
-        f"HostKey {STATE}/ssh_host_ecdsa_key",
         f"PidFile {STATE}/sshd.pid",
         "AuthorizedKeysFile .ssh/authorized_keys",
         "PubkeyAuthentication yes",
@@ -188,7 +221,7 @@ needs_keygen = pytest.mark.skipif(
 @needs_keygen
 def test_host_keys_are_made_once(tmp_path: Path) -> None:
     keygen = shutil.which("ssh-keygen") or ""
-    assert sshd.ensure_host_keys(tmp_path, keygen) == ["ed25519", "ecdsa"]
+    assert sshd.ensure_host_keys(tmp_path, keygen) == ["ed25519"]
     key = tmp_path / "ssh_host_ed25519_key"
     assert key.stat().st_mode & 0o777 == 0o600
     before = sshd.fingerprint(key.with_name(key.name + ".pub"), keygen)
@@ -200,11 +233,25 @@ def test_host_keys_are_made_once(tmp_path: Path) -> None:
     assert sshd.ensure_host_keys(tmp_path, keygen) == []
     assert sshd.fingerprint(key.with_name(key.name + ".pub"), keygen) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "ssh_host_ecdsa_key",
-        "ssh_host_ecdsa_key.pub",
         "ssh_host_ed25519_key",
         "ssh_host_ed25519_key.pub",
     ]
+
+
+@needs_keygen
+def test_a_state_volume_with_an_ecdsa_key_keeps_its_ed25519_key(tmp_path: Path) -> None:
+    # Volumes made before ECDSA was dropped: nothing is made, the ed25519 key is the one.
+    keygen = shutil.which("ssh-keygen") or ""
+    for kind in ("ed25519", "ecdsa"):
+        key = tmp_path / f"ssh_host_{kind}_key"
+        subprocess.run([keygen, "-q", "-t", kind, "-N", "", "-f", str(key)], check=True)
+    before = sshd.fingerprint(tmp_path / "ssh_host_ed25519_key.pub", keygen)
+    assert sshd.ensure_host_keys(tmp_path, keygen) == []
+    assert sshd.fingerprint(tmp_path / "ssh_host_ed25519_key.pub", keygen) == before
+    config = sshd.render_config(
+        sshd.SshdSettings("alice", tmp_path, per_source_penalties=False, environment={})
+    )
+    assert "ecdsa" not in config
 
 
 @needs_keygen
@@ -232,6 +279,7 @@ def test_real_sshd_accepts_the_config(tmp_path: Path) -> None:
                 state_dir=tmp_path,
                 per_source_penalties=sshd.supports_penalties(version),
                 environment=ENVIRONMENT,
+                version=version,
             )
         )
     )

@@ -74,6 +74,7 @@ class InsideContext:
     jupyter_port: int = JUPYTER_PORT
     ssh_port: int = SSH_PORT
     timeout_s: float = 1.0
+    disk_paths: tuple[str, ...] | None = None  # None: /workspace and $HOME
 
 
 def inside_context(env: Mapping[str, str] | None = None, dev: Path = Path("/dev")) -> InsideContext:
@@ -584,6 +585,32 @@ def check_sshd(ctx: InsideContext) -> Check:
     return SSHD.ok(f"{where}: {banner.splitlines()[0][:60]}")
 
 
+DISK = Rule(
+    "disk",
+    "Free space in the workspace and home",
+    "issue 10 finding 7 (a full workspace: notebook saves failed with [Errno 2] '.~NAME'); "
+    "doctor --explain disk-full",
+)
+
+
+def check_disk(ctx: InsideContext) -> Check:
+    from torchrig.workbench import disk
+
+    home = ctx.env.get("HOME") or ""
+    paths = ctx.disk_paths if ctx.disk_paths is not None else ("/workspace", home)
+    measured = [s for s in (disk.space(p) for p in paths if p) if s is not None]
+    if not measured:
+        return DISK.skip("neither /workspace nor the home folder can be looked at")
+    low = disk.low_disk(s.path for s in measured)
+    if low:
+        return DISK.warn(
+            "low disk: " + "; ".join(s.describe() for s in low) + " (saves may fail)",
+            "free space there (old checkpoints, caches: `du -sh /workspace/* ~/.cache`), or "
+            "give the workspace a bigger disk",
+        )
+    return DISK.ok("; ".join(s.describe() for s in measured))
+
+
 InsideCheck = Callable[[InsideContext], Check]
 
 INSIDE_CHECKS: list[InsideCheck] = [
@@ -599,4 +626,5 @@ INSIDE_CHECKS: list[InsideCheck] = [
     check_container_memlock,
     check_jupyter,
     check_sshd,
+    check_disk,
 ]

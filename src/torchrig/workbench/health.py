@@ -22,10 +22,12 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from torchrig.workbench import disk
 from torchrig.workbench.env import PORTS, EnvError, parse_id, parse_services
 from torchrig.workbench.privileges import StillPrivileged, drop
 
 TIMEOUT_S = 2.0
+WORKSPACE = "/workspace"
 LISTEN = "0A"
 
 
@@ -77,6 +79,18 @@ def problems(services: tuple[str, ...], proc_net: Path = Path("/proc/net")) -> l
     return found
 
 
+def disk_notes(environ: Mapping[str, str]) -> list[str]:
+    """One "warning: low disk: …" line per low filesystem (workspace, home). Low disk never
+    makes the workbench unhealthy: Jupyter still serves and a restart frees nothing; the
+    line reaches `torchrig status` through the engine's health log."""
+    user = environ.get("TORCHRIG_USER", "")
+    paths = [WORKSPACE, *([f"/home/{user}"] if user else [])]
+    return [
+        f"{disk.PREFIX}{found.describe()}: saves may fail (notebooks, checkpoints); free some space"
+        for found in disk.low_disk(paths)
+    ]
+
+
 def main() -> int:
     try:
         drop_to_user(os.environ)
@@ -89,6 +103,8 @@ def main() -> int:
         print("unhealthy: " + "; ".join(found))
         return 1
     print("healthy: " + (", ".join(services) or "no services"))
+    for note in disk_notes(os.environ):
+        print(note)
     return 0
 
 

@@ -20,10 +20,43 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
-HOST_KEY_KINDS = ("ed25519", "ecdsa")
+# ed25519 only: ssh-audit fails the NIST curves of ECDSA host keys, and every client that
+# speaks curve25519 (OpenSSH >= 6.5, PuTTY >= 0.68, Windows OpenSSH) speaks ed25519 too.
+# State volumes made before this still hold an ECDSA key: it stays there, unused.
+HOST_KEY_KINDS = ("ed25519",)
 PORT = 2222
 # PerSourcePenalties came with OpenSSH 9.8 (bookworm has 9.2, noble 9.6, trixie 10.0).
 PENALTIES_SINCE = (9, 8)
+# Key exchange, newest first; each only where the installed sshd knows its name (an unknown
+# name makes sshd refuse the whole config). Sources: OpenSSH release notes 8.5
+# (sntrup761x25519-sha512@openssh.com), 9.9 (mlkem768x25519-sha256 and the standard name
+# sntrup761x25519-sha512); curve25519-sha256 since 7.4 (curve25519-sha256@libssh.org 6.5).
+KEX_SINCE: tuple[tuple[str, tuple[int, int]], ...] = (
+    ("mlkem768x25519-sha256", (9, 9)),
+    ("sntrup761x25519-sha512", (9, 9)),
+    ("sntrup761x25519-sha512@openssh.com", (8, 5)),
+    ("curve25519-sha256", (7, 4)),
+    ("curve25519-sha256@libssh.org", (6, 5)),
+)
+HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ssh-ed25519-cert-v01@openssh.com")
+# AEAD ciphers first; CTR with encrypt-then-MAC only for clients without them. No CBC.
+CIPHERS = (
+    "chacha20-poly1305@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-gcm@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+# Encrypt-then-MAC with SHA-2 only: no hmac-sha1, no umac-64, no MAC-then-encrypt.
+MACS = (
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+)
+# Unauthenticated connections: refuse 50 % beyond 3 at once, all beyond 10 (the default
+# 10:30:100 lets a flood hold 100 slots open for LoginGraceTime each).
+MAX_STARTUPS = "3:50:10"
 
 KEY_TYPES = frozenset(
     {
@@ -76,6 +109,13 @@ class SshdSettings:
     environment: Mapping[str, str]
     """SetEnv for sessions: the image's PATH and friends (never secrets)."""
     port: int = PORT
+    version: tuple[int, int] | None = None
+    """The installed sshd's; None offers only what every OpenSSH since 7.4 knows."""
+
+
+def kex_algorithms(version: tuple[int, int] | None) -> tuple[str, ...]:
+    floor = version or (7, 4)
+    return tuple(name for name, since in KEX_SINCE if floor >= since)
 
 
 def _quote(value: str) -> str:
@@ -107,14 +147,24 @@ def render_config(settings: SshdSettings) -> str:
         "UsePAM no",
         "StrictModes yes",
         "",
-        "# Brute force: few tries, short grace, every key fingerprint in the log.",
+        "# Brute force and floods: few tries, short grace, few unauthenticated connections",
+        "# at once, every key fingerprint in the log.",
         "MaxAuthTries 3",
         "LoginGraceTime 30",
+        f"MaxStartups {MAX_STARTUPS}",
         "LogLevel VERBOSE",
     ]
     if settings.per_source_penalties:
         lines.append("PerSourcePenalties yes")
     lines += [
+        "",
+        "# Algorithms: only modern ones (ssh-audit: no fail; its one warn, curve25519 is not",
+        "# post-quantum, is the fallback for clients without the hybrids): ed25519 host key,",
+        "# AEAD ciphers first, SHA-2 encrypt-then-MAC.",
+        f"HostKeyAlgorithms {','.join(HOST_KEY_ALGORITHMS)}",
+        f"KexAlgorithms {','.join(kex_algorithms(settings.version))}",
+        f"Ciphers {','.join(CIPHERS)}",
+        f"MACs {','.join(MACS)}",
         "",
         "# Sessions: local port forwarding for tunnels (ssh -L, IDEs); nothing that reaches",
         "# back into the client (agent, X11, remote forwards) or hands sshd new variables.",

@@ -30,6 +30,7 @@ from typing import IO
 
 from torchrig.workbench.env import EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import Layout
+from torchrig.workbench.jupyter_guard import OriginError, origin_pattern, parse_origins
 
 VENV = "/opt/venv"
 WORKSPACE = "/workspace"
@@ -263,7 +264,8 @@ def services_for(settings: Settings, environ: Mapping[str, str], venv: str = VEN
             # win over it and make the URL `up` prints wrong.
             env.pop("JUPYTER_TOKEN", None)
             env["JUPYTER_TOKEN_FILE"] = str(layout.token)
-            found.append(Service(name, jupyter_argv(venv), env, WORKSPACE))
+            argv = jupyter_argv(venv, origin_pattern(parse_origins(environ)))
+            found.append(Service(name, argv, env, WORKSPACE))
         elif name == "ssh":
             found.append(Service(name, sshd_argv(layout.sshd_config), base, str(settings.home)))
         elif name == "tensorboard":
@@ -271,7 +273,12 @@ def services_for(settings: Settings, environ: Mapping[str, str], venv: str = VEN
     return found
 
 
-def jupyter_argv(venv: str = VENV) -> tuple[str, ...]:
+IDENTITY_PROVIDER = "torchrig.workbench.jupyter_identity.GuardedIdentityProvider"
+
+
+def jupyter_argv(venv: str = VENV, origins: str = "") -> tuple[str, ...]:
+    """`origins`: the allow_origin_pat (jupyter_guard.origin_pattern of the published URL)."""
+    pinned = (f"--ServerApp.allow_origin_pat={origins}",) if origins else ()
     return (
         f"{venv}/bin/jupyter",
         "lab",
@@ -285,6 +292,11 @@ def jupyter_argv(venv: str = VENV) -> tuple[str, ...]:
         "--ServerApp.open_browser=False",
         # No calls to PyPI from a workbench (no network at run time beyond what you do).
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        # Origin checked for token-authenticated requests too; wrong tokens throttled.
+        f"--ServerApp.identity_provider_class={IDENTITY_PROVIDER}",
+        # Only the published URL may call across origins; a pattern (never empty) also stops
+        # jupyter_server from echoing any Origin back to token-authenticated requests.
+        *pinned,
     )
 
 
@@ -310,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EX_USAGE
     try:
         settings = parse(os.environ)
-    except EnvError as exc:
+        services = services_for(settings, os.environ)
+    except (EnvError, OriginError) as exc:
         print(f"torchrig: {exc}", file=sys.stderr)
         return EX_USAGE
     layout = Layout(settings.home)
@@ -318,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "jupyter" in settings.services:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             mask.append(layout.token.read_text(encoding="ascii").strip())
-    supervisor = Supervisor(services_for(settings, os.environ), mask=mask)
+    supervisor = Supervisor(services, mask=mask)
     supervisor.handle_signals()
     names = ", ".join(settings.services) or "no services"
     supervisor.say(f"supervising {names} as {settings.user} (uid {os.getuid()})")
