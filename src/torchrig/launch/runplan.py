@@ -22,6 +22,7 @@ from torchrig.errors import HostError, UsageError
 from torchrig.host.facts import HostFacts
 from torchrig.plan.plan import shm_size
 from torchrig.spec.model import Spec
+from torchrig.workbench.jupyter_guard import ORIGIN_ENV, published_origins
 
 CONTAINER_PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
 KEYS_IN_CONTAINER = "/run/torchrig/authorized_keys"
@@ -208,6 +209,8 @@ def workbench_run(
             "TORCHRIG_GID": str(who.gid),
             "TORCHRIG_SERVICES": ",".join(services),
             "TORCHRIG_AUTHORIZED_KEYS_FILE": KEYS_IN_CONTAINER,
+            # The browser origins Jupyter accepts: the URL `up` prints (host port).
+            **jupyter_origin(ports),
         },
         env_file=env_file,
         labels={
@@ -239,6 +242,12 @@ def workbench_run(
         ports=ports,
         keys_file=keys_file,
     )
+
+
+def jupyter_origin(ports: dict[str, int]) -> dict[str, str]:
+    if "jupyter" not in ports:
+        return {}
+    return {ORIGIN_ENV: ",".join(published_origins(ports["jupyter"]))}
 
 
 def authorized_keys(spec: Spec, home: Path | None = None, *, project: Path | None = None) -> str:

@@ -233,12 +233,14 @@ def as_user(
             pub = layout.host_key(kind).with_name(layout.host_key(kind).name + ".pub")
             state = "made now" if kind in made else "kept"
             say(f"ssh: host key {kind} {sshd.fingerprint(pub, keygen)} ({state})")
+        version = sshd.installed_version(sshd_path)
         config = sshd.render_config(
             sshd.SshdSettings(
                 user=settings.user,
                 state_dir=layout.ssh_state,
-                per_source_penalties=sshd.supports_penalties(sshd.installed_version(sshd_path)),
+                per_source_penalties=sshd.supports_penalties(version),
                 environment=session_environment(environ),
+                version=version,
             )
         )
         write_private(layout.sshd_config, config)
