@@ -31,7 +31,9 @@ install_packages() {
     # hybrid cgroups; uidmap: rootless Podman.
     # openssh-client: the container tests log in with a real ssh client; openssh-server:
     # the unit tests check the rendered sshd config with the real sshd -t.
-    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server"
+    # fonts-noto-cjk, fonts-symbola: the recipes' plots draw Chinese/Japanese/Korean and
+    # emoji class names (tests/train check for missing glyphs), as in the image.
+    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else

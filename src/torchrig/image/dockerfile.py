@@ -31,6 +31,8 @@ SYSTEM_PACKAGES = (
     "less",
     "git",
     "curl",
+    "fonts-noto-cjk",
+    "fonts-symbola",  # recipe plots: CJK and emoji class names (91 + 3 MB)
 )
 VENV = "/opt/venv"
 PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
