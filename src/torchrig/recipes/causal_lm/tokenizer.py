@@ -114,6 +114,32 @@ def source_stamp(paths: list[Path]) -> list[dict[str, Any]]:
     return stamps
 
 
+def _wanted(texts: list[Path], vocab_size: int) -> dict[str, Any]:
+    """What a saved tokenizer's sidecar must record to be reused."""
+    return {
+        "trainer_version": TRAINER_VERSION,
+        "vocab_size": vocab_size,
+        "sources": source_stamp(texts),
+    }
+
+
+def _matches(out_dir: Path, wanted: dict[str, Any]) -> bool:
+    try:
+        record = json.loads((out_dir / SIDECAR).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False  # absent or torn: train
+    return isinstance(record, dict) and record.get("inputs") == wanted
+
+
+def will_reuse(texts: list[Path], out_dir: Path, vocab_size: int) -> bool:
+    """Whether load_or_train_tokenizer(None, texts, out_dir, vocab_size) would load the
+    tokenizer saved in out_dir rather than train one (for the run's message)."""
+    try:
+        return _matches(Path(out_dir), _wanted([Path(t) for t in texts], vocab_size))
+    except UsageError:
+        return False
+
+
 def _train_or_reuse(texts: list[Path], out_dir: Path, vocab_size: int) -> Any:
     if not texts:
         raise UsageError(
@@ -128,22 +154,17 @@ def _train_or_reuse(texts: list[Path], out_dir: Path, vocab_size: int) -> Any:
         )
     if vocab_size >= 2**32:
         raise UsageError(f"vocab_size {vocab_size} is too large", "use less than 2**32")
-    wanted = {
-        "trainer_version": TRAINER_VERSION,
-        "vocab_size": vocab_size,
-        "sources": source_stamp(texts),
-    }
-    sidecar = out_dir / SIDECAR
-    try:
-        if json.loads(sidecar.read_text(encoding="utf-8")).get("inputs") == wanted:
+    wanted = _wanted(texts, vocab_size)
+    if _matches(out_dir, wanted):
+        try:
             return load_tokenizer(out_dir)
-    except (OSError, ValueError, UsageError):
-        pass  # absent or stale: train
+        except UsageError:
+            pass  # torn: train
     tok = train_bpe(texts, vocab_size)
     save_tokenizer(tok, out_dir)
     record = {"inputs": wanted, "fingerprint": tokenizer_fingerprint(tok)}
     # The sidecar is written last: a crash mid-save leaves no sidecar, so no reuse.
-    write_atomically(sidecar, json.dumps(record, indent=2) + "\n")
+    write_atomically(out_dir / SIDECAR, json.dumps(record, indent=2) + "\n")
     return tok
 
 

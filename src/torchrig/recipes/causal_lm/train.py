@@ -33,7 +33,11 @@ from torchrig.recipes.causal_lm import data as data_mod
 from torchrig.recipes.causal_lm import model as model_mod
 from torchrig.recipes.causal_lm.checks import check_before_work
 from torchrig.recipes.causal_lm.config import TrainConfig
-from torchrig.recipes.causal_lm.tokenizer import load_or_train_tokenizer, load_tokenizer
+from torchrig.recipes.causal_lm.tokenizer import (
+    load_or_train_tokenizer,
+    load_tokenizer,
+    will_reuse,
+)
 from torchrig.train import distributed as D
 from torchrig.train.checkpoint import (
     Checkpoint,
@@ -94,9 +98,11 @@ def _tokenizer_and_data(
             # The model's own tokenizer when its folder has one, else train one on the data.
             given = cfg.model_path if (cfg.model_path / "tokenizer.json").exists() else None
         if dist.is_main:
+            reused = given is None and will_reuse(texts, tok_dir, cfg.vocab_size)
             tokenizer = load_or_train_tokenizer(given, texts, tok_dir, cfg.vocab_size)
             if given is None:
-                say(f"tokenizer: {len(tokenizer)} tokens, trained on the data ({tok_dir})")
+                how = "reused, trained on this data before" if reused else "trained on the data"
+                say(f"tokenizer: {len(tokenizer)} tokens, {how} ({cfg.out / 'tokenizer'})")
         D.barrier(dist)
         if not dist.is_main:
             tokenizer = load_tokenizer(Path(given) if given is not None else tok_dir)
@@ -105,6 +111,12 @@ def _tokenizer_and_data(
         batches = data_mod.SftBatches(
             cfg.sft, tokenizer, cfg.micro_batch, cfg.seq_len, cfg.seed, dist.rank, dist.world_size
         )
+        if batches.truncated:
+            say(
+                f"sft: {batches.truncated} of {batches.n_records} records are longer than "
+                f"--seq-len {cfg.seq_len} and were cut (their response ends early, with no "
+                "EOS); raise --seq-len to keep them whole"
+            )
         return tokenizer, batches, len(tokenizer)
     if cfg.tokens is not None:
         bin_path = Path(cfg.tokens)

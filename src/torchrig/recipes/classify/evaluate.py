@@ -67,13 +67,21 @@ def report(matrix: list[list[int]], labels: Sequence[str]) -> dict[str, Any]:
 
 def format_report(result: dict[str, Any]) -> str:
     """The per-class table as text, for the log."""
+    from rich.cells import cell_len
+
     labels = result["labels"]
-    width = max([len("class"), *(len(label) for label in labels)])
-    lines = [f"{'class':<{width}}  precision  recall  f1      support"]
+    # Terminal cells, not characters: a CJK character or an emoji takes two, so padding
+    # by len() pushed the columns of those rows out of line.
+    width = max([len("class"), *(cell_len(label) for label in labels)])
+
+    def pad(text: str) -> str:
+        return text + " " * (width - cell_len(text))
+
+    lines = [f"{pad('class')}  precision  recall  f1      support"]
     for label in labels:
         row = result["per_class"][label]
         lines.append(
-            f"{label:<{width}}  {row['precision']:<9.4f}  {row['recall']:<6.4f}  "
+            f"{pad(label)}  {row['precision']:<9.4f}  {row['recall']:<6.4f}  "
             f"{row['f1']:<6.4f}  {row['support']}"
         )
     lines.append(
@@ -92,6 +100,36 @@ def class_weights(counts: Sequence[int]) -> list[float]:
     return [total / (present * c) if c > 0 else 0.0 for c in counts]
 
 
+# Fonts tried glyph by glyph (matplotlib's fallback): Latin first, then CJK (the image
+# installs fonts-noto-cjk), then monochrome emoji (fonts-symbola: matplotlib cannot draw
+# colour emoji fonts). Only those installed are named, so matplotlib does not warn.
+FALLBACK_FONTS = (
+    ("DejaVu Sans", ""),
+    ("Noto Sans CJK JP", "NotoSansCJK-Regular.ttc"),
+    ("Noto Sans CJK SC", "NotoSansCJKsc-Regular.otf"),
+    ("WenQuanYi Micro Hei", "wqy-microhei.ttc"),
+    ("Symbola", "Symbola_hint.ttf"),
+)
+_FONT_DIRS = ("/usr/share/fonts", "/usr/local/share/fonts")
+
+
+def label_fonts() -> list[str]:
+    """The installed fonts of FALLBACK_FONTS, in order. A font installed after matplotlib
+    built its font cache (~/.cache/matplotlib) is not in it: such files are added here."""
+    from matplotlib import font_manager
+
+    known = {f.name for f in font_manager.fontManager.ttflist}
+    for name, file in FALLBACK_FONTS:
+        if name in known or not file:
+            continue
+        for root in _FONT_DIRS:
+            for path in Path(root).rglob(file) if Path(root).is_dir() else []:
+                font_manager.fontManager.addfont(str(path))
+                known = {f.name for f in font_manager.fontManager.ttflist}
+                break
+    return [name for name, _ in FALLBACK_FONTS if name in known] or ["DejaVu Sans"]
+
+
 def plot_confusion(result: dict[str, Any], png: Path, title: str = "") -> Path:
     """The confusion matrix as a PNG (rows: true class, columns: predicted), atomically."""
     import matplotlib
@@ -104,7 +142,23 @@ def plot_confusion(result: dict[str, Any], png: Path, title: str = "") -> Path:
     n = len(labels)
     rows = [[v / max(1, sum(row)) for v in row] for row in matrix]
     size = min(4 + 0.45 * n, 24)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=100)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp.png")
+    with plt.rc_context({"font.family": label_fonts()}):
+        fig, ax = plt.subplots(figsize=(size, size * 0.85), dpi=100)
+        try:
+            _draw(fig, ax, result, rows, title)
+            fig.savefig(tmp)
+        finally:
+            plt.close(fig)
+    tmp.replace(png)
+    return png
+
+
+def _draw(fig: Any, ax: Any, result: dict[str, Any], rows: list[list[float]], title: str) -> None:
+    matrix = result["confusion"]
+    labels = result["labels"]
+    n = len(labels)
     image = ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(n), labels, rotation=45, ha="right")
@@ -118,9 +172,3 @@ def plot_confusion(result: dict[str, Any], png: Path, title: str = "") -> Path:
                 ax.text(p, t, str(matrix[t][p]), ha="center", va="center", color=colour, fontsize=8)
     ax.set_title(title or f"accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}")
     fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(png)
-    return png

@@ -113,12 +113,27 @@ _CSV_FIELD_LIMIT = 1 << 26
 def _csv_records(path: Path, delimiter: str, rows: Rows) -> Iterator[tuple[str, dict[str, Any]]]:
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with path.open(encoding="utf-8-sig", newline="") as handle:  # -sig: Excel's BOM
-        reader = csv.DictReader(handle, delimiter=delimiter)
+        # strict: a quote left open is an error, not a field that swallows the rest of the
+        # file (which then looked like "1 rows are too few").
+        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
         if not reader.fieldnames:
             raise UsageError(f"{path} has no header row", "put the column names in the first row")
         rows.columns = [str(name) for name in reader.fieldnames]
-        for number, record in enumerate(reader, start=2):
-            yield f"row {number}", record
+        number = 1
+        ended_at = reader.line_num  # the line the previous record ended on
+        try:
+            for record in reader:
+                number += 1
+                ended_at = reader.line_num
+                yield f"row {number}", record
+        except csv.Error as exc:
+            if "unexpected end of data" not in str(exc):
+                raise
+            raise UsageError(
+                f"{path}: row {number + 1} (line {ended_at + 1}) opens a quoted field that is "
+                "never closed: the file ends inside it",
+                'close the quote, or write a quote inside a field as two ("")',
+            ) from None
 
 
 def _jsonl_records(path: Path, rows: Rows) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -159,7 +159,7 @@ def _batches(texts: list[str], size: int = 1000) -> Iterator[list[str]]:
 
 
 def _continuations(texts: list[str], normalizer: Any, pre_tokenizer: Any) -> list[str]:
-    """"##c" for every character that occurs inside a word (after its first character),
+    """ "##c" for every character that occurs inside a word (after its first character),
     in code-point order."""
     inner: set[str] = set()
     for text in texts:
