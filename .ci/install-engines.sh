@@ -37,7 +37,8 @@ install_packages() {
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else
-        log "ubuntu-keyring is not packaged here: Ubuntu bases will be bootstrapped unverified"
+        # torchrig ships the Ubuntu archive keyring (src/torchrig/image/data) for such hosts.
+        log "ubuntu-keyring is not packaged here: Ubuntu bases are checked with torchrig's copy of its keyring"
     fi
     missing=""
     for package in $wanted; do

@@ -4,6 +4,7 @@ reproducible tarball, the cache, the content tag, and the errors a person can me
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tarfile
 from datetime import date
@@ -16,6 +17,7 @@ from torchrig.engine import RecordingEngine
 from torchrig.engine.cli import Runner
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.image.base import (
+    BaseImage,
     Bootstrapper,
     apt_sources,
     clean_rootfs,
@@ -24,6 +26,7 @@ from torchrig.image.base import (
     mounts_under,
     tar_argv,
 )
+from torchrig.image.keyring import DATA as KEYRING_DATA
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Mapping, Sequence
@@ -32,6 +35,10 @@ DEBIAN = "http://deb.debian.org/debian"
 UBUNTU = "http://archive.ubuntu.com/ubuntu"
 DAY = date(2026, 11, 24)
 MIDNIGHT = 1795478400  # 2026-11-24T00:00:00Z
+SIGNER = {
+    "debian": "B8B80B5B623EAB6AD8775C45B7C5D7D6350947F8",
+    "ubuntu": "F6ECB3762474EDA9D21B7022871920D1991BC93C",
+}
 
 
 class FakeDebootstrap(Runner):
@@ -49,6 +56,10 @@ class FakeDebootstrap(Runner):
         assert target.is_absolute() and target.name == "rootfs", argv
         write_rootfs(target)
         yield "I: Retrieving InRelease"
+        if any(arg.startswith("--keyring=") for arg in argv):
+            # What debootstrap says after gpgv's VALIDSIG (debootstrap's read_gpg_status).
+            distro = "ubuntu" if "ubuntu" in argv[-1] or "jammy" in argv[-1] else "debian"
+            yield f"I: Valid Release signature (key id {SIGNER[distro]})"
         yield "I: Base system installed successfully."
         if self.rc:
             (target / "debootstrap").mkdir()
@@ -99,9 +110,12 @@ def _no_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def keyrings(tmp_path: Path) -> Path:
+    """The host's /usr/share/keyrings, as on a Debian host: Debian's keyring, no Ubuntu one."""
     folder = tmp_path / "keyrings"
     folder.mkdir()
-    (folder / "debian-archive-keyring.gpg").write_bytes(b"k")
+    shutil.copyfile(
+        KEYRING_DATA / "debian-archive-keyring.gpg", folder / "debian-archive-keyring.gpg"
+    )
     return folder
 
 
@@ -296,28 +310,173 @@ def test_cached_tarball_and_image_are_reused(tmp_path: Path, keyrings: Path, scr
     assert [c.method for c in engine.calls] == ["image_exists", "import_rootfs", "image_exists"]
 
 
-def test_ubuntu_without_its_keyring_is_bootstrapped_unverified_and_says_so(
+# --- which keyring checks the packages (issue 10, finding 3) ---------------------------------
+
+
+def bootstrap_ubuntu(
+    tmp_path: Path, boot: Bootstrapper, lines: list[str], *, allow_unverified: bool = False
+) -> BaseImage:
+    return boot.bootstrap(
+        "ubuntu:noble",
+        UBUNTU,
+        "x86_64",
+        tmp_path / "cache",
+        RecordingEngine(),
+        progress=lines.append,
+        # Passed only when set: the attack test below also runs against the code before the fix.
+        **({"allow_unverified": True} if allow_unverified else {}),  # type: ignore[arg-type]
+    )
+
+
+def test_ubuntu_on_a_debian_host_is_checked_with_torchrigs_copy_of_its_keyring(
+    tmp_path: Path, keyrings: Path, scripts: Path
+) -> None:
+    """The attack: a Debian host has no Ubuntu keyring, and the base was fetched unchecked."""
+    runner = FakeDebootstrap()
+    lines: list[str] = []
+    base = bootstrap_ubuntu(
+        tmp_path, bootstrapper(runner, keyrings=keyrings, scripts=scripts), lines
+    )
+    assert base.verified and base.signed_by == SIGNER["ubuntu"]
+    argv = runner.streamed[0]
+    assert f"--keyring={KEYRING_DATA}/ubuntu-archive-keyring.gpg" in argv
+    assert "--no-check-gpg" not in argv
+    assert any(
+        line.startswith("checking signatures with torchrig's copy of the ubuntu archive keyring")
+        and "ubuntu-archive-keyring.gpg is not installed (package ubuntu-keyring)" in line
+        for line in lines
+    )
+    meta = json.loads(base.tar_path.with_suffix(".json").read_text())
+    assert meta["verified"] is True and meta["signed_by"] == SIGNER["ubuntu"]
+    assert meta["keyring"] == f"{KEYRING_DATA}/ubuntu-archive-keyring.gpg"
+
+
+def test_the_hosts_keyring_is_used_when_it_holds_a_known_key(
+    tmp_path: Path, keyrings: Path, scripts: Path
+) -> None:
+    runner = FakeDebootstrap()
+    engine = RecordingEngine()
+    base = bootstrapper(runner, keyrings=keyrings, scripts=scripts).bootstrap(
+        "debian:bookworm", DEBIAN, "x86_64", tmp_path / "cache", engine
+    )
+    assert f"--keyring={keyrings}/debian-archive-keyring.gpg" in runner.streamed[0]
+    labels = engine.calls[-1].kwargs["labels"]
+    assert labels["io.torchrig.base.verified"] == "true"
+    assert labels["io.torchrig.base.signed-by"] == SIGNER["debian"] == base.signed_by
+
+
+def test_a_host_keyring_with_foreign_keys_is_passed_over(
+    tmp_path: Path, keyrings: Path, scripts: Path
+) -> None:
+    """A file at the Ubuntu keyring's path holding other keys (here Debian's) is not trusted."""
+    shutil.copyfile(
+        keyrings / "debian-archive-keyring.gpg", keyrings / "ubuntu-archive-keyring.gpg"
+    )
+    runner = FakeDebootstrap()
+    lines: list[str] = []
+    base = bootstrap_ubuntu(
+        tmp_path, bootstrapper(runner, keyrings=keyrings, scripts=scripts), lines
+    )
+    assert base.verified
+    assert f"--keyring={KEYRING_DATA}/ubuntu-archive-keyring.gpg" in runner.streamed[0]
+    assert any("holds none of the 3 ubuntu archive keys torchrig knows" in line for line in lines)
+
+
+def changed_copy(tmp_path: Path) -> Path:
+    """torchrig's keyring folder with a keyring whose bytes no longer match keyrings.toml."""
+    data = tmp_path / "data"
+    data.mkdir()
+    tampered = bytearray((KEYRING_DATA / "ubuntu-archive-keyring.gpg").read_bytes())
+    tampered[100] ^= 0xFF
+    (data / "ubuntu-archive-keyring.gpg").write_bytes(bytes(tampered))
+    return data
+
+
+def test_no_trustworthy_keyring_is_refused_before_anything_is_fetched(
+    tmp_path: Path, keyrings: Path, scripts: Path
+) -> None:
+    runner = FakeDebootstrap()
+    boot = bootstrapper(
+        runner, keyrings=keyrings, scripts=scripts, keyring_data=changed_copy(tmp_path)
+    )
+    with pytest.raises(HostError) as caught:
+        bootstrap_ubuntu(tmp_path, boot, [])
+    assert caught.value.message.startswith("cannot check the package signatures of ubuntu:noble: ")
+    assert "ubuntu-archive-keyring.gpg was changed" in caught.value.message
+    assert caught.value.fix is not None
+    assert "apt-get install ubuntu-keyring" in caught.value.fix
+    assert "base.allow_unverified = true" in caught.value.fix
+    assert runner.streamed == []
+    assert not (tmp_path / "cache" / "ubuntu-noble-amd64-2026-11-24.tar").exists()
+
+
+def test_allow_unverified_bootstraps_unchecked_and_says_so_loudly(
     tmp_path: Path, keyrings: Path, scripts: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     runner = FakeDebootstrap()
+    engine = RecordingEngine()
     lines: list[str] = []
-    base = bootstrapper(runner, keyrings=keyrings, scripts=scripts).bootstrap(
-        "ubuntu:noble", UBUNTU, "x86_64", tmp_path, RecordingEngine(), progress=lines.append
+    boot = bootstrapper(
+        runner, keyrings=keyrings, scripts=scripts, keyring_data=changed_copy(tmp_path)
     )
-    assert not base.verified
+    base = boot.bootstrap(
+        "ubuntu:noble",
+        UBUNTU,
+        "x86_64",
+        tmp_path / "cache",
+        engine,
+        progress=lines.append,
+        allow_unverified=True,
+    )
+    assert not base.verified and base.signed_by == ""
     assert "--no-check-gpg" in runner.streamed[0]
-    assert any(line.startswith("WARNING: bootstrapping ubuntu:noble WITHOUT") for line in lines)
+    warning = next(line for line in lines if line.startswith("WARNING:"))
+    assert warning.startswith(
+        "WARNING: bootstrapping ubuntu:noble WITHOUT checking package signatures "
+        "(base.allow_unverified = true)"
+    )
+    assert UBUNTU in warning and "was changed" in warning
     assert "WITHOUT checking package signatures" in caplog.text
-    meta = json.loads(base.tar_path.with_suffix(".json").read_text())
-    assert meta["verified"] is False
+    assert json.loads(base.tar_path.with_suffix(".json").read_text())["verified"] is False
+    labels = engine.calls[-1].kwargs["labels"]
+    assert labels["io.torchrig.base.verified"] == "false"
+    assert "io.torchrig.base.signed-by" not in labels
 
 
-def test_debian_without_its_keyring_is_refused(tmp_path: Path, scripts: Path) -> None:
-    with pytest.raises(HostError) as caught:
-        bootstrapper(keyrings=tmp_path, scripts=scripts).bootstrap(
-            "debian:bookworm", DEBIAN, "x86_64", tmp_path, RecordingEngine()
-        )
-    assert caught.value.fix == "apt-get install debian-archive-keyring"
+def test_an_unverified_cached_base_is_not_reused_unless_allowed(
+    tmp_path: Path, keyrings: Path, scripts: Path
+) -> None:
+    unchecked = bootstrapper(
+        keyrings=keyrings, scripts=scripts, keyring_data=changed_copy(tmp_path)
+    )
+    bootstrap_ubuntu(tmp_path, unchecked, [], allow_unverified=True)
+    runner = FakeDebootstrap()
+    allowed = bootstrap_ubuntu(
+        tmp_path,
+        bootstrapper(runner, keyrings=keyrings, scripts=scripts),
+        [],
+        allow_unverified=True,
+    )
+    assert allowed.reused_tar and not allowed.verified and runner.streamed == []
+    lines: list[str] = []
+    checked = bootstrap_ubuntu(
+        tmp_path, bootstrapper(runner, keyrings=keyrings, scripts=scripts), lines
+    )
+    assert not checked.reused_tar and checked.verified
+    assert "--no-check-gpg" not in runner.streamed[0]
+    assert any("was bootstrapped unverified: bootstrapping again" in line for line in lines)
+    assert json.loads(checked.tar_path.with_suffix(".json").read_text())["verified"] is True
+
+
+def test_debian_without_the_hosts_keyring_uses_torchrigs_copy(
+    tmp_path: Path, scripts: Path
+) -> None:
+    runner = FakeDebootstrap()
+    base = bootstrapper(runner, keyrings=tmp_path, scripts=scripts).bootstrap(
+        "debian:bookworm", DEBIAN, "x86_64", tmp_path / "cache", RecordingEngine()
+    )
+    assert base.verified
+    assert f"--keyring={KEYRING_DATA}/debian-archive-keyring.gpg" in runner.streamed[0]
 
 
 def test_not_root(tmp_path: Path) -> None:

@@ -7,9 +7,11 @@ package mirror, tarred reproducibly, cached, and imported into the engine.
 Steps, and why:
 
 1. `debootstrap --variant=minbase` (essential packages and apt, like the official images)
-   into a folder inside the cache directory, checked against the distribution's keyring.
-   Ubuntu's keyring is not packaged on every host (Debian 12 lacks it): then the bootstrap
-   runs unverified, and says so loudly.
+   into a folder inside the cache directory, its Release file checked against the
+   distribution's archive keyring: the host's, or torchrig's own copy when the host has
+   none (Debian 12 packages no Ubuntu keyring; see image/keyring.py). With no keyring to
+   trust it refuses, unless the spec says `base.allow_unverified = true`: then it runs
+   unchecked and says so loudly, and the image is labelled unverified.
 2. Remove what makes two bootstraps differ or leaks the host: apt lists and caches, logs,
    ldconfig's aux-cache, the host's resolv.conf and hostname, device nodes (the engine
    mounts its own /dev; rootless engines cannot create them).
@@ -46,6 +48,8 @@ from typing import TYPE_CHECKING
 
 from torchrig.engine.cli import Runner, command_line
 from torchrig.errors import HostError, ToolError, UsageError
+from torchrig.image.keyring import DATA as KEYRING_DATA
+from torchrig.image.keyring import Keyring, choose_keyring, load_records
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -60,11 +64,6 @@ DISTRIBUTIONS = ("debian", "ubuntu")
 # Releases newer than the host's debootstrap borrow a script of the same family: Ubuntu's
 # scripts have been the same since gutsy, Debian's newer releases are sid's.
 FALLBACK_SCRIPT = {"debian": "sid", "ubuntu": "jammy"}
-KEYRING_FILE = {
-    "debian": "debian-archive-keyring.gpg",
-    "ubuntu": "ubuntu-archive-keyring.gpg",
-}
-KEYRING_PACKAGE = {"debian": "debian-archive-keyring", "ubuntu": "ubuntu-keyring"}
 DEFAULT_COMPONENTS = {"debian": ("main",), "ubuntu": ("main", "universe")}
 DEB_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 LOG_TAIL_LINES = 20
@@ -83,10 +82,12 @@ NOISE_GLOBS = (
     "tmp/*",
     "var/tmp/*",
 )
+# debootstrap's line for a good signature: the key's fingerprint (gpgv's VALIDSIG).
+VALID_SIGNATURE_RE = re.compile(r"Valid Release signature \(key id ([0-9A-Fa-f]{16,64})\)")
 UNVERIFIED_WARNING = (
-    "WARNING: bootstrapping {distro}:{release} WITHOUT checking package signatures: "
-    "{keyring} is not installed on this host ({package} is not packaged here). Install it "
-    "where you can, or build on a registry image (base.image)."
+    "WARNING: bootstrapping {distro}:{release} WITHOUT checking package signatures "
+    "(base.allow_unverified = true): anyone between this host and {mirror} can change "
+    "every package of the base. No keyring: {why}."
 )
 
 
@@ -116,6 +117,18 @@ class BaseImage:
     verified: bool
     reused_tar: bool
     reused_image: bool
+    signed_by: str = ""
+    """Fingerprint of the key that signed the Release file, as debootstrap reported it."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """How a fresh bootstrap's packages were checked."""
+
+    verified: bool
+    keyring: str
+    """The keyring's path, or "" when unverified."""
+    signed_by: str
 
 
 def default_cache_dir() -> Path:
@@ -241,6 +254,9 @@ class Bootstrapper:
     is_root: Callable[[], bool] = field(default=lambda: os.geteuid() == 0)
     host_arch: str = field(default_factory=platform.machine)
     keyrings: Path = KEYRINGS
+    """The host's keyrings (/usr/share/keyrings)."""
+    keyring_data: Path = KEYRING_DATA
+    """torchrig's own copies (image/data), used where the host has none."""
     scripts: Path = SCRIPTS
     today: date | None = None
 
@@ -254,7 +270,10 @@ class Bootstrapper:
         *,
         components: Sequence[str] | None = None,
         progress: Progress | None = None,
+        allow_unverified: bool = False,
     ) -> BaseImage:
+        """allow_unverified: bootstrap without checking signatures when no keyring can be
+        trusted (base.allow_unverified), instead of refusing."""
         request = make_request(
             distribution_ref, mirror, arch, components=components, today=self.today
         )
@@ -263,19 +282,31 @@ class Bootstrapper:
         cache.mkdir(parents=True, exist_ok=True)
         tar_path = cache / f"{request.stem}.tar"
         meta_path = cache / f"{request.stem}.json"
+        meta = _read_meta(meta_path)
         reused_tar = tar_path.is_file()
+        if reused_tar and meta.get("verified", True) is False and not allow_unverified:
+            # Made unchecked (by an older torchrig, or with allow_unverified): not reused.
+            say(f"the cached base {tar_path} was bootstrapped unverified: bootstrapping again")
+            reused_tar = False
         if reused_tar:
             say(f"using the cached base {tar_path}")
-            verified = _read_meta(meta_path).get("verified", True) is not False
+            checked = Checked(
+                verified=meta.get("verified", True) is not False,
+                keyring=str(meta.get("keyring", "")),
+                signed_by=str(meta.get("signed_by", "")),
+            )
         else:
-            verified = self._make_tarball(request, tar_path, say)
+            checked = self._make_tarball(request, tar_path, say, allow_unverified)
         sha = _cached_sha(tar_path, meta_path)
         tag = image_tag(request, sha)
         if not reused_tar or not meta_path.is_file():
-            _write_meta(meta_path, request, sha, tag, verified)
+            _write_meta(meta_path, request, sha, tag, checked)
+        verified, signed_by = checked.verified, checked.signed_by
         if engine.image_exists(tag):
             say(f"{engine.name} already has {tag}")
-            return BaseImage(tag, tar_path, sha, verified, reused_tar, reused_image=True)
+            return BaseImage(
+                tag, tar_path, sha, verified, reused_tar, reused_image=True, signed_by=signed_by
+            )
         say(f"importing {tar_path.name} into {engine.name} as {tag}")
         labels = {
             "org.opencontainers.image.title": f"{request.distro}:{request.release} (minbase)",
@@ -285,37 +316,32 @@ class Bootstrapper:
             "io.torchrig.base.rootfs-sha256": sha,
             "io.torchrig.base.verified": "true" if verified else "false",
         }
+        if signed_by:
+            labels["io.torchrig.base.signed-by"] = signed_by
         engine.import_rootfs(tar_path, tag, labels=labels, progress=progress)
-        return BaseImage(tag, tar_path, sha, verified, reused_tar, reused_image=False)
+        return BaseImage(
+            tag, tar_path, sha, verified, reused_tar, reused_image=False, signed_by=signed_by
+        )
 
     # --- the bootstrap itself -------------------------------------------------------------
 
-    def _make_tarball(self, request: BaseRequest, tar_path: Path, say: Progress) -> bool:
+    def _make_tarball(
+        self, request: BaseRequest, tar_path: Path, say: Progress, allow_unverified: bool
+    ) -> Checked:
         debootstrap = self._preflight(request)
-        keyring = self.keyrings / KEYRING_FILE[request.distro]
-        verified = keyring.is_file()
-        if not verified:
-            if request.distro == "debian":
-                raise HostError(
-                    f"the Debian archive keyring {keyring} is missing",
-                    "apt-get install debian-archive-keyring",
-                )
-            warning = UNVERIFIED_WARNING.format(
-                distro=request.distro,
-                release=request.release,
-                keyring=keyring,
-                package=KEYRING_PACKAGE[request.distro],
-            )
-            log.warning(warning)
-            say(warning)
+        keyring = self.keyring_for(request, say, allow_unverified)
         work = Path(tempfile.mkdtemp(dir=tar_path.parent, prefix=f".{request.stem}-"))
         rootfs = work / "rootfs"
         try:
             argv = self.debootstrap_argv(
-                debootstrap, request, rootfs, keyring if verified else None
+                debootstrap, request, rootfs, keyring.path if keyring else None
             )
             say(f"bootstrapping {request.distro}:{request.release} from {request.mirror}")
-            self._stream(argv, rootfs, say)
+            signed_by = self._stream(argv, rootfs, say)
+            if keyring and not signed_by:
+                # debootstrap checked (it stops on a bad or unknown signature) but did not
+                # say with which key; an unfamiliar debootstrap, so say so, do not guess.
+                say("debootstrap did not report which key signed the Release file")
             unmount_under(rootfs)
             clean_rootfs(rootfs)
             (rootfs / "etc/apt/sources.list").write_text(apt_sources(request), "utf-8")
@@ -331,7 +357,38 @@ class Bootstrapper:
         finally:
             _remove_tree(work)
         say(f"cached {tar_path} ({tar_path.stat().st_size / 1e6:.0f} MB)")
-        return verified
+        return Checked(keyring is not None, str(keyring.path) if keyring else "", signed_by)
+
+    def keyring_for(
+        self, request: BaseRequest, say: Progress, allow_unverified: bool
+    ) -> Keyring | None:
+        """The keyring debootstrap checks the Release file with; None (unverified) only
+        when the spec allows it, else HostError."""
+        keyring, passed_over = choose_keyring(
+            request.distro, self.keyrings, self.keyring_data, load_records()
+        )
+        if keyring is not None:
+            if keyring.origin == "torchrig":
+                say(
+                    f"checking signatures with torchrig's copy of the {request.distro} archive "
+                    f"keyring ({'; '.join(passed_over)})"
+                )
+            return keyring
+        why = "; ".join(passed_over)
+        if not allow_unverified:
+            package = load_records()[request.distro].host_package
+            raise HostError(
+                f"cannot check the package signatures of {request.distro}:{request.release}: {why}",
+                f"install {package} (apt-get install {package}) or reinstall torchrig; to "
+                "build on an unchecked base anyway, set base.allow_unverified = true in "
+                "torchrig.toml",
+            )
+        warning = UNVERIFIED_WARNING.format(
+            distro=request.distro, release=request.release, mirror=request.mirror, why=why
+        )
+        log.warning(warning)
+        say(warning)
+        return None
 
     def _preflight(self, request: BaseRequest) -> str:
         if not self.is_root():
@@ -366,8 +423,11 @@ class Bootstrapper:
             argv.append(str(self.scripts / FALLBACK_SCRIPT[request.distro]))
         return argv
 
-    def _stream(self, argv: list[str], rootfs: Path, say: Progress) -> None:
+    def _stream(self, argv: list[str], rootfs: Path, say: Progress) -> str:
+        """Run debootstrap, showing its lines; return the fingerprint of the key that
+        signed the Release file ("" when it reported none)."""
         tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        signed_by = ""
         lines = self.runner.lines(argv)
         while True:
             try:
@@ -377,8 +437,10 @@ class Bootstrapper:
                 break
             tail.append(line)
             say(line)
+            if found := VALID_SIGNATURE_RE.search(line):
+                signed_by = found.group(1).upper()
         if rc == 0:
-            return
+            return signed_by
         log_file = rootfs / "debootstrap" / "debootstrap.log"
         with contextlib.suppress(OSError):
             tail.extend(
@@ -400,10 +462,18 @@ def bootstrap_base(
     *,
     components: Sequence[str] | None = None,
     progress: Progress | None = None,
+    allow_unverified: bool = False,
 ) -> str:
     """Make (or reuse) a base image for `distribution_ref` ("debian:bookworm"); return its tag."""
     base = Bootstrapper().bootstrap(
-        distribution_ref, mirror, arch, cache_dir, engine, components=components, progress=progress
+        distribution_ref,
+        mirror,
+        arch,
+        cache_dir,
+        engine,
+        components=components,
+        progress=progress,
+        allow_unverified=allow_unverified,
     )
     return base.tag
 
@@ -498,7 +568,7 @@ def _cached_sha(tar_path: Path, meta_path: Path) -> str:
     return sha256_file(tar_path)
 
 
-def _write_meta(path: Path, request: BaseRequest, sha: str, tag: str, verified: bool) -> None:
+def _write_meta(path: Path, request: BaseRequest, sha: str, tag: str, checked: Checked) -> None:
     tar = path.with_suffix(".tar")
     stat = tar.stat()
     meta = {
@@ -512,7 +582,9 @@ def _write_meta(path: Path, request: BaseRequest, sha: str, tag: str, verified: 
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "tag": tag,
-        "verified": verified,
+        "verified": checked.verified,
+        "keyring": checked.keyring,
+        "signed_by": checked.signed_by,
     }
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(meta, indent=2) + "\n", "utf-8")

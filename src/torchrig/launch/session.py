@@ -97,5 +97,6 @@ def base_image(
         engine,
         components=components,
         progress=progress,
+        allow_unverified=session.spec.base.allow_unverified,
     )
     return tag, components

@@ -250,6 +250,13 @@ class Base(_Section):
     @field_validator("packages")
     @classmethod
     def _packages(cls, value: list[str]) -> list[str]:
+    allow_unverified: bool = Field(
+        default=False,
+        description="Bootstrap the distribution even when no archive keyring can check its "
+        "package signatures (torchrig ships Debian's and Ubuntu's, so only a changed torchrig "
+        "install needs this). Not recommended: anyone between you and the mirror could change "
+        "the base.",
+    )
         for index, item in enumerate(value):
             if not APT_PACKAGE_RE.fullmatch(item):
                 raise Invalid(
