@@ -7,7 +7,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from torchrig.errors import UsageError
+from torchrig.errors import DISK_ERRNOS, UsageError, disk_error
 
 
 def write_atomically(target: Path, text: str) -> None:
@@ -27,6 +27,8 @@ def write_atomically(target: Path, text: str) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            raise disk_error(exc, target) from None
         raise UsageError(
             f"cannot write in {folder} ({exc.strerror})", "check that the folder is writable"
         ) from None
@@ -37,8 +39,11 @@ def write_atomically(target: Path, text: str) -> None:
             os.fsync(handle.fileno())
         Path(tmp).chmod(mode)
         Path(tmp).replace(target)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        # A full disk shows up at write, flush, fsync or close: name the file, exit 4.
+        if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+            raise disk_error(exc, target) from None
         raise
     dir_fd = os.open(folder, os.O_RDONLY)
     try:

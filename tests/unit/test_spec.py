@@ -317,9 +317,9 @@ BAD = [
     Bad("unknown-junk", P + "colour = 3\n", "project.colour", 3, "known keys of [project]: name"),
     # impossible values
     Bad("port-70000", P + "[services.ssh]\nport = 70000\n", "services.ssh.port", 4, "0 to 65535"),
-    Bad("negative-cpus", P + "[resources]\ncpus = -1\n", "resources.cpus", 4, "at least 0"),
+    Bad("negative-cpus", P + "[resources]\ncpus = -1\n", "resources.cpus", 4, "use 0 to 8192"),
     Bad("infinite-cpus", P + "[resources]\ncpus = inf\n", "resources.cpus", 4, "number like 8"),
-    Bad("pids-too-low", P + "[resources]\npids = 10\n", "resources.pids", 4, "at least 64"),
+    Bad("pids-too-low", P + "[resources]\npids = 10\n", "resources.pids", 4, "use 64 to 4194304"),
     Bad(
         "stop-timeout-too-long",
         P + "[resources]\nstop_timeout = 7200\n",

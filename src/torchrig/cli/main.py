@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from torchrig import __version__
-from torchrig.errors import EXIT_CODES, TorchrigError
+from torchrig.errors import DISK_ERRNOS, EXIT_CODES, TorchrigError, disk_error
 
 # One module per verb, imported only when that verb runs so `torchrig plan` stays fast.
 VERBS: dict[str, str] = {
@@ -95,15 +95,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            return _internal_error(exc, debug)
+        # A disk failure is the machine's, not a bug: exit 4 with the path, no traceback.
         if debug:
             traceback.print_exc()
-        print(
-            f"internal error: {type(exc).__name__}: {exc} — this is a bug in torchrig; "
-            "rerun with --debug and report the traceback",
-            file=sys.stderr,
-        )
-        return 70
+        error = disk_error(exc, exc.filename or "a file")
+        print(f"error: {error.one_line()}", file=sys.stderr)
+        return error.exit_code
+    except Exception as exc:
+        return _internal_error(exc, debug)
+
+
+def _internal_error(exc: Exception, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(
+        f"internal error: {type(exc).__name__}: {exc} — this is a bug in torchrig; "
+        "rerun with --debug and report the traceback",
+        file=sys.stderr,
+    )
+    return 70
 
 
 if __name__ == "__main__":

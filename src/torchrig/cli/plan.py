@@ -30,16 +30,23 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.cli.output import print_json
     from torchrig.compat.model import load_compat
     from torchrig.compat.resolve import resolve
+    from torchrig.errors import ResolutionError
     from torchrig.lock.make import with_variant
-    from torchrig.plan.plan import make_plan
+    from torchrig.plan.plan import failed_plan, make_plan
     from torchrig.plan.render import render_plan
 
     spec, digest = load_spec_from(args)
-    if args.variant:
+    if args.variant is not None:
         spec = with_variant(spec, args.variant)
     host = host_facts(args)
     compat = load_compat()
-    resolution = resolve(spec, host, compat)
+    try:
+        resolution = resolve(spec, host, compat)
+    except ResolutionError as exc:
+        # Scripts get the rejections on stdout; the error line still goes to stderr (exit 3).
+        if args.json:
+            print_json(failed_plan(spec, exc))
+        raise
     lock = read_lock_if_any(lock_path(args))
     plan = make_plan(spec, digest, host, compat, resolution, lock)
     if args.json:

@@ -54,6 +54,14 @@ class BaseChoice(_Out):
     mirror: str
 
 
+class NoBuildFits(ResolutionError):
+    """No candidate passed: carries every rejection so `plan --json` can list them."""
+
+    def __init__(self, message: str, fix: str | None, rejected: list[Rejection]) -> None:
+        super().__init__(message, fix)
+        self.rejected = rejected
+
+
 class Resolution(_Out):
     torch: str
     variant: str
@@ -106,7 +114,6 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
     warnings: list[str] = []
     arch = _target_arch(host)
     base = choose_base(spec, arch, compat, reasons)
-    python = base.python
     gpus = _selected_gpus(spec, host)
     gpu_ccs = [(g, _cc_of(g, compat, warnings)) for g in gpus]
     req = _Request(spec, host, compat, arch, base, gpu_ccs, reasons, warnings)
@@ -119,8 +126,9 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
         for name in preference(release, arch):
             found = release.variant(name)
             if found is None:
+                # The data is a selection: a build it lacks may still exist upstream.
                 builds = ", ".join(v.name for v in release.variants)
-                reason = f"torch {version} has no {name} build (builds: {builds})"
+                reason = f"torch {version} {name}: not in torchrig's data (it lists {builds})"
                 rejected.append(Rejection(torch=version, variant=name, reason=reason))
                 continue
             verdict = _check(req, release, version, found)
@@ -134,12 +142,14 @@ def resolve(spec: Spec, host: HostFacts, compat: Compat) -> Resolution:
         variant, verdict = (clean or passing)[0]
         for other, other_verdict in passing:
             if other is not variant:
-                why = other_verdict.degraded or f"{variant.name} is preferred"
+                why = other_verdict.degraded or (
+                    f"torch {version} {other.name}: {variant.name} is preferred"
+                )
                 rejected.append(Rejection(torch=version, variant=other.name, reason=why))
         if verdict.degraded:
             warnings.append(verdict.degraded)
         return _resolution(req, release, version, variant, rejected)
-    raise _impossible(spec, host, arch, python, rejected)
+    raise _impossible(req, rejected)
 
 
 # --- inputs ---------------------------------------------------------------------------------
@@ -334,10 +344,13 @@ def _check(req: _Request, release: Release, version: str, variant: Variant) -> _
     python = req.base.python
     label = f"torch {version} {variant.name}"
     if arch not in variant.platforms:
-        pypi = release.pypi_variant(arch)
-        cpu_only = arch == "aarch64" and pypi == "cpu"
-        extra = " (its PyPI aarch64 wheel is CPU-only)" if cpu_only else ""
-        return _Verdict(False, f"{label}: no {arch} build{extra}")
+        # Never "does not exist": the data leaves out builds whose facts it cannot source.
+        listed = [v.name for v in release.variants if arch in v.platforms]
+        return _Verdict(
+            False,
+            f"{label}: no {arch} build in torchrig's data (it lists {', '.join(listed)} "
+            f"for {arch})",
+        )
     problems: list[str] = []
     if not variant.cuda and gpu_ccs and spec.torch.variant == "auto":
         problems.append(
@@ -454,10 +467,7 @@ def _resolution(
     if variant.cuda and host.driver:
         reasons.append(f"driver {host.driver.version} runs CUDA {variant.cuda}")
     elif variant.cuda:
-        warnings.append(
-            f"no NVIDIA driver on this host: the target needs one that runs CUDA "
-            f"{variant.cuda} (>= {_mvc_text(compat, variant)})"
-        )
+        warnings.append(_no_driver_warning(compat, variant, gpus_present=bool(host.gpus)))
     if variant.arch_uncertain:
         warnings.append(
             f"the arch list of torch {release.line} {variant.name} is not verified from the wheel"
@@ -513,14 +523,62 @@ def _cc_tuple(cc: str) -> tuple[int, int]:
     return int(major), int(minor)
 
 
-def _mvc_text(compat: Compat, variant: Variant) -> str:
+def _no_driver_warning(compat: Compat, variant: Variant, *, gpus_present: bool) -> str:
+    """The same driver rule as the checks: the toolkit's own driver for the full feature set,
+    the minor-version-compatibility floor as the least that runs it."""
+    toolkit = compat.toolkit_driver(variant.cuda)
     mvc = compat.minor_compat_for(variant.cuda_major or 0)
-    return mvc.min_driver if mvc else "?"
+    what = (
+        "no NVIDIA driver is loaded (the GPUs are there)"
+        if gpus_present
+        else "no NVIDIA driver on this host"
+    )
+    need = f"the target needs one that runs CUDA {variant.cuda}"
+    if toolkit is not None:
+        need += f": >= {toolkit.min_driver}"
+        if mvc is not None and driver_older_than(mvc.min_driver, toolkit.min_driver):
+            need += f" (>= {mvc.min_driver} runs it under minor-version compatibility)"
+    elif mvc is not None:
+        need += f": >= {mvc.min_driver}"
+    return f"{what}: {need}"
 
 
-def _impossible(
-    spec: Spec, host: HostFacts, arch: str, python: str, rejected: list[Rejection]
-) -> ResolutionError:
+def _kernel_fix(req: _Request, candidates: list[str]) -> str:
+    """Where in the data builds with kernels for the selected GPUs are: newer or older
+    torch, or none at all. Only what the data can satisfy (arch, GPUs, this driver)."""
+    ccs = [cc for _, cc in req.gpu_ccs if cc]
+    names = ", ".join(f"{g.name} (sm_{cc.replace('.', '')})" for g, cc in req.gpu_ccs if cc)
+    driver = req.host.driver.version if req.host.driver else None
+    fitting: list[Version] = []
+    for release in req.compat.releases:
+        for variant in release.variants:
+            archs = variant.arch_list(req.arch)
+            if not variant.cuda or req.arch not in variant.platforms or not archs:
+                continue
+            mvc = req.compat.minor_compat_for(variant.cuda_major or 0)
+            if driver and mvc and driver_older_than(driver, mvc.min_driver):
+                continue
+            if all(kernels_for(cc, archs) is not None for cc in ccs):
+                fitting += [Version(p.version) for p in release.patches]
+                break
+    if not fitting:
+        return (
+            f"no build in torchrig's data has kernels for {names} on {req.arch}"
+            + (f" with driver {driver}" if driver else "")
+            + "; select fewer GPUs (resources.gpus)"
+        )
+    low, high = min(fitting), max(fitting)
+    asked = [Version(v) for v in candidates]
+    span = f"{low} … {high}" if low != high else str(low)
+    if asked and low > max(asked):
+        return f"pick a newer torch.version: {span} have kernels for {names}"
+    if asked and high < min(asked):
+        return f"pick an older torch.version: {span} have kernels for {names}"
+    return f"pick a torch.version in {span} (builds with kernels for {names})"
+
+
+def _impossible(req: _Request, rejected: list[Rejection]) -> NoBuildFits:
+    spec, arch, python = req.spec, req.arch, req.base.python
     tried = len(rejected)
     # The newest candidate's reason is the most useful single line.
     first = rejected[0].reason if rejected else "nothing matched"
@@ -529,7 +587,7 @@ def _impossible(
     if "driver" in text:
         fixes.append("update the NVIDIA driver")
     if "no kernels" in text:
-        fixes.append("pick an older torch.version (older builds keep older GPUs)")
+        fixes.append(_kernel_fix(req, [r.torch for r in rejected]))
     if "Python" in text:
         fixes.append("pick another python.version / base.distribution")
     if "torchaudio" in text:
@@ -539,8 +597,9 @@ def _impossible(
     if spec.torch.version != "latest":
         fixes.append('widen torch.version (or "latest")')
     fixes.append("`torchrig plan --json` lists every rejected candidate")
-    return ResolutionError(
+    return NoBuildFits(
         f"no PyTorch build fits (tried {tried} candidates on {arch}, Python {python}); "
         f"newest: {first}",
         "; ".join(fixes),
+        rejected,
     )

@@ -21,7 +21,10 @@ SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def with_variant(spec: Spec, variant: str) -> Spec:
-    return spec.model_copy(update={"torch": spec.torch.model_copy(update={"variant": variant})})
+    """The spec with --variant applied, validated like `torch.variant` in the file (exit 2)."""
+    from torchrig.spec.load import with_override
+
+    return with_override(spec, "--variant", "torch", "variant", variant)
 
 
 def resolutions_for(

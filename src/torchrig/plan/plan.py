@@ -12,7 +12,8 @@ import hashlib
 from pydantic import BaseModel, ConfigDict, Field
 
 from torchrig.compat.model import Compat
-from torchrig.compat.resolve import Resolution
+from torchrig.compat.resolve import NoBuildFits, Resolution
+from torchrig.errors import ResolutionError
 from torchrig.host.facts import HostFacts
 from torchrig.lock.lockfile import LockFile
 from torchrig.lock.make import check_lock
@@ -57,8 +58,14 @@ class UpPlan(_Out):
     notes: list[str] = Field(default_factory=list)
 
 
+class Chosen(_Out):
+    torch: str
+    variant: str
+
+
 class Plan(_Out):
     project: str
+    chosen: Chosen = Field(description="The build chosen; null in a failed plan's JSON.")
     resolution: Resolution
     lock: LockSummary
     build: BuildPlan
@@ -163,6 +170,7 @@ def make_plan(
         layers.insert(3, f"devel: nvcc and CUDA headers for CUDA {resolution.cuda}")
     return Plan(
         project=spec.project.name,
+        chosen=Chosen(torch=resolution.torch, variant=resolution.variant),
         resolution=resolution,
         lock=summarise_lock(lock, spec, compat, resolution.variant),
         build=BuildPlan(
@@ -181,3 +189,15 @@ def make_plan(
             notes=notes,
         ),
     )
+
+
+def failed_plan(spec: Spec, error: ResolutionError) -> dict[str, object]:
+    """`plan --json` when no build fits: the same top-level keys scripts test first
+    ("chosen" is null), the error line, and every candidate rejected with its reason."""
+    rejected = error.rejected if isinstance(error, NoBuildFits) else []
+    return {
+        "project": spec.project.name,
+        "chosen": None,
+        "error": error.one_line(),
+        "rejected": [r.model_dump(mode="json") for r in rejected],
+    }

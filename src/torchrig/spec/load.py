@@ -12,6 +12,7 @@ explains the rest); fixing it and running again shows the next.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import errno
 import hashlib
@@ -20,21 +21,24 @@ import math
 import re
 import tomllib
 import types
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from torchrig import userfiles
-from torchrig.errors import SpecError
+from torchrig.errors import SpecError, UsageError
 from torchrig.spec.model import Invalid, Spec, tables
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
     from pydantic.fields import FieldInfo
 
 SPEC_FILE = "torchrig.toml"
+# A spec is a page of TOML; reading stops past this, so `--spec /dev/zero` (or a huge file
+# given by mistake) fails at once instead of filling memory.
+MAX_SPEC_BYTES = 1 << 20
 
 _TOML_FIX = 'fix the syntax: key = value, strings in "quotes", tables as [name]'
 
@@ -44,8 +48,10 @@ def load_spec(path: Path) -> Spec:
     where = str(path)
     try:
         # With the rights of the project's owner: root may be running this for someone else.
-        raw = userfiles.read_bytes(path, path.parent)
+        raw = userfiles.read_bytes(path, path.parent, limit=MAX_SPEC_BYTES + 1)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise _too_large(path) from None
         if exc.errno == errno.ENOENT:
             raise _error(
                 "no such file", "run `torchrig init` to write one, or pass --spec PATH", path=where
@@ -59,6 +65,8 @@ def load_spec(path: Path) -> Spec:
             "check that it exists and that you may read it",
             path=where,
         ) from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise _too_large(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -69,7 +77,58 @@ def load_spec(path: Path) -> Spec:
             line=raw.count(b"\n", 0, exc.start) + 1,
         ) from None
     # Some Windows editors start UTF-8 files with a byte order mark; TOML does not allow one.
-    return parse_spec(text.removeprefix("\ufeff"), path=where)
+    spec = parse_spec(text.removeprefix("\ufeff"), path=where)
+    _check_key_files(spec, text, path)
+    return spec
+
+
+def _too_large(path: Path) -> SpecError:
+    return _error(
+        f"is larger than {MAX_SPEC_BYTES >> 10} KiB; a spec is a short TOML file",
+        "pass the torchrig.toml of your project with --spec",
+        path=str(path),
+    )
+
+
+def _check_key_files(spec: Spec, text: str, path: Path) -> None:
+    """user.authorized_keys entries that are paths must name a file: a typo would otherwise
+    leave SSH login silently off. Relative paths are read from the spec's folder."""
+    for index, item in enumerate(spec.user.authorized_keys):
+        if item.startswith(("ssh-", "ecdsa-", "sk-")):
+            continue
+        key_path = key_file_path(item, path.parent)
+        if key_path.is_file():
+            continue
+        problem = "is a folder" if key_path.is_dir() else "does not exist"
+        raise _error(
+            f"{_show(item)}: {key_path} {problem}",
+            "give the path of a .pub file (relative to the spec's folder, or ~/…) or paste "
+            "the public key line itself",
+            path=str(path),
+            key=f"user.authorized_keys[{index}]",
+            line=locate(text, ["user", "authorized_keys"]),
+        )
+
+
+def key_file_path(item: str, project: Path) -> Path:
+    """Where an authorized_keys path entry points: ~ expanded, relative to the project."""
+    expanded = Path(item).expanduser()
+    return expanded if expanded.is_absolute() else project / expanded
+
+
+def with_override(spec: Spec, option: str, table: str, key: str, value: object) -> Spec:
+    """The spec with one command-line override applied through the same validation as the
+    file (`--variant cu999` is exit 2 like `variant = "cu999"`, never a later surprise)."""
+    data = spec.model_dump()
+    data[table] = {**data[table], key: value}
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        message, fix = _explain(error, _Where(error["loc"]))
+        raise UsageError(
+            f"{option}: {_one_line(message)}", _one_line(fix) if fix else None
+        ) from None
 
 
 def parse_spec(text: str, *, path: str = SPEC_FILE) -> Spec:
@@ -361,7 +420,17 @@ def _explain(error: Any, where: _Where) -> tuple[str, str | None]:
     if kind == "finite_number":
         return f"{_show(value)} is not a finite number", "write a number like 8 or 7.5"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{_show(value)} is out of range", _range_fix(where)
+        ctx = error.get("ctx", {})
+        bound = next((ctx[k] for k in ("ge", "le", "gt", "lt") if k in ctx), None)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        side = {
+            "greater_than_equal": "less than the minimum",
+            "greater_than": "not above",
+            "less_than_equal": "more than the maximum",
+            "less_than": "not below",
+        }[kind]
+        return f"{_show(value)} is {side} {bound}", _range_fix(where)
     return str(error["msg"]), None
 
 
@@ -406,6 +475,15 @@ def _type_fix(value: Any, wanted: list[str], where: _Where) -> str | None:
             return f"write {key} = true or {key} = false, without quotes"
         if any(w.startswith("a list") for w in wanted):
             return f"write a list: {key} = [{_show(value)}]"
+    if isinstance(value, float) and value.is_integer() and any("whole" in w for w in wanted):
+        return f"write it without a decimal point: {key} = {int(value)}"
+    if isinstance(value, datetime.date | datetime.time) and any(
+        w.startswith("a string") for w in wanted
+    ):
+        # TOML reads an unquoted 2024-01-01 as a date; the key wants text.
+        example = where.field.default if where.field is not None else None
+        shown = example if isinstance(example, str) and example else value.isoformat()
+        return f'TOML reads an unquoted date as a date; write text in quotes: {key} = "{shown}"'
     if isinstance(value, bool) and any(w.startswith("a string") for w in wanted):
         return f'put it in quotes if you mean text: {key} = "{str(value).lower()}"'
     numeric = isinstance(value, int | float) and not isinstance(value, bool)

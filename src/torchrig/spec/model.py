@@ -26,6 +26,18 @@ APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:*-]+)?$")
 PYTHON_RE = re.compile(r"^(auto|3\.[0-9]{1,2})$")
 IMAGE_RE = re.compile(r"[^\s@]+@sha256:[0-9a-f]{64}")
 
+# Bounds that catch typos and absurd values; each is named in its error message.
+# pid_max can be at most 2^22 on 64-bit Linux (PID_MAX_LIMIT).
+MAX_PIDS = 4_194_304
+# NR_CPUS is at most 8192 in Linux (CONFIG_MAXSMP); no container gets more.
+MAX_CPUS = 8192
+# No machine has more RAM than this; a size above it is a typo.
+MAX_SIZE, MAX_SIZE_TEXT = 64 << 40, "64t"
+# Below these a PyTorch workbench cannot start (torch alone imports into ~0.5 GiB) and
+# DataLoader workers fail; 64m is Docker's own /dev/shm default.
+MIN_MEMORY, MIN_MEMORY_TEXT = 1 << 30, "1g"
+MIN_SHM, MIN_SHM_TEXT = 64 << 20, "64m"
+
 
 class Invalid(ValueError):
     """A validator's verdict: what is wrong, how to fix it, and (optionally) where.
@@ -63,15 +75,29 @@ def parse_size(text: str) -> int:
     return int(float(number) * units[unit])
 
 
-def _check_size(value: str, *, allow: tuple[str, ...]) -> str:
-    if value in allow or SIZE_RE.fullmatch(value):
+def _check_size(value: str, *, allow: tuple[str, ...], least: tuple[int, str]) -> str:
+    if value in allow:
         return value
     allowed = " or ".join(f'"{a}"' for a in allow if a)
-    raise Invalid(
-        f"{_q(value)} is not a size",
-        'write a number with a unit like "16g" or "512m" (no space; k, m, g, t)'
-        + (f", or {allowed}" if allowed else ""),
-    )
+    if not SIZE_RE.fullmatch(value):
+        raise Invalid(
+            f"{_q(value)} is not a size",
+            'write a number with a unit like "16g" or "512m" (no space; k, m, g, t)'
+            + (f", or {allowed}" if allowed else ""),
+        )
+    low, low_text = least
+    try:
+        size = parse_size(value)
+    except OverflowError:  # more digits than a float holds: certainly too large
+        size = MAX_SIZE + 1
+    if not low <= size <= MAX_SIZE:
+        side = f"less than {low_text}" if size < low else f"more than {MAX_SIZE_TEXT}"
+        raise Invalid(
+            f"{_q(value)} is {side}",
+            f'write a size from "{low_text}" to "{MAX_SIZE_TEXT}"'
+            + (f", or {allowed}" if allowed else ""),
+        )
+    return value
 
 
 class Project(_Section):
@@ -250,13 +276,6 @@ class Base(_Section):
     @field_validator("packages")
     @classmethod
     def _packages(cls, value: list[str]) -> list[str]:
-    allow_unverified: bool = Field(
-        default=False,
-        description="Bootstrap the distribution even when no archive keyring can check its "
-        "package signatures (torchrig ships Debian's and Ubuntu's, so only a changed torchrig "
-        "install needs this). Not recommended: anyone between you and the mirror could change "
-        "the base.",
-    )
         for index, item in enumerate(value):
             if not APT_PACKAGE_RE.fullmatch(item):
                 raise Invalid(
@@ -374,16 +393,25 @@ class Resources(_Section):
     shm: str = Field(
         default="auto",
         description='Size of /dev/shm for DataLoader workers and NCCL: "auto" (a quarter of '
-        'RAM, between 1g and 64g) or a size like "16g".',
+        f'RAM, between 1g and 64g) or a size like "16g" ({MIN_SHM_TEXT} to {MAX_SIZE_TEXT}).',
     )
-    memory: str = Field(default="", description='Memory limit like "64g"; "" for none.')
+    memory: str = Field(
+        default="",
+        description=f'Memory limit like "64g" ({MIN_MEMORY_TEXT} to {MAX_SIZE_TEXT}); "" for none.',
+    )
     cpus: float = Field(
         default=0.0,
         ge=0,
+        le=MAX_CPUS,
         allow_inf_nan=False,
-        description="CPU limit (e.g. 8 or 7.5); 0 for none.",
+        description=f"CPU limit (e.g. 8 or 7.5, at most {MAX_CPUS}); 0 for none.",
     )
-    pids: int = Field(default=8192, ge=64, description="Process limit (CIS 5.29).")
+    pids: int = Field(
+        default=8192,
+        ge=64,
+        le=MAX_PIDS,
+        description=f"Process limit (CIS 5.29), 64 to {MAX_PIDS} (Linux's largest pid_max).",
+    )
     stop_timeout: int = Field(
         default=120,
         ge=10,
@@ -394,12 +422,12 @@ class Resources(_Section):
     @field_validator("shm")
     @classmethod
     def _shm(cls, value: str) -> str:
-        return _check_size(value, allow=("auto",))
+        return _check_size(value, allow=("auto",), least=(MIN_SHM, MIN_SHM_TEXT))
 
     @field_validator("memory")
     @classmethod
     def _memory(cls, value: str) -> str:
-        return _check_size(value, allow=("",))
+        return _check_size(value, allow=("",), least=(MIN_MEMORY, MIN_MEMORY_TEXT))
 
     @field_validator("gpus")
     @classmethod
