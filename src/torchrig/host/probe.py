@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 from xml.etree import ElementTree
 
 from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
+from torchrig.host.podman_pause import no_new_pause_process
 
 Runner = Callable[[Sequence[str], float], "subprocess.CompletedProcess[str]"]
 Which = Callable[[str], "str | None"]
@@ -466,7 +467,9 @@ def probe_engine(
         if engine.name == "docker":
             _probe_docker(engine, run, notes)
         else:
-            _probe_podman(engine, run, notes)
+            # Rootless Podman starts a pause process that outlives it: not left behind.
+            with no_new_pause_process(root / "proc"):
+                _probe_podman(engine, run, notes)
         if engine.reachable:
             engine.cdi_devices = _step(notes, "CDI specs", lambda: read_cdi_devices(root), [])
             engine.storage_free_bytes = _free_bytes(root, engine.storage_path)
