@@ -40,7 +40,8 @@ class GuardedIdentityProvider(PasswordIdentityProvider):  # type: ignore[misc]
     def _refused(self, source: str) -> bool:
         wait = THROTTLE.blocked_for(source, time.monotonic())
         if wait > 0:
-            self.log.warning(
+            # Debug only: a flood would write a line per request; the block's start is logged.
+            self.log.debug(
                 "Refusing a token from %s without checking it: too many wrong tokens "
                 "(again in %.0f s)",
                 source,
