@@ -11,6 +11,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from torchrig.image.wheelserver import HOST as WHEELS_HOST
 from torchrig.image.wheelserver import PROXY_BUILD_ARG, WHEELS_URL
 
 # Packages every workbench needs. gcc/g++ and the Python headers are what torch.compile
@@ -98,7 +99,12 @@ def _layer(name: str, requirements: str) -> list[str]:
     as the FTP_PROXY build argument: no address or port is written here, so a taken port
     changes neither the tag nor the layer cache (see image/wheelserver.py)."""
     target = f"/tmp/torchrig/{requirements.rsplit('/', 1)[-1]}"
-    pip = f'http_proxy="${PROXY_BUILD_ARG}" {PIP_INSTALL} --find-links {WHEELS_URL}'
+    # --trusted-host: pip ignores plain-http hosts other than localhost; every wheel is still
+    # checked against the lock's sha256 (--require-hashes).
+    pip = (
+        f'http_proxy="${PROXY_BUILD_ARG}" {PIP_INSTALL} --trusted-host {WHEELS_HOST} '
+        f"--find-links {WHEELS_URL}"
+    )
     return [
         f"# {name}",
         f"COPY {requirements} {target}",
