@@ -1,4 +1,5 @@
-"""Property tests: whatever a file holds, loading it gives a Spec or ONE SpecError line.
+"""Property tests: whatever a file holds, loading it gives a Spec or ONE SpecError line, and
+a host file gives HostFacts or ONE UsageError line.
 
 Anything else escaping parse_spec would reach a person as "internal error"; a message on
 two lines would break the one-line error contract of the CLI.
@@ -18,7 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.unit.test_spec import FULL
-from torchrig.errors import SpecError
+from torchrig.compat.model import load_compat
+from torchrig.compat.resolve import resolve
+from torchrig.errors import ResolutionError, SpecError, UsageError
+from torchrig.host.facts import Driver, Gpu, HostFacts, System, load_host_facts
 from torchrig.spec.load import load_spec, parse_spec, spec_digest
 from torchrig.spec.model import tables
 
@@ -253,3 +257,103 @@ def test_the_tiny_toml_writer_round_trips() -> None:
 
     data = {"a": 1, "b": [1.5, "x\ny"], "t": {"k": {"in": True}, "s": 'q"uote'}, "é y": "z"}
     assert tomllib.loads(to_toml(data)) == data
+
+
+# --- (c) host files: the same contract as the spec -----------------------------------------
+# `--host FILE` is input too: whatever it holds, loading gives HostFacts or ONE UsageError line
+# (exit 2), and facts that load never crash the resolver or put control characters on screen.
+
+GOOD_HOST = HostFacts(
+    system=System(arch="x86_64", cpus=8, memory_bytes=32 << 30),
+    driver=Driver(version="580.95.05", cuda="13.0"),
+    gpus=[Gpu(index=0, name="NVIDIA H100 80GB HBM3", cc="9.0", uuid="GPU-0", source="fixture")],
+).model_dump(mode="json")
+JSON_LEAVES = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(), st.text(max_size=12)
+)
+JSON_TREES = st.recursive(
+    JSON_LEAVES,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+# Values aimed at the facts the resolver reads: versions, compute capabilities, names.
+HOST_VALUES = st.one_of(
+    st.sampled_from(["", "9.0", "9", "9.0.1", "abc", "580", "580.95.05", "x86_64", "aarch64"]),
+    st.text(max_size=12),
+    JSON_LEAVES,
+)
+HOST_PATHS = [
+    ("gpus", 0, "cc"),
+    ("gpus", 0, "name"),
+    ("gpus", 0, "index"),
+    ("driver", "version"),
+    ("driver", "cuda"),
+    ("system", "arch"),
+    ("system", "memory_bytes"),
+    ("hostname",),
+    ("schema_version",),
+]
+
+
+def check_host(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "host.json"
+        path.write_bytes(raw)
+        try:
+            facts = load_host_facts(path)
+        except UsageError as error:
+            line = error.one_line()
+            assert len(line.splitlines()) == 1, repr(line)
+            assert error.exit_code == 2 and line.startswith("host facts file")
+            return
+    text = facts.to_json()
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]", "".join(_strings(facts)))
+    try:
+        resolution = resolve(parse_spec('[project]\nname = "t"\n'), facts, load_compat())
+    except ResolutionError as error:
+        assert len(error.one_line().splitlines()) == 1
+    else:
+        assert resolution.torch
+    assert HostFacts.model_validate_json(text) == facts  # what `host --json` writes reads back
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if hasattr(value, "model_dump"):
+        return _strings(value.model_dump())
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_random_bytes_as_a_host_file(raw: bytes) -> None:
+    check_host(raw)
+
+
+@FUZZ
+@given(JSON_TREES)
+def test_random_json_as_a_host_file(data: Any) -> None:
+    check_host(json.dumps(data).encode())
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.sampled_from(HOST_PATHS), HOST_VALUES), min_size=1, max_size=3))
+def test_edits_of_a_valid_host_file(edits: list[tuple[tuple[str | int, ...], Any]]) -> None:
+    data = json.loads(json.dumps(GOOD_HOST))
+    for path, value in edits:
+        node = data
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+    check_host(json.dumps(data).encode())
+
+
+def test_a_host_file_nested_past_the_recursion_limit() -> None:
+    check_host(b"[" * 100_000 + b"]" * 100_000)
