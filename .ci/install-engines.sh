@@ -33,7 +33,9 @@ install_packages() {
     # the unit tests check the rendered sshd config with the real sshd -t.
     # fonts-noto-cjk, fonts-symbola: the recipes' plots draw Chinese/Japanese/Korean and
     # emoji class names (tests/train check for missing glyphs), as in the image.
-    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola"
+    # docker-registry: the tests serve a base image from a registry on 127.0.0.1 (no
+    # Docker Hub), started by the test itself with its own config and storage.
+    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else

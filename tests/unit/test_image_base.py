@@ -484,8 +484,8 @@ def test_not_root(tmp_path: Path) -> None:
         bootstrapper(is_root=lambda: False).bootstrap(
             "debian:bookworm", DEBIAN, "x86_64", tmp_path, RecordingEngine()
         )
-    assert caught.value.fix is not None and "sudo" in caught.value.fix
-    assert "base.image" in caught.value.fix
+    assert caught.value.fix is not None and "sudo torchrig prepare" in caught.value.fix
+    assert "sources.registry" in caught.value.fix
 
 
 def test_debootstrap_missing(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ VERBS: dict[str, str] = {
     "bench": "Measure throughput against the GPU's datasheet peak; JSON and an HTML report.",
     "doctor": "Check this machine (or, with --inside, the workbench) and name each fix.",
     "export-model": "Export a trained classifier (ONNX, ExportedProgram, TorchScript), checked.",
+    "prepare": "As root, once per machine: fill the shared cache (bases, wheels) for every user.",
 }
 
 

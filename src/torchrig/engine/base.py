@@ -195,6 +195,13 @@ class Engine(abc.ABC):
     def image_remove(self, tag: str, *, force: bool = False, missing_ok: bool = True) -> None:
         """Untag (and delete, when no other tag holds it) an image."""
 
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
+        """Pull an image from its registry (ToolError when none answers).
+
+        tls_verify=False: the registry speaks plain HTTP (only ever asked for loopback
+        registries; see image/registry.py)."""
+        raise ToolError(f"{self.name}: pulling images is not supported")
+
     @abc.abstractmethod
     def import_rootfs(
         self,

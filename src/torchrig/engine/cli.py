@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_S = 120.0  # inspect, rm, volume: seconds when healthy, minutes when I/O-bound
 STOP_GRACE_S = 60.0  # on top of the container's stop timeout, for the engine's own work
 LOG_TAIL_LINES = 20
+PULL_TIMEOUT_S = 900.0  # a base image is tens of MB; slow mirrors take minutes
 FOREVER = float("inf")  # no time limit: attached runs and interactive shells
 
 # Messages both engines print for an object that does not exist (Docker 20–28, Podman 4–5).
@@ -488,6 +489,14 @@ class CliEngine(Engine):
         if proc.returncode != 0 and not (missing_ok and _MISSING.search(proc.stderr or "")):
             raise self._failed(f"removing image {tag}", proc, argv)
 
+    def pull_options(self, tls_verify: bool) -> list[str]:
+        """Docker decides plain HTTP per registry in its daemon (127.0.0.0/8 by default)."""
+        return []
+
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
+        argv = [*self.base_argv(), "pull", "--quiet", *self.pull_options(tls_verify), ref]
+        self._call(argv, f"pulling {ref}", timeout=PULL_TIMEOUT_S)
+
     def import_rootfs(
         self,
         tar_path: Path,
@@ -499,8 +508,10 @@ class CliEngine(Engine):
         if not tar_path.is_file():
             raise UsageError(f"root filesystem tarball {tar_path} does not exist")
         # The build context is a folder beside the tarball, so the tarball can be hard-linked
-        # into it rather than copied.
-        with tempfile.TemporaryDirectory(dir=tar_path.parent, prefix=".import-") as tmp:
+        # into it rather than copied; where that folder is not ours to write (the shared
+        # cache, for a user outside group torchrig), a temporary folder and a copy.
+        beside = tar_path.parent if os.access(tar_path.parent, os.W_OK | os.X_OK) else None
+        with tempfile.TemporaryDirectory(dir=beside, prefix=".import-") as tmp:
             context = Path(tmp)
             try:
                 os.link(tar_path, context / "rootfs.tar")

@@ -70,6 +70,8 @@ class RecordingEngine(Engine):
         self.containers: dict[str, FakeContainer] = {}
         self.volumes: dict[str, dict[str, str]] = {}
         self.networks: dict[str, dict[str, str]] = {}
+        self.registry: dict[str, str] = {}
+        """What `pull` finds: reference → manifest digest ("sha256:…")."""
         self.logs_of: dict[str, list[str]] = {}
         self.fail: dict[str, Exception] = {}
         self.exec_handler: ExecHandler | None = None
@@ -160,6 +162,15 @@ class RecordingEngine(Engine):
         if in_use and not force:
             raise ToolError(f"fake: image {tag} is used by a container")
         del self.images[tag]
+
+    def pull(self, ref: str, *, tls_verify: bool = True) -> None:
+        """Scripted through `registry`: ref → digest; anything else is unreachable."""
+        self._record("pull", ref, tls_verify=tls_verify)
+        digest = self.registry.get(ref)
+        if digest is None:
+            raise ToolError(f"fake: pulling {ref} failed: no such host")
+        name = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
+        self.images[ref] = {"Id": digest, "RepoTags": [ref], "RepoDigests": [f"{name}@{digest}"]}
 
     def import_rootfs(
         self,

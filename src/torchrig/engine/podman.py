@@ -67,6 +67,10 @@ class PodmanEngine(CliEngine):
     def build_options(self) -> list[str]:
         return ["--format", "docker"]
 
+    def pull_options(self, tls_verify: bool) -> list[str]:
+        # Podman has no default for loopback registries: plain HTTP must be asked for.
+        return [] if tls_verify else ["--tls-verify=false"]
+
     def image_exists_argv(self, tag: str) -> list[str]:
         return [*self.base_argv(), "image", "exists", tag]
 

@@ -25,7 +25,10 @@ Steps, and why:
    same tarball is imported once per engine.
 
 The cache is `$TORCHRIG_CACHE/bases` (default `$XDG_CACHE_HOME/torchrig/bases`, i.e.
-`~/.cache/torchrig/bases`). debootstrap needs root.
+`~/.cache/torchrig/bases`). debootstrap needs root, so `sudo torchrig prepare` bootstraps
+into the shared cache (/var/cache/torchrig/bases, image/shared_cache.py) instead, and
+`Bootstrapper.cached` lets any user import what is there after checking who wrote it and
+its sha256. image/obtain.py decides between a registry base and these.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from torchrig.engine.cli import Runner, command_line
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.image.keyring import DATA as KEYRING_DATA
 from torchrig.image.keyring import Keyring, choose_keyring, load_records
+from torchrig.image.shared_cache import make_dirs, make_readable, trusted_file
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -279,7 +283,7 @@ class Bootstrapper:
         )
         say = progress or (lambda _line: None)
         cache = cache_dir or default_cache_dir()
-        cache.mkdir(parents=True, exist_ok=True)
+        make_dirs(cache)
         tar_path = cache / f"{request.stem}.tar"
         meta_path = cache / f"{request.stem}.json"
         meta = _read_meta(meta_path)
@@ -298,9 +302,55 @@ class Bootstrapper:
         else:
             checked = self._make_tarball(request, tar_path, say, allow_unverified)
         sha = _cached_sha(tar_path, meta_path)
-        tag = image_tag(request, sha)
         if not reused_tar or not meta_path.is_file():
-            _write_meta(meta_path, request, sha, tag, checked)
+            _write_meta(meta_path, request, sha, image_tag(request, sha), checked)
+        return self._import(request, tar_path, sha, checked, engine, say, progress, reused_tar)
+
+    def cached(
+        self,
+        distribution_ref: str,
+        mirror: str,
+        arch: str,
+        cache_dir: Path,
+        engine: Engine,
+        *,
+        components: Sequence[str] | None = None,
+        progress: Progress | None = None,
+        allow_unverified: bool = False,
+    ) -> BaseImage | None:
+        """A base bootstrapped earlier into `cache_dir` (the shared cache `sudo torchrig
+        prepare` fills), on any day, checked before use; None when none can be trusted.
+        Never bootstraps, so it needs no root."""
+        request = make_request(
+            distribution_ref, mirror, arch, components=components, today=self.today
+        )
+        say = progress or (lambda _line: None)
+        if source_date_epoch() is not None:
+            stems = [request.stem]
+        else:  # newest first: the ISO date in the name sorts
+            pattern = f"{request.distro}-{request.release}-{request.arch}-*.json"
+            stems = sorted((p.stem for p in cache_dir.glob(pattern)), reverse=True)
+        for stem in stems:
+            found = _check_cached(request, cache_dir / stem, say, allow_unverified)
+            if found is not None:
+                made, sha, checked = found
+                tar_path = cache_dir / f"{stem}.tar"
+                say(f"using the shared base {tar_path} (sha256 checked)")
+                return self._import(made, tar_path, sha, checked, engine, say, progress, True)
+        return None
+
+    def _import(
+        self,
+        request: BaseRequest,
+        tar_path: Path,
+        sha: str,
+        checked: Checked,
+        engine: Engine,
+        say: Progress,
+        progress: Progress | None,
+        reused_tar: bool,
+    ) -> BaseImage:
+        tag = image_tag(request, sha)
         verified, signed_by = checked.verified, checked.signed_by
         if engine.image_exists(tag):
             say(f"{engine.name} already has {tag}")
@@ -353,6 +403,7 @@ class Bootstrapper:
                     f"writing the base tarball failed: {proc.stderr.strip()[-400:]}",
                     f"reproduce with: {command_line(tar)}",
                 )
+            make_readable(partial)
             partial.replace(tar_path)
         finally:
             _remove_tree(work)
@@ -393,10 +444,11 @@ class Bootstrapper:
     def _preflight(self, request: BaseRequest) -> str:
         if not self.is_root():
             raise HostError(
-                "bootstrapping a base image needs root (debootstrap creates device files and "
-                "owns files as other users)",
-                "run this step with sudo, or build on a registry image instead "
-                '(base.image = "debian:bookworm@sha256:…" in torchrig.toml)',
+                f"no registry answered and no shared base of {request.distro}:"
+                f"{request.release} was found; bootstrapping one needs root (debootstrap "
+                "creates device files and owns files as other users)",
+                "ask an administrator to run `sudo torchrig prepare` once (it fills the shared "
+                "cache for every user), or point sources.registry at a registry mirror",
             )
         found = self.which("debootstrap")
         if not found:
@@ -557,6 +609,49 @@ def _read_meta(path: Path) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
+def _check_cached(
+    request: BaseRequest, stem: Path, say: Progress, allow_unverified: bool
+) -> tuple[BaseRequest, str, Checked] | None:
+    """A cached tarball as its record describes it, if it can be trusted: written by root or
+    this user and no one else, for the same mirror and components, verified (unless allowed
+    otherwise), and its sha256, computed now, the recorded one."""
+    tar_path, meta_path = stem.with_suffix(".tar"), stem.with_suffix(".json")
+    if not tar_path.exists():
+        return None
+    if not (trusted_file(tar_path) and trusted_file(meta_path)):
+        say(f"not using {tar_path}: written by another user, or writable by others")
+        return None
+    meta = _read_meta(meta_path)
+    if meta.get("mirror") != request.mirror or meta.get("components") != list(request.components):
+        return None
+    if meta.get("verified") is not True and not allow_unverified:
+        return None
+    try:
+        day = date.fromisoformat(str(meta.get("date")))
+        epoch = int(str(meta.get("source_date_epoch")))
+    except ValueError:
+        return None
+    sha = sha256_file(tar_path)
+    if sha != meta.get("sha256"):
+        say(f"not using {tar_path}: its sha256 {sha[:12]}… is not the recorded one")
+        return None
+    made = BaseRequest(
+        request.distro,
+        request.release,
+        request.arch,
+        request.mirror,
+        request.components,
+        day,
+        epoch,
+    )
+    checked = Checked(
+        verified=meta.get("verified") is True,
+        keyring=str(meta.get("keyring", "")),
+        signed_by=str(meta.get("signed_by", "")),
+    )
+    return made, sha, checked
+
+
 def _cached_sha(tar_path: Path, meta_path: Path) -> str:
     """The tarball's sha256: from its metadata when that matches the file, else hashed."""
     meta = _read_meta(meta_path)
@@ -588,4 +683,5 @@ def _write_meta(path: Path, request: BaseRequest, sha: str, tag: str, checked: C
     }
     partial = path.with_suffix(".json.partial")
     partial.write_text(json.dumps(meta, indent=2) + "\n", "utf-8")
+    make_readable(partial)
     partial.replace(path)

@@ -181,7 +181,11 @@ def build_image(
                 (context / "ca-certificates" / f"{i:02d}-{stem}.crt").write_bytes(pem)
         _copy_torchrig(context)
         (context / "constraints.txt").write_text(constraints_txt(target))
-        image_labels = labels(spec, spec_digest, resolution, target)
+        # The base as built on: "name@sha256:…" for a registry base, so the digest is on record.
+        image_labels = {
+            **labels(spec, spec_digest, resolution, target),
+            "io.torchrig.base.image": base_image,
+        }
         (context / "image.json").write_text(json.dumps(image_labels, indent=2) + "\n")
         inputs = ImageInputs(
             base_image=base_image,

@@ -1,7 +1,9 @@
 """Fetch the locked wheels into a content-addressed cache on the host, checking every sha256.
 
 Each file is downloaded once per machine, whatever project asks for it, and stored under its
-hash, so a tampered or truncated download can never be used. Builds then install from this
+hash, so a tampered or truncated download can never be used. The shared cache
+(/var/cache/torchrig/wheels, image/shared_cache.py) is looked in first, so one user's (or
+`sudo torchrig prepare`'s) download serves every user. Builds then install from this
 cache (see wheelserver), so no image layer ever holds a wheel and rebuilds download nothing.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from torchrig.errors import ToolError
+from torchrig.image import shared_cache
 from torchrig.lock.uv import LockedPackage
 
 CHUNK = 1 << 20
@@ -42,24 +45,59 @@ def fetch_all(
     workers: int = 6,
     progress: Progress | None = None,
 ) -> tuple[dict[str, Path], int]:
-    """Every package's file in the cache: name → path, and the bytes downloaded this time."""
-    root = root or cache_root()
+    """Every package's file in the cache: name → path, and the bytes downloaded this time.
+
+    Without `root`: files already in the shared cache (`sudo torchrig prepare`) are used
+    when they check out (see `_shared_copy`); the rest are downloaded into the shared cache
+    when this user may write there (a member of group torchrig), else into the user's own."""
     wanted = list(packages)
-    missing = [p for p in wanted if not cached_path(p, root).exists()]
+    # name → the root its file is (or will be) in.
+    roots: dict[str, Path] = {p.name: root for p in wanted} if root else {}
+    if root is None:
+        mine, shared = cache_root(), shared_cache.wheels_dir()
+        readable = shared_cache.readable_dir(shared)
+        writable = shared_cache.writable_dir(shared)
+        for p in wanted:
+            if readable and _shared_copy(p, shared):
+                roots[p.name] = shared
+            elif writable and not cached_path(p, shared).exists():
+                roots[p.name] = shared  # a download there serves every user
+            else:
+                roots[p.name] = mine  # includes shared copies that did not check out
+    missing = [p for p in wanted if not cached_path(p, roots[p.name]).exists()]
     if missing and progress:
         total = sum(p.size or 0 for p in missing)
-        progress(f"downloading {len(missing)} files ({total / 1e6:.0f} MB) into {root}")
+        where = ", ".join(sorted({str(roots[p.name]) for p in missing}))
+        progress(f"downloading {len(missing)} files ({total / 1e6:.0f} MB) into {where}")
     downloaded = 0
     if missing:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for size in pool.map(lambda p: _fetch(p, root), missing):
+            for size in pool.map(lambda p: _fetch(p, roots[p.name]), missing):
                 downloaded += size
-    return {p.name: cached_path(p, root) for p in wanted}, downloaded
+    return {p.name: cached_path(p, roots[p.name]) for p in wanted}, downloaded
+
+
+def _shared_copy(package: LockedPackage, shared: Path) -> bool:
+    """The shared cache's copy, if it is the locked file: one root or this user wrote (and no
+    one else can change), or whose sha256, computed now, is the lock's. Others' files are
+    hashed because any member of group torchrig can add files to the shared cache."""
+    path = cached_path(package, shared)
+    if not path.is_file():
+        return False
+    return shared_cache.trusted_file(path) or _sha256(path) == package.sha256
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fetch(package: LockedPackage, root: Path) -> int:
     target = cached_path(package, root)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    shared_cache.make_dirs(target.parent)
     digest = hashlib.sha256()
     size = 0
     fd, tmp_name = tempfile.mkstemp(prefix=".part-", dir=target.parent)
@@ -75,6 +113,8 @@ def _fetch(package: LockedPackage, root: Path) -> int:
                 f"{package.sha256[:16]}… (tampered, or the index changed the file)",
                 "investigate the source; never disable hash checking (torchrig lock to re-pin)",
             )
+        # mkstemp makes 0600 files; wheels are public, and other users read the shared cache.
+        Path(tmp_name).chmod(0o644)
         Path(tmp_name).replace(target)
     finally:
         Path(tmp_name).unlink(missing_ok=True)

@@ -81,22 +81,18 @@ def engine_for(session: Session, name: str | None) -> Engine:
 def base_image(
     session: Session, engine: Engine, progress: Progress | None
 ) -> tuple[str, tuple[str, ...]]:
-    """The image to build FROM, and the apt components to use with it."""
-    base = session.resolution.base
-    if base.distribution == "image":
-        return base.image, ()
-    from torchrig.image.base import bootstrap_base
+    """The image to build FROM, and the apt components to use with it (image/obtain.py
+    decides between the registry, the shared cache and a bootstrap)."""
+    from torchrig.image.obtain import obtain_base
 
     dist = session.distribution()
-    components = tuple(dist.components) if dist else ("main",)
-    tag = bootstrap_base(
-        base.distribution,
-        base.mirror,
+    base = obtain_base(
+        session.resolution.base,
+        tuple(dist.components) if dist else ("main",),
         session.resolution.arch,
-        None,
         engine,
-        components=components,
-        progress=progress,
+        progress,
+        registry_setting=session.spec.sources.registry,
         allow_unverified=session.spec.base.allow_unverified,
     )
-    return tag, components
+    return base.image, base.components

@@ -25,6 +25,10 @@ DISTRO_RE = re.compile(r"^(auto|(debian|ubuntu):[a-z]+)$")
 APT_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:*-]+)?$")
 PYTHON_RE = re.compile(r"^(auto|3\.[0-9]{1,2})$")
 IMAGE_RE = re.compile(r"[^\s@]+@sha256:[0-9a-f]{64}")
+# sources.registry: auto, none, or a Docker Hub mirror as host[:port][/path].
+REGISTRY_RE = re.compile(
+    r"^(auto|none|[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*)$"
+)
 
 # Bounds that catch typos and absurd values; each is named in its error message.
 # pid_max can be at most 2^22 on 64-bit Linux (PID_MAX_LIMIT).
@@ -488,6 +492,15 @@ class Sources(_Section):
         description='Distribution mirror for the base and system packages; "auto" is the '
         "distribution's own.",
     )
+    registry: str = Field(
+        default="auto",
+        json_schema_extra={"pattern": REGISTRY_RE.pattern},
+        description='Where the base distribution\'s image is pulled from (then pinned by '
+        'digest): "auto" (its own registry, Docker Hub, through the engine\'s mirrors), a '
+        'mirror of Docker Hub as host[:port][/path] (e.g. "mirror.example:5000"), or "none" '
+        "(never pull: bootstrap the base, or use the shared cache `sudo torchrig prepare` "
+        "fills).",
+    )
     ca_certificates: list[str] = Field(
         default_factory=list,
         description="Extra CA certificates (PEM files) that builds trust, for TLS-inspecting "
@@ -500,6 +513,17 @@ class Sources(_Section):
         if value in ("auto", "none"):
             return value
         return _check_url(value)
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str) -> str:
+        if not REGISTRY_RE.fullmatch(value):
+            raise Invalid(
+                f"{_q(value)} is not a registry",
+                'write "auto", "none" or a mirror as host[:port][/path], e.g. '
+                '"mirror.example:5000" (no scheme, no tag)',
+            )
+        return value
 
     @field_validator("extra_indexes")
     @classmethod
