@@ -22,6 +22,7 @@ from torchrig.launch.runplan import (
     identity,
     workbench_run,
 )
+from torchrig.launch.workspace_access import ROOT_DEFAULT_ID
 from torchrig.lock.lockfile import LockFile
 from torchrig.spec.load import parse_spec
 
@@ -75,7 +76,8 @@ def test_run_plan_has_the_secure_defaults(tmp_path: Path) -> None:
 def test_root_on_the_host_never_means_root_in_the_workbench() -> None:
     spec = parse_spec(SPEC)
     who = identity(spec, CPU_HOST)
-    assert (who.name, who.uid, who.gid) == ("rig", 1000, 1000)
+    assert (who.name, who.uid, who.gid) == ("rig", ROOT_DEFAULT_ID, ROOT_DEFAULT_ID)
+    assert ROOT_DEFAULT_ID == 70000, "docs/workbench.md names it"
 
 
 def test_spec_identity_wins() -> None:

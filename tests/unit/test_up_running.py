@@ -57,7 +57,7 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Session:
 
     monkeypatch.setattr("torchrig.launch.up.build", lambda *a, **k: Built())
     # As root (CI), the workbench user 4242 could not write tmp_path: not what is tested here.
-    monkeypatch.setattr("torchrig.launch.up.check_workspace_writable", lambda *a: None)
+    monkeypatch.setattr("torchrig.launch.up.check_workspace_access", lambda *a: False)
     return made
 
 

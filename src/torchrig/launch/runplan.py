@@ -20,6 +20,7 @@ from torchrig.compat.resolve import Resolution
 from torchrig.engine.base import GpuSelector, HealthCheck, Mount, Port, RunSpec
 from torchrig.errors import HostError, UsageError
 from torchrig.host.facts import HostFacts
+from torchrig.launch.workspace_access import ROOT_DEFAULT_ID
 from torchrig.plan.plan import shm_size
 from torchrig.spec.model import Spec
 from torchrig.workbench.jupyter_guard import ORIGIN_ENV, published_origins
@@ -82,16 +83,21 @@ def health_check(who: Identity) -> HealthCheck:
 
 
 def identity(spec: Spec, host: HostFacts) -> Identity:
-    """The workbench user: the host user's name, UID and GID unless the spec says."""
+    """The workbench user: the host user's name, UID and GID unless the spec says.
+
+    Run as root, "auto" would be root's ids, and the workbench never runs as root: it gets
+    ROOT_DEFAULT_ID, an id no host account has (checked by `up`; see workspace_access),
+    never 1000, which is usually a person on the host who would then own the workbench's
+    files and its rights on the project.
+    """
     uid = spec.user.uid if spec.user.uid != "auto" else (host.system.uid or os.getuid())
     gid = spec.user.gid if spec.user.gid != "auto" else (host.system.gid or os.getgid())
     name = spec.user.name
     if name == "auto":
         name = host.system.user or _login_name()
     if uid == 0 or gid == 0 or name == "root":
-        # Running torchrig as root (common on servers): never give the workbench root.
-        uid = 1000 if uid == 0 else uid
-        gid = 1000 if gid == 0 else gid
+        uid = ROOT_DEFAULT_ID if uid == 0 else uid
+        gid = ROOT_DEFAULT_ID if gid == 0 else gid
         name = "rig" if name in ("root", "") else name
     assert isinstance(uid, int) and isinstance(gid, int)
     return Identity(name=name, uid=uid, gid=gid)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import pwd
 import stat
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from torchrig import userfiles
 from torchrig.engine.base import Engine, Progress
 from torchrig.errors import HostError, ToolError, UsageError
-from torchrig.fsutil import writable_by, write_atomically
+from torchrig.fsutil import write_atomically
 from torchrig.image.build import BuildResult, build_image, locked_target
+from torchrig.launch import workspace_access
 from torchrig.launch.runplan import (
     Identity,
     Workbench,
@@ -28,6 +31,7 @@ from torchrig.launch.runplan import (
 from torchrig.launch.session import Session, base_image
 from torchrig.lock.lockfile import LockFile, render_lock
 from torchrig.lock.make import make_lock
+from torchrig.spec.model import Spec
 
 HEALTHY_TIMEOUT_S = 120.0
 TOKEN_FILE = ".torchrig/jupyter/token"
@@ -160,13 +164,20 @@ def up(
         keys_file=keys_file,
         env_file=env_file,
     )
-    check_workspace_writable(workspace, identity(spec, host))
+    who = identity(spec, host)
+    needs_access = check_workspace_access(workspace.resolve(), spec, who)
     result = build(session, engine, progress)
+    if needs_access:
+        give_workspace_access(workspace.resolve(), spec, who, progress)
     name = container_name(spec)
     existing = engine.inspect(name)
     if existing is not None:
         running = (existing.get("State") or {}).get("Running")
-        if running and existing.get("Config", {}).get("Image") == result.tag:
+        if (
+            running
+            and existing.get("Config", {}).get("Image") == result.tag
+            and not _other_user(existing, who)
+        ):
             progress(f"{name} is already up with {result.tag}")
             # Its URLs only once it answers, as after a fresh start (it may be restarting).
             wait_healthy(engine, name)
@@ -203,6 +214,14 @@ def up(
     return _describe(engine, name, result, session, start, recreated=True, workbench=wb)
 
 
+def _other_user(container: dict[str, Any], who: Identity) -> bool:
+    """A workbench started for another UID (e.g. 1000, torchrig's old default as root):
+    recreated, so `exec` and jobs (which use `identity`) find the user they expect."""
+    env = (container.get("Config") or {}).get("Env") or []
+    uids = [e.split("=", 1)[1] for e in env if e.startswith("TORCHRIG_UID=")]
+    return bool(uids) and uids[0] != str(who.uid)
+
+
 def ensure_network(engine: Engine, wb: Workbench) -> bool:
     """The workbench's own network (no other container on its bridge); True if made now."""
     network = wb.run.network
@@ -214,24 +233,62 @@ def ensure_network(engine: Engine, wb: Workbench) -> bool:
     return True
 
 
-def check_workspace_writable(workspace: Path, who: Identity) -> None:
-    """Refuse before building when the workbench user could not save into the workspace.
+def check_workspace_access(workspace: Path, spec: Spec, who: Identity) -> bool:
+    """Before any build: may the workbench user write the workspace, or can torchrig let
+    it? True when `give_workspace_access` has something to do.
 
-    Only as root: then the workbench user is not this user (never root in the workbench),
-    and a root-owned project is the usual way to get there. A person's own project maps to
-    their own UID and is theirs by construction.
+    Only as root: then the workbench user is not this user (never root in the workbench).
+    A person's own project maps to their own UID and is theirs by construction. A
+    root-owned folder gets an ACL entry for the workbench UID (workspace_access); the ids
+    torchrig chose for it must belong to no host account; a folder of another person is
+    never changed (they run torchrig themselves, or the spec names their ids).
     """
     if os.geteuid() != 0:
-        return
+        return False
+    workspace_access.check_ids_free(
+        who.uid if spec.user.uid == "auto" else None,
+        who.gid if spec.user.gid == "auto" else None,
+    )
+    if workspace_access.has_write(workspace, who.uid, who.gid):
+        return False
     st = workspace.stat()
-    if writable_by(st, who.uid, who.gid):
-        return
-    raise UsageError(
-        f"the workspace {workspace} ({st.st_uid}:{st.st_gid}, mode "
-        f"{stat.S_IMODE(st.st_mode):04o}) is not writable by the workbench user {who.name} "
-        f"(uid {who.uid}): notebooks and checkpoints could not be saved",
-        f"`chown -R {who.uid}:{who.gid} {workspace}`, or set user.uid/user.gid in "
-        "torchrig.toml to the folder's owner",
+    if st.st_uid != 0:
+        try:
+            owner = pwd.getpwuid(st.st_uid).pw_name
+        except KeyError:
+            owner = f"uid {st.st_uid}"
+        raise UsageError(
+            f"the workspace {workspace} belongs to {owner} ({st.st_uid}:{st.st_gid}, mode "
+            f"{stat.S_IMODE(st.st_mode):04o}) and is not writable by the workbench user "
+            f"{who.name} (uid {who.uid}); torchrig changes the rights only of root's folders",
+            f"run torchrig as {owner} (`sudo -u {owner} torchrig up`), or set [user] "
+            f"uid = {st.st_uid} and gid = {st.st_gid} in torchrig.toml",
+        )
+    workspace_access.probe(workspace, who.uid)
+    return True
+
+
+def give_workspace_access(workspace: Path, spec: Spec, who: Identity, progress: Progress) -> None:
+    """Add the workbench UID's ACL entry to the root-owned workspace; say so in one line."""
+    done = workspace_access.grant(workspace, who.uid)
+    st = workspace.stat()
+    pinned = spec.user.uid != "auto" or spec.user.gid != "auto"
+    why = (
+        "[user] uid/gid in torchrig.toml"
+        if pinned
+        else "torchrig's default as root: no host account or subuid range has them"
+    )
+    skipped = []
+    if done.hard_links:
+        skipped.append(f"{done.hard_links} hard-linked files")
+    if done.other_filesystem:
+        skipped.append(f"{len(done.other_filesystem)} mounts inside")
+    left = f"; left alone: {', '.join(skipped)}" if skipped else ""
+    progress(
+        f"as root: the workbench user {who.name} is uid {who.uid}, gid {who.gid} ({why}); "
+        f"gave it the owner's rights on {workspace} and its {done.entries - 1} entries with "
+        f"a POSIX ACL (u:{who.uid}, inherited by new files; the folder stays "
+        f"{st.st_uid}:{st.st_gid}{left}): see `getfacl {workspace}`"
     )
 
 
