@@ -152,7 +152,7 @@ def test_a_failed_text_classify_run_leaves_no_file(
 def test_an_unknown_image_model_is_refused_before_the_cache(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    images = make_tree(tmp_path / "images", per_class=4)
+    images = make_tree(tmp_path / "images", per_class=12)
     out = tmp_path / "run"
     began = time.perf_counter()
     argv = ["--preset", "tiny", "--data", str(images), "--out", str(out), "--model", "foonet"]
