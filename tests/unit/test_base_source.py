@@ -241,3 +241,16 @@ def test_sources_registry_takes_a_mirror_and_refuses_a_url() -> None:
     with pytest.raises(SpecError, match=r"sources.registry.*is not a registry") as caught:
         parse_spec(base + 'registry = "https://mirror.example"')
     assert "host[:port]" in str(caught.value.fix)
+
+
+def test_a_shared_cache_this_user_cannot_enter_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found in the container test: Path.is_dir raises PermissionError below a folder the
+    # user cannot enter, which crashed the build (exit 70) instead of using the user's cache.
+    monkeypatch.setattr("os.access", lambda path, mode: False)
+    monkeypatch.setattr(Path, "is_dir", lambda self: (_ for _ in ()).throw(PermissionError(13)))
+    from torchrig.image import shared_cache
+
+    assert not shared_cache.readable_dir(tmp_path / "x")
+    assert not shared_cache.writable_dir(tmp_path / "x")

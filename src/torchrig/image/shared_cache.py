@@ -53,7 +53,11 @@ def wheels_dir() -> Path:
 
 
 def readable_dir(path: Path) -> bool:
-    return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+    # is_dir raises on EACCES (a folder above it that this user cannot enter): not usable.
+    try:
+        return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+    except OSError:
+        return False
 
 
 def writable_dir(path: Path) -> bool:
