@@ -35,7 +35,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torchrig.workbench import accounts, jupyter, preflight, sshd
+from torchrig.workbench import accounts, caches, jupyter, preflight, sshd
 from torchrig.workbench.env import EX_CONFIG, EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import HomeError, Layout, hand_over, lay_out, write_private
 from torchrig.workbench.privileges import (
@@ -62,6 +62,14 @@ SESSION_ENV = (
     "PIP_CONSTRAINT",
     "PIP_DISABLE_PIP_VERSION_CHECK",
     "PYTHONUNBUFFERED",
+    # The shared Hugging Face cache and the spec's mirrors (launch/mounts.py): not secrets.
+    "HF_HUB_CACHE",
+    "HF_XET_CACHE",
+    "HF_DATASETS_CACHE",
+    "HF_ENDPOINT",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
 )
 PROFILE = Path("/etc/profile.d/torchrig.sh")
 MAX_KEYS_BYTES = 1 << 20
@@ -197,6 +205,8 @@ def as_root(
     profile = root / PROFILE.relative_to("/")
     if profile.parent.is_dir():
         accounts.replace_file(profile, render_profile(session_environment(environ)))
+    for note in caches.prepare(environ, settings.uid, settings.gid, root):
+        say(note)
     # Last: the one folder of root's work the user can write (by descriptor, no links).
     layout = Layout(root / settings.home.relative_to("/"))
     changed = hand_over(layout, settings.uid, settings.gid)
