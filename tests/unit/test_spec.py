@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args, get_origin
 
 import pytest
 from pydantic import BaseModel
@@ -82,17 +82,47 @@ find_links = ["/srv/wheelhouse"]
 torch_index = "https://download.pytorch.org/whl/cu128"
 apt_mirror = "http://mirror.example/ubuntu"
 ca_certificates = ["/etc/ssl/corp-ca.pem"]
+preset = "china"
+trusted_hosts = ["mirror.example:8080"]
+hf_endpoint = "https://hf.example"
+
+[cache]
+huggingface = "host"
+
+[[mounts]]
+source = "/data/imagenet"
+target = "/data"
+
+[[mounts]]
+source = "~/models"
+target = "/models"
+read_only = false
 """
 
 
-def leaf_keys() -> list[tuple[str, ...]]:
-    """Every key that holds a value (not a table), as a path."""
-    return [
-        (*prefix, name)
-        for prefix, model, _ in tables()
-        for name, field in model.model_fields.items()
-        if not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel))
-    ]
+def _table_list(annotation: object) -> type[BaseModel] | None:
+    """The item model of a list of tables ([[mounts]]), else None."""
+    args = get_args(annotation)
+    if get_origin(annotation) is list and args and isinstance(args[0], type):
+        return args[0] if issubclass(args[0], BaseModel) else None
+    return None
+
+
+def leaf_keys(table_lists: bool = True) -> list[tuple[str, ...]]:
+    """Every key that holds a value (not a table), as a path; the keys of a list of tables
+    ([[mounts]]) as ("mounts", "source") unless table_lists is False."""
+    keys: list[tuple[str, ...]] = []
+    for prefix, model, _ in tables():
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                continue
+            item = _table_list(annotation)
+            if item is None:
+                keys.append((*prefix, name))
+            elif table_lists:
+                keys += [(*prefix, name, sub) for sub in item.model_fields]
+    return keys
 
 
 # --- valid specs ---------------------------------------------------------------------------
@@ -633,8 +663,11 @@ def test_init_template_is_the_defaults_plus_the_name(case: str) -> None:
     spec = parse_spec(text)
     assert spec == Spec(project=Project(name="demo"))
     assert spec_digest(spec) == spec_digest(Spec(project=Project(name="demo")))
-    for path in leaf_keys():  # every key written, so a person sees what they can change
+    # Every key written, so a person sees what they can change; a list of tables ([[mounts]])
+    # has no default to write: an example in comments shows it.
+    for path in leaf_keys(table_lists=False):
         assert locate(text, list(path)) is not None, f"{'.'.join(path)} is not written"
+    assert "# [[mounts]]" in text
     for line in text.splitlines():
         assert len(line) <= WIDTH or not line.startswith("#"), line
 
@@ -694,6 +727,7 @@ def test_reference_docs_are_generated_from_the_model() -> None:
 def test_reference_documents_every_key_and_a_valid_example() -> None:
     text = render_reference()
     for *table, key in leaf_keys():
-        assert f"## [{'.'.join(table)}]" in text
+        name = ".".join(table)
+        assert f"## [{name}]" in text or f"## [[{name}]]" in text
         assert f"| `{key}` |" in text
     parse_spec(EXAMPLE)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import argparse
 
     from torchrig.host.facts import HostFacts
+    from torchrig.host.pipconfig import HostSources
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{target} is a folder", "move it away, then run init again")
     name = args.name if args.name is not None else project_name_from(folder.resolve().name)
     _check_name(name)
-    text = render_spec(name, _host_facts(args.host))
+    text = render_spec(name, _host_facts(args.host), _host_sources())
     parse_spec(text, path=str(target))  # what we write must load; a failure here is a bug
     write_atomically(target, text)
     print(f'wrote {target} for project "{name}"')
@@ -83,6 +84,15 @@ def _check_name(name: str) -> None:
         if isinstance(cause, Invalid):
             raise UsageError(f"--name: {cause.message}", cause.fix) from None
         raise UsageError(f"--name: {name!r} is not a valid project name") from None
+
+
+def _host_sources() -> HostSources:
+    """This machine's pip and uv sources: lock and build run here, whatever --host says."""
+    import os
+
+    from torchrig.host.pipconfig import read_host_sources
+
+    return read_host_sources(os.environ, Path.home())
 
 
 def _host_facts(path: Path | None) -> HostFacts:

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.compat.model import load_compat
     from torchrig.compat.resolve import resolve
     from torchrig.errors import ResolutionError
+    from torchrig.launch.mounts import checked_mounts
     from torchrig.lock.make import with_variant
     from torchrig.plan.plan import failed_plan, make_plan
     from torchrig.plan.render import render_plan
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
             print_json(failed_plan(spec, exc))
         raise
     lock = read_lock_if_any(lock_path(args))
-    plan = make_plan(spec, digest, host, compat, resolution, lock)
+    # The mounts' host paths are this machine's: checked (exit 2 on a bad one) unless the plan
+    # is for another host (--host FILE), whose files this machine cannot see.
+    checked = checked_mounts(spec) if args.host is None else None
+    plan = make_plan(spec, digest, host, compat, resolution, lock, checked)
     if args.json:
         print_json(plan.model_dump(mode="json"))
     else:

@@ -15,6 +15,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import BaseModel, ConfigDict, Field
 
+from torchrig.compat.mirrors import find_preset
 from torchrig.compat.model import Compat, Distribution, Release, Variant
 from torchrig.errors import ResolutionError
 from torchrig.host.facts import Gpu, HostFacts
@@ -234,6 +235,9 @@ def _mirror(spec: Spec, dist: Distribution | None, arch: str) -> str:
         return spec.sources.apt_mirror
     if dist is None:
         return ""
+    preset = find_preset(spec.sources.preset)
+    if preset is not None and (mirror := preset.apt_mirror(dist.name, arch)):
+        return mirror
     return dist.mirror_aarch64 if arch == "aarch64" and dist.mirror_aarch64 else dist.mirror
 
 

@@ -61,7 +61,8 @@ def compose_document(wb: Workbench) -> dict[str, Any]:
     return {
         "name": f"torchrig-{project}",
         "services": {project: service},
-        "volumes": {wb.state_volume: {"name": wb.state_volume}},
+        # Named volumes by their own names, so compose shares them with `torchrig up`.
+        "volumes": {m.source: {"name": m.source} for m in run.mounts if m.kind == "volume"},
     }
 
 

@@ -20,6 +20,13 @@ from torchrig.compat.resolve import Resolution
 from torchrig.engine.base import GpuSelector, HealthCheck, Mount, Port, RunSpec
 from torchrig.errors import HostError, UsageError
 from torchrig.host.facts import HostFacts
+from torchrig.launch.mounts import (
+    bind_mounts,
+    checked_mounts,
+    hf_cache_env,
+    hf_cache_mounts,
+    source_env,
+)
 from torchrig.launch.workspace_access import ROOT_DEFAULT_ID
 from torchrig.plan.plan import shm_size
 from torchrig.spec.model import Spec
@@ -201,6 +208,10 @@ def workbench_run(
     ]
     if keys_file is not None:
         mounts.append(Mount(source=str(keys_file), target=KEYS_IN_CONTAINER, read_only=True))
+    # The spec's [[mounts]], checked on this machine now (exit 2 naming the entry), and the
+    # shared Hugging Face cache volume.
+    mounts += bind_mounts(checked_mounts(spec))
+    mounts += hf_cache_mounts(spec, who.uid)
     if env_file is not None and not env_file.is_file():
         raise UsageError(f"env file {env_file} does not exist", "create it or drop --env-file")
     memory = spec.resources.memory or None
@@ -217,6 +228,8 @@ def workbench_run(
             "TORCHRIG_AUTHORIZED_KEYS_FILE": KEYS_IN_CONTAINER,
             # The browser origins Jupyter accepts: the URL `up` prints (host port).
             **jupyter_origin(ports),
+            **hf_cache_env(spec),
+            **source_env(spec),
         },
         env_file=env_file,
         labels={

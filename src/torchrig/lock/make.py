@@ -52,6 +52,7 @@ def uv_request(spec: Spec, resolution: Resolution, inputs: LockInputs, ca_bundle
         indexes=indexes,
         find_links=list(spec.sources.find_links),
         ca_bundle=ca_bundle,
+        insecure_hosts=list(spec.sources.trusted_hosts),
     )
 
 

@@ -66,6 +66,8 @@ class UvRequest(BaseModel):
     find_links: list[str]
     ca_bundle: str = ""
     offline: bool = False
+    insecure_hosts: list[str] = []
+    """sources.trusted_hosts: TLS not checked (uv's --allow-insecure-host); hashes still are."""
 
 
 def uv_binary() -> str:
@@ -150,6 +152,8 @@ def _common_args(request: UvRequest) -> list[str]:
         args += ["--index", index]
     for link in request.find_links:
         args += ["--find-links", link]
+    for host in request.insecure_hosts:
+        args += ["--allow-insecure-host", host]
     if request.offline:
         args.append("--offline")
     return args

@@ -11,13 +11,15 @@ import hashlib
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from torchrig.compat.mirrors import find_preset
 from torchrig.compat.model import Compat
 from torchrig.compat.resolve import NoBuildFits, Resolution
 from torchrig.errors import ResolutionError
 from torchrig.host.facts import HostFacts
+from torchrig.launch.mounts import CheckedMount, hf_cache_volume
 from torchrig.lock.lockfile import LockFile
 from torchrig.lock.make import check_lock
-from torchrig.spec.model import Spec, parse_size
+from torchrig.spec.model import HF_CACHE_TARGET, Sources, Spec, parse_size
 
 GIB = 1 << 30
 
@@ -47,6 +49,28 @@ class BuildPlan(_Out):
     layers: list[str]
 
 
+class MountPlan(_Out):
+    source: str = Field(description="The host path as torchrig.toml writes it.")
+    host_path: str | None = Field(
+        description="Resolved on this machine (symlinks followed); null when planned for "
+        "another host with --host, where this machine's files say nothing."
+    )
+    target: str
+    read_only: bool
+
+
+class CachePlan(_Out):
+    huggingface: str = Field(description="'user', 'host' or 'none' (cache.huggingface).")
+    volume: str | None
+    target: str | None
+
+
+class SourcePlan(_Out):
+    key: str = Field(description="The [sources] key.")
+    value: str | list[str]
+    origin: str = Field(description="'torchrig.toml', 'preset <name>' or 'default'.")
+
+
 class UpPlan(_Out):
     engine: str
     container: str
@@ -55,6 +79,8 @@ class UpPlan(_Out):
     shm: str
     workspace: str = "/workspace"
     state_volume: str
+    mounts: list[MountPlan] = Field(default_factory=list)
+    cache: CachePlan | None = None
     notes: list[str] = Field(default_factory=list)
 
 
@@ -68,6 +94,7 @@ class Plan(_Out):
     chosen: Chosen = Field(description="The build chosen; null in a failed plan's JSON.")
     resolution: Resolution
     lock: LockSummary
+    sources: list[SourcePlan] = Field(default_factory=list)
     build: BuildPlan
     up: UpPlan
 
@@ -138,6 +165,63 @@ def _gpu_flag(spec: Spec, resolution: Resolution) -> str:
     return "device=" + ",".join(sel) if isinstance(sel, list) else str(sel)
 
 
+def plan_sources(spec: Spec, resolution: Resolution) -> list[SourcePlan]:
+    """Each [sources] value the lock, build and workbench use, and where it came from."""
+    sources = spec.sources
+    preset = find_preset(sources.preset)
+    preset_values: dict[str, object] = dict(preset.spec_values()) if preset else {}
+    if preset is not None and resolution.base.mirror:
+        preset_values["apt_mirror"] = resolution.base.mirror
+    out: list[SourcePlan] = []
+    for key, field in Sources.model_fields.items():
+        value = getattr(sources, key)
+        if key == "apt_mirror" and value == "auto":
+            value = resolution.base.mirror or value
+        default = field.get_default(call_default_factory=True)
+        if key == "preset" and value == "none":
+            continue
+        if preset is not None and key in preset_values and value == preset_values[key]:
+            origin = f"preset {preset.name}"
+        elif value == default or (key == "apt_mirror" and sources.apt_mirror == "auto"):
+            if value in ("", []) or key in ("registry",):
+                continue  # nothing set and nothing to say
+            origin = "default"
+        else:
+            origin = "torchrig.toml"
+        out.append(
+            SourcePlan(
+                key=key, value=list(value) if isinstance(value, list) else value, origin=origin
+            )
+        )
+    return out
+
+
+def plan_mounts(spec: Spec, checked: list[CheckedMount] | None) -> list[MountPlan]:
+    if checked is None:
+        return [
+            MountPlan(source=m.source, host_path=None, target=m.target, read_only=m.read_only)
+            for m in spec.mounts
+        ]
+    return [
+        MountPlan(
+            source=m.source, host_path=str(m.host_path), target=m.target, read_only=m.read_only
+        )
+        for m in checked
+    ]
+
+
+def plan_cache(spec: Spec, host: HostFacts) -> CachePlan:
+    # Imported here: the run plan imports this module.
+    from torchrig.launch.runplan import identity
+
+    volume = hf_cache_volume(spec, identity(spec, host).uid)
+    return CachePlan(
+        huggingface=spec.cache.huggingface,
+        volume=volume,
+        target=HF_CACHE_TARGET if volume else None,
+    )
+
+
 def make_plan(
     spec: Spec,
     spec_digest: str,
@@ -145,7 +229,10 @@ def make_plan(
     compat: Compat,
     resolution: Resolution,
     lock: LockFile | None,
+    checked_mounts: list[CheckedMount] | None = None,
 ) -> Plan:
+    """checked_mounts: the spec's mounts as checked on this machine; None when planning for
+    another host (--host FILE), whose files this machine cannot see."""
     engine, notes = _engine(host)
     ports = {
         name: f"127.0.0.1:{service.port or 'auto'}"
@@ -173,6 +260,7 @@ def make_plan(
         chosen=Chosen(torch=resolution.torch, variant=resolution.variant),
         resolution=resolution,
         lock=summarise_lock(lock, spec, compat, resolution.variant),
+        sources=plan_sources(spec, resolution),
         build=BuildPlan(
             image=image_tag(spec, spec_digest, lock, resolution.variant),
             base=resolution.base.image,
@@ -186,6 +274,8 @@ def make_plan(
             gpus=_gpu_flag(spec, resolution),
             shm=shm,
             state_volume=f"torchrig-{spec.project.name}-state",
+            mounts=plan_mounts(spec, checked_mounts),
+            cache=plan_cache(spec, host),
             notes=notes,
         ),
     )

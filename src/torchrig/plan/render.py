@@ -5,6 +5,8 @@ from __future__ import annotations
 from torchrig.plan.plan import Plan
 from torchrig.units import human_bytes
 
+EMPTY = '""'
+
 
 def render_plan(plan: Plan) -> str:
     r = plan.resolution
@@ -49,6 +51,12 @@ def render_plan(plan: Plan) -> str:
         )
         lines += [f"          {p.name} {p.version}: {human_bytes(p.size)}" for p in lock.largest]
     lines += [f"          {p}" for p in lock.problems]
+    if plan.sources:
+        lines += ["", "Sources"]
+        width = max(len(src.key) for src in plan.sources)
+        for src in plan.sources:
+            value = src.value if isinstance(src.value, str) else " ".join(src.value)
+            lines.append(f"  {src.key:<{width}}  {value or EMPTY}  ({src.origin})")
     b, u = plan.build, plan.up
     lines += ["", f"Build     {b.image} ({b.flavour})"]
     lines += [f"          {i + 1}. {layer}" for i, layer in enumerate(b.layers)]
@@ -59,5 +67,15 @@ def render_plan(plan: Plan) -> str:
         f"          gpus: {u.gpus}; /dev/shm {u.shm}; workspace → {u.workspace}; "
         f"state volume {u.state_volume}",
     ]
+    for m in u.mounts:
+        mode = "read-only" if m.read_only else "read-write"
+        where = m.host_path if m.host_path is not None else f"{m.source} (not checked: --host)"
+        lines.append(f"          mount: {where} → {m.target} ({mode})")
+    if u.cache is not None and u.cache.volume:
+        shared = "every workbench on this host" if u.cache.huggingface == "host" else "this UID"
+        lines.append(
+            f"          Hugging Face cache: volume {u.cache.volume} → {u.cache.target} "
+            f"(shared by {shared})"
+        )
     lines += [f"          ! {n}" for n in u.notes]
     return "\n".join(lines) + "\n"

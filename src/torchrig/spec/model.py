@@ -9,6 +9,7 @@ syntax); whether a request can be met on a host is the resolver's job.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from typing import Annotated, Literal
 
@@ -16,6 +17,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from torchrig.compat.mirrors import find_preset, preset_names
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -29,6 +32,38 @@ IMAGE_RE = re.compile(r"[^\s@]+@sha256:[0-9a-f]{64}")
 REGISTRY_RE = re.compile(
     r"^(auto|none|[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*)$"
 )
+
+HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?$")
+# Where the shared Hugging Face cache volume is mounted (workbench/caches.py has the same).
+HF_CACHE_TARGET = "/cache/huggingface"
+# Container paths a mount may not be, or be inside: the workbench's own folders (the
+# workspace, the home in the state volume, the cache), the system and the venv, and the
+# kernel's and torchrig's runtime folders. A mount inside /workspace would also leave an empty
+# root-owned folder in the project on the host (the engine makes the mount point there).
+RESERVED_TARGETS = (
+    "/workspace",
+    "/home",
+    "/root",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/opt/venv",
+    "/opt/torchrig",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/var/run",
+    "/boot",
+    "/tmp",
+    HF_CACHE_TARGET,
+)
+# Characters that would split an engine's --mount value or a compose entry.
+MOUNT_PATH_BAD = re.compile(r"[,\"'\x00-\x1f\x7f]")
 
 # Bounds that catch typos and absurd values; each is named in its error message.
 # pid_max can be at most 2^22 on 64-bit Linux (PID_MAX_LIMIT).
@@ -254,6 +289,13 @@ class Base(_Section):
         default_factory=list,
         description='Extra system (apt) packages, e.g. ["ffmpeg", "git-lfs"].',
     )
+    allow_unverified: bool = Field(
+        default=False,
+        description="Bootstrap the distribution even when no archive keyring can check its "
+        "package signatures (torchrig ships Debian's and Ubuntu's, so only a changed torchrig "
+        "install needs this). Not recommended: anyone between you and the mirror could change "
+        "the base.",
+    )
 
     @field_validator("distribution")
     @classmethod
@@ -469,6 +511,14 @@ def _check_url(value: str) -> str:
 
 
 class Sources(_Section):
+    preset: str = Field(
+        default="none",
+        description="Mirrors for networks where pypi.org, download.pytorch.org, huggingface.co "
+        'or the distribution\'s mirrors are blocked: "none", "china" (Tsinghua TUNA\'s PyPI, '
+        'Debian and Ubuntu mirrors and hf-mirror.com) or "china-aliyun" (Alibaba Cloud\'s and '
+        "hf-mirror.com). It sets index, torch_index, hf_endpoint and apt_mirror where this "
+        "table leaves them out; `torchrig plan` shows each value and where it came from.",
+    )
     index: str = Field(
         default="https://pypi.org/simple",
         description="Python package index (a PyPI mirror behind a firewall).",
@@ -495,7 +545,7 @@ class Sources(_Section):
     registry: str = Field(
         default="auto",
         json_schema_extra={"pattern": REGISTRY_RE.pattern},
-        description='Where the base distribution\'s image is pulled from (then pinned by '
+        description="Where the base distribution's image is pulled from (then pinned by "
         'digest): "auto" (its own registry, Docker Hub, through the engine\'s mirrors), a '
         'mirror of Docker Hub as host[:port][/path] (e.g. "mirror.example:5000"), or "none" '
         "(never pull: bootstrap the base, or use the shared cache `sudo torchrig prepare` "
@@ -506,6 +556,59 @@ class Sources(_Section):
         description="Extra CA certificates (PEM files) that builds trust, for TLS-inspecting "
         "proxies; the host's /usr/local/share/ca-certificates is added too.",
     )
+    trusted_hosts: list[str] = Field(
+        default_factory=list,
+        description="Index hosts (host or host:port) whose TLS certificate is not checked when "
+        "locking, as pip's trusted-host and uv's --allow-insecure-host; every file is still "
+        "checked against the lock's sha256. Prefer ca_certificates.",
+    )
+    hf_endpoint: str = Field(
+        default="",
+        description="The Hugging Face Hub the workbench downloads from (HF_ENDPOINT), e.g. "
+        '"https://hf-mirror.com"; "" for huggingface.co.',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        """A preset fills the keys the table leaves out; a key written out always wins."""
+        if not isinstance(data, dict) or data.get("preset", "none") == "none":
+            return data
+        found = find_preset(data["preset"]) if isinstance(data["preset"], str) else None
+        if found is None:
+            return data  # the field validator names the choices
+        return {**found.spec_values(), **data}
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, value: str) -> str:
+        if value != "none" and find_preset(value) is None:
+            choices = ", ".join(f'"{n}"' for n in ["none", *preset_names()])
+            raise Invalid(f"{_q(value)} is not a mirror preset", f"use one of {choices}")
+        return value
+
+    @field_validator("hf_endpoint")
+    @classmethod
+    def _hf_endpoint(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/,\"']+(/[^\s,\"']*)?", value):
+            raise Invalid(
+                f"{_q(value)} is not an http(s) URL",
+                'write e.g. "https://hf-mirror.com", or "" for huggingface.co',
+            )
+        return value.rstrip("/")
+
+    @field_validator("trusted_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for index, item in enumerate(value):
+            if not HOST_RE.fullmatch(item):
+                raise Invalid(
+                    f"{_q(item)} is not a host name",
+                    'write the host alone, e.g. "mirrors.example.com" or "10.0.0.5:8080" (no '
+                    "scheme, no path)",
+                    at=(index,),
+                )
+        return value
 
     @field_validator("index", "apt_mirror", "torch_index")
     @classmethod
@@ -537,6 +640,87 @@ class Sources(_Section):
         return checked
 
 
+class Cache(_Section):
+    huggingface: Literal["user", "host", "none"] = Field(
+        default="user",
+        description="A Hugging Face cache volume mounted at /cache/huggingface (HF_HUB_CACHE, "
+        "HF_XET_CACHE and HF_DATASETS_CACHE point into it), so a model is downloaded once: "
+        '"user" shares it between the workbenches of one workbench UID (volume '
+        'torchrig-hf-cache-<uid>), "host" between every workbench on this host whatever its '
+        "UID (volume torchrig-hf-cache, writable by all of them: only where everyone on the "
+        "host trusts each other, as a cached model or its code runs where it is loaded), "
+        '"none" for no volume (downloads go to ~/.cache/huggingface in the state volume).',
+    )
+
+
+def _check_container_path(value: str) -> str:
+    if MOUNT_PATH_BAD.search(value):
+        raise Invalid(
+            f"{_q(value)} holds a comma, quote or control character",
+            "the engines split mount options on commas: rename the folder or pick another path",
+        )
+    if not value.startswith("/"):
+        raise Invalid(
+            f"{_q(value)} is not an absolute container path", 'write e.g. target = "/data"'
+        )
+    normal = posixpath.normpath(value)
+    if normal.startswith("//"):
+        normal = normal[1:]
+    if normal != value:
+        raise Invalid(f"{_q(value)} is not a plain path", f'write it as target = "{normal}"')
+    if value == "/":
+        raise Invalid(
+            '"/" would hide the whole workbench', 'mount it at a folder like "/data" or "/mnt/x"'
+        )
+    for reserved in RESERVED_TARGETS:
+        if value == reserved or value.startswith(reserved + "/"):
+            inside = "is" if value == reserved else f"is inside {reserved}, which is"
+            raise Invalid(
+                f"{_q(value)} {inside} the workbench's own",
+                'mount it at a folder of its own like "/data" or "/mnt/datasets"',
+            )
+    return value
+
+
+class BindMount(_Section):
+    source: str = Field(
+        description="The host folder or file: an absolute path or ~/…. Checked when the "
+        "workbench starts (and by `torchrig plan` on this machine): it must exist, symlinks are "
+        "resolved, and / , system folders (/etc, /proc, /sys, /dev, /boot, /run, "
+        "/var/lib/docker …) and the container engine's socket are refused.",
+    )
+    target: str = Field(
+        description='Where it appears in the workbench, an absolute path like "/data"; not '
+        "/workspace, /home, /etc, /usr, /opt/venv, /proc, /sys, /dev, /run or inside them.",
+    )
+    read_only: bool = Field(
+        default=True,
+        description="Mount it read-only (the default); false lets the workbench write to it.",
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if MOUNT_PATH_BAD.search(value):
+            raise Invalid(
+                f"{_q(value)} holds a comma, quote or control character",
+                "the engines split mount options on commas: rename the folder or link it from "
+                "a plain path",
+            )
+        if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+            raise Invalid(
+                f"{_q(value)} is not an absolute path",
+                'write source = "/data/imagenet" or "~/datasets" (relative paths would depend '
+                "on where torchrig runs)",
+            )
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        return _check_container_path(value)
+
+
 class Spec(_Section):
     """torchrig.toml: what one workbench is made of."""
 
@@ -552,6 +736,32 @@ class Spec(_Section):
     sources: Sources = Field(
         default_factory=Sources, description="Where packages come from (mirrors, offline)."
     )
+    cache: Cache = Field(default_factory=Cache, description="Caches shared between workbenches.")
+    mounts: list[BindMount] = Field(
+        default_factory=list,
+        description="Host folders or files given to the workbench beside /workspace, each a "
+        '[[mounts]] table: source = "/data/imagenet", target = "/data", read_only = true.',
+    )
+
+    @model_validator(mode="after")
+    def _mounts_apart(self) -> Spec:
+        for index, mount in enumerate(self.mounts):
+            for other_index, other in enumerate(self.mounts[:index]):
+                if mount.target == other.target:
+                    raise Invalid(
+                        f"{_q(mount.target)} is also the target of mounts[{other_index}]",
+                        "give each mount its own target",
+                        at=("mounts", index, "target"),
+                    )
+                outer, inner = sorted((mount.target, other.target), key=len)
+                if inner.startswith(outer + "/"):
+                    raise Invalid(
+                        f"{_q(mount.target)} and mounts[{other_index}].target "
+                        f"{_q(other.target)} are one inside the other",
+                        "mount them side by side (e.g. /data/a and /data/b, or /data and /models)",
+                        at=("mounts", index, "target"),
+                    )
+        return self
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> Spec:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from torchrig.spec.load import parse_spec
-from torchrig.spec.model import tables
+from torchrig.spec.model import Spec, tables
 from torchrig.spec.template import toml_value
 
 if TYPE_CHECKING:
@@ -64,6 +64,19 @@ cpus = 24
 [sources]
 index = "https://pypi.internal.example/simple"
 find_links = ["/srv/wheelhouse"]
+hf_endpoint = "https://hf-mirror.internal.example"
+
+[cache]
+huggingface = "user"     # one Hugging Face cache for all my workbenches
+
+[[mounts]]
+source = "/srv/datasets/tickets"
+target = "/data/tickets"  # read-only unless read_only = false
+
+[[mounts]]
+source = "~/checkpoints"
+target = "/checkpoints"
+read_only = false
 """
 
 
@@ -89,6 +102,9 @@ def render_reference() -> str:
     for prefix, _, doc in sections:
         indent = "  " * (len(prefix) - 1)
         out.append(f"{indent}- [`[{'.'.join(prefix)}]`](#{_anchor(prefix)}): {doc}")
+    for name, field in Spec.model_fields.items():
+        if _table_list(field.annotation) is not None:
+            out.append(f"- [`[[{name}]]`](#{name}): {field.description}")
     for prefix, model, doc in sections:
         out += ["", f"## [{'.'.join(prefix)}]", "", doc]
         rows = [
@@ -104,6 +120,15 @@ def render_reference() -> str:
         for name, field in rows:
             cells = [f"`{name}`", _type(field), _default(field), _cell(field.description or "")]
             out.append("| " + " | ".join(cells) + " |")
+    for name, field in Spec.model_fields.items():
+        item = _table_list(field.annotation)
+        if item is None:
+            continue
+        out += ["", f"## [[{name}]]", "", field.description or ""]
+        out += ["", "| Key | Type | Default | Description |", "|---|---|---|---|"]
+        for key, sub in item.model_fields.items():
+            cells = [f"`{key}`", _type(sub), _default(sub), _cell(sub.description or "")]
+            out.append("| " + " | ".join(cells) + " |")
     out += [
         "",
         "## Example",
@@ -114,6 +139,14 @@ def render_reference() -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _table_list(annotation: Any) -> type[BaseModel] | None:
+    """The item model of a list of tables ([[mounts]]), else None."""
+    args = get_args(annotation)
+    if get_origin(annotation) is list and args and isinstance(args[0], type):
+        return args[0] if issubclass(args[0], BaseModel) else None
+    return None
 
 
 def _anchor(prefix: tuple[str, ...]) -> str:

@@ -23,6 +23,7 @@ from torchrig.spec.model import NAME_RE, Project, Spec, tables
 
 if TYPE_CHECKING:
     from torchrig.host.facts import Gpu, HostFacts
+    from torchrig.host.pipconfig import HostSources
 
 WIDTH = 90
 FALLBACK_NAME = "workbench"
@@ -37,13 +38,17 @@ def project_name_from(folder: str) -> str:
     return name if NAME_RE.fullmatch(name) else FALLBACK_NAME
 
 
-def render_spec(name: str, host: HostFacts) -> str:
-    """The commented spec for project `name`, with notes about `host`.
+def render_spec(name: str, host: HostFacts, sources: HostSources | None = None) -> str:
+    """The commented spec for project `name`, with notes about `host`; [sources] takes what
+    this machine's pip and uv are configured with (`sources`), each with where it came from.
 
     Raises pydantic's ValidationError when `name` is not a valid project name.
     """
     spec = Spec(project=Project(name=name))
     values = spec.model_dump(mode="python")
+    found = sources.found if sources else {}
+    for key, item in found.items():
+        values["sources"][key] = item.value
     notes = _host_notes(host)
     lines = [
         f"# torchrig.toml: the workbench of project {json.dumps(name)}.",
@@ -76,6 +81,13 @@ def render_spec(name: str, host: HostFacts) -> str:
             lines += _comment(f"[{'.'.join(prefix)}] {description}")
             continue
         lines += _comment(description)
+        if prefix == ("sources",) and sources is not None:
+            if found:
+                lines += _comment(
+                    'Values marked "From" were taken from this machine\'s pip and uv '
+                    "configuration by `torchrig init`."
+                )
+            lines += [f"#   left out: {line}" for line in sources.skipped]
         lines.append(f"[{'.'.join(prefix)}]")
         table_values: Any = values
         for part in prefix:
@@ -86,8 +98,23 @@ def render_spec(name: str, host: HostFacts) -> str:
             lines += _comment(field.description or "")
             for note in notes.get((*prefix, key), []):
                 lines += _comment(f"This host: {note}")
+            if prefix == ("sources",) and key in found:
+                lines += _comment(f"From {found[key].origin}.")
             lines.append(f"{key} = {toml_value(table_values[key])}")
+    lines += ["", *_MOUNTS_EXAMPLE]
     return "\n".join(lines) + "\n"
+
+
+# [[mounts]] is a list of tables, so there is no default to write out: an example instead.
+_MOUNTS_EXAMPLE = [
+    "# Host folders or files given to the workbench beside /workspace, one [[mounts]] table",
+    "# each (read-only unless read_only = false); checked when the workbench starts:",
+    "#",
+    "# [[mounts]]",
+    '# source = "/data/imagenet"   # an absolute path or ~/…',
+    '# target = "/data/imagenet"   # not /workspace, /home, /etc, /usr, /opt/venv, /run …',
+    "# read_only = true",
+]
 
 
 def toml_value(value: object) -> str:
