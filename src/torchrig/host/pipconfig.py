@@ -56,13 +56,17 @@ class HostSources:
     """One line for each value or file left out, and why."""
 
 
-def config_files(environ: Mapping[str, str], home: Path) -> list[Path]:
-    """pip's configuration files in the order pip loads them (later ones win)."""
+def config_files(environ: Mapping[str, str], home: Path, root: Path = Path("/")) -> list[Path]:
+    """pip's configuration files in the order pip loads them (later ones win).
+
+    root: where the system's /etc is (tests give a folder of their own).
+    """
     env_file = environ.get("PIP_CONFIG_FILE", "")
     if env_file == os.devnull:
         return []
     dirs = [d for d in environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":") if d]
-    files = [Path(d) / "pip" / "pip.conf" for d in dirs] + [Path("/etc/pip.conf")]
+    system = [*(Path(d) / "pip" / "pip.conf" for d in dirs), Path("/etc/pip.conf")]
+    files = [root / p.relative_to("/") if p.is_absolute() else p for p in system]
     if not (env_file and Path(env_file).exists()):
         config_home = environ.get("XDG_CONFIG_HOME") or str(home / ".config")
         files += [home / ".pip" / "pip.conf", Path(config_home) / "pip" / "pip.conf"]
@@ -148,14 +152,16 @@ def _accept(key: str, value: str | list[str], origin: str, out: HostSources) -> 
         error = exc.errors(include_url=False)[0]
         cause = error.get("ctx", {}).get("error")
         reason = getattr(cause, "message", None) or str(error.get("msg", "invalid"))
-        out.skipped.append(f"{origin}: left out, {reason}")
+        out.skipped.append(f"{origin}: {reason}")
         return
     out.found[key] = Found(value=value, origin=origin)
 
 
-def read_host_sources(environ: Mapping[str, str], home: Path) -> HostSources:
+def read_host_sources(
+    environ: Mapping[str, str], home: Path, root: Path = Path("/")
+) -> HostSources:
     out = HostSources()
-    for path in config_files(environ, home):
+    for path in config_files(environ, home, root):
         for option, text, origin in _read_file(path, out):
             key = PIP_KEYS[option]
             _accept(key, _split(key, text) if key in LISTS else text.strip(), origin, out)

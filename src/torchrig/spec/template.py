@@ -87,7 +87,8 @@ def render_spec(name: str, host: HostFacts, sources: HostSources | None = None) 
                     'Values marked "From" were taken from this machine\'s pip and uv '
                     "configuration by `torchrig init`."
                 )
-            lines += [f"#   left out: {line}" for line in sources.skipped]
+            for line in sources.skipped:
+                lines += _comment(f"Left out: {line}.")
         lines.append(f"[{'.'.join(prefix)}]")
         table_values: Any = values
         for part in prefix:
