@@ -35,7 +35,9 @@ install_packages() {
     # emoji class names (tests/train check for missing glyphs), as in the image.
     # docker-registry: the tests serve a base image from a registry on 127.0.0.1 (no
     # Docker Hub), started by the test itself with its own config and storage.
-    wanted="docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
+    # acl: getfacl/setfacl, the reference the tests of a root-owned workspace check
+    # torchrig's own ACL xattr writing against (torchrig itself needs no package for it).
+    wanted="acl docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else
