@@ -206,3 +206,22 @@ def test_a_running_workbench_of_another_uid_is_recreated() -> None:
     old = {"Config": {"Env": ["TORCHRIG_UID=1000", "PATH=/usr/bin"]}}
     assert up._other_user(old, who)
     assert not up._other_user({"Config": {"Env": [f"TORCHRIG_UID={ID}"]}}, who)
+
+
+def test_doctor_says_up_will_grant_a_root_folder_and_sees_the_grant(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchrig.doctor import host as doctor
+    from torchrig.doctor.host import HostContext
+
+    spec = parse_spec(SPEC)
+    check = HostContext(host=ROOT, compat=load_compat(), spec=spec, env={}, workspace=project)
+    before = doctor.check_workspace(check)
+    assert before.status == "pass" and "`torchrig up` gives the workbench user rig" in (
+        before.finding
+    )
+    assert run_up(project, monkeypatch)[0] == 0
+    after = doctor.check_workspace(check)
+    assert after.status == "pass" and f"is writable by the workbench user rig (uid {ID})" in (
+        after.finding
+    )

@@ -681,6 +681,7 @@ WORKSPACE = Rule(
 
 def check_workspace(ctx: HostContext) -> Check:
     from torchrig.launch.runplan import identity
+    from torchrig.launch.workspace_access import has_write
 
     if not ctx.live:
         return WORKSPACE.skip("facts come from a file: this machine's folders are moot")
@@ -695,9 +696,17 @@ def check_workspace(ctx: HostContext) -> Check:
     except OSError as exc:
         return WORKSPACE.fail(f"cannot read {path}: {exc.strerror}", "check its permissions")
     owner = f"{st.st_uid}:{st.st_gid}, mode {stat.S_IMODE(st.st_mode):04o}"
-    if writable_by(st, who.uid, who.gid):
+    # By mode and ACL: as root, `up` lets the workbench user write a root-owned folder
+    # with an ACL entry (launch/workspace_access.py), which the mode alone does not show.
+    if writable_by(st, who.uid, who.gid) or has_write(path, who.uid, who.gid):
         return WORKSPACE.ok(
             f"{path} ({owner}) is writable by the workbench user {who.name} (uid {who.uid})"
+        )
+    if ctx.host.system.uid == 0 and st.st_uid == 0:
+        return WORKSPACE.ok(
+            f"{path} ({owner}) is root's: `torchrig up` gives the workbench user {who.name} "
+            f"(uid {who.uid}) the owner's rights with a POSIX ACL entry, never a chown "
+            "(docs/workbench.md, Run as root)"
         )
     return WORKSPACE.warn(
         f"{path} ({owner}) is not writable by the workbench user {who.name} (uid {who.uid}, "
