@@ -187,9 +187,18 @@ def test_up_reports_a_healthy_workbench(bench: Bench) -> None:
     assert bench.info["uid"] == UID and bench.info["user"] == "alice"
     assert float(bench.info["seconds_to_healthy"]) < 60  # type: ignore[arg-type]
     status = json.loads(bench.cli("status", "--json").stdout)
-    assert status["health"] == "healthy"
-    for bindings in status["ports"].values():
-        assert all(b.startswith("127.0.0.1:") for b in bindings), status["ports"]
+    assert status["state"] == "running" and status["health"] == "healthy"
+    assert set(status["ports"]) == {"jupyter", "ssh"}
+    assert all(p.startswith("127.0.0.1:") for p in status["ports"].values()), status["ports"]
+    assert status["jupyter_url"].endswith(f"token={bench.token}")
+    assert status["ssh_command"] == f"ssh -p {bench.ssh_port} alice@127.0.0.1"
+    assert status["uptime_s"] >= 0 and status["gpus"] == []
+    assert status["workspace"] == str(bench.project) and status["workspace_free_bytes"] > 0
+    # For people: a table, not a Python dict.
+    text = bench.cli("status").stdout
+    assert text.startswith("torchrig-t-") and "is running, healthy, up " in text, text
+    assert f"  SSH         ssh -p {bench.ssh_port} alice@127.0.0.1" in text, text
+    assert "{" not in text, text
 
 
 def test_jupyter_answers_only_with_the_token(bench: Bench) -> None:

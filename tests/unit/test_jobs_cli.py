@@ -102,6 +102,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[JobEngine, l
     engine.add_image(IMAGE)
     sessions = [_session(tmp_path)]
     monkeypatch.setattr("torchrig.launch.session.open_session", lambda args: sessions[0])
+    monkeypatch.setattr("torchrig.cli.common.project_from", lambda args: sessions[0])
     monkeypatch.setattr("torchrig.launch.session.engine_for", lambda s, name: engine)
 
     class Built:
@@ -112,7 +113,8 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[JobEngine, l
 
 
 def up(engine: JobEngine) -> None:
-    engine.run(RunSpec(image=IMAGE, name="torchrig-demo"))
+    user = {"TORCHRIG_UID": "1000", "TORCHRIG_GID": "1000"}
+    engine.run(RunSpec(image=IMAGE, name="torchrig-demo", env=user))
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from torchrig.cli.status import health_warnings
+from torchrig.launch.running import health_warnings
 from torchrig.workbench import disk, health
 
 GIB = 1 << 30

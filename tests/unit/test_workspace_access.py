@@ -22,7 +22,7 @@ UID = 70000
 
 def getfacl(path: Path, *, default: bool = False) -> list[str]:
     """getfacl's entries (effective rights kept), without the comment header."""
-    args = ["getfacl", "--omit-header", "--absolute-names"]
+    args = ["getfacl", "--omit-header", "--absolute-names", "--numeric"]
     done = subprocess.run([*args, *(["-d"] if default else []), str(path)], check=True,
                           capture_output=True, text=True)  # fmt: skip
     return [" ".join(line.split()) for line in done.stdout.splitlines() if line.strip()]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torchrig.host.facts import HostFacts
+    from torchrig.launch.session import Project
     from torchrig.lock.lockfile import LockFile
     from torchrig.spec.model import Spec
 
@@ -51,6 +52,13 @@ def host_facts(args: argparse.Namespace, *, engines: bool = True) -> HostFacts:
     from torchrig.host.probe import probe_host
 
     return probe_host(engines=engines)
+
+
+def project_from(args: argparse.Namespace) -> Project:
+    """The project of a verb that only reaches its workbench: no PyTorch resolution."""
+    from torchrig.launch.session import open_project
+
+    return open_project(Path(args.spec), host_facts(args), host_from_file=args.host is not None)
 
 
 def lock_path(args: argparse.Namespace) -> Path:

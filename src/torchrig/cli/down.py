@@ -15,12 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torchrig.cli.common import project_from
     from torchrig.cli.output import print_json
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
     from torchrig.launch.up import down
 
-    session = open_session(args)
-    done = down(session, engine_for(session, args.engine), progress_printer(args), purge=args.purge)
+    project = project_from(args)
+    done = down(project, engine_for(project, args.engine), progress_printer(args), purge=args.purge)
     if args.json:
         print_json({"done": done})
     else:

@@ -18,19 +18,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def exec_in_workbench(args: argparse.Namespace, command: list[str], *, interactive: bool) -> int:
     import sys
 
+    from torchrig.cli.common import project_from
     from torchrig.errors import UsageError
-    from torchrig.launch.runplan import container_name, identity
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.running import container_user
+    from torchrig.launch.runplan import container_name
+    from torchrig.launch.session import engine_for
 
-    session = open_session(args)
-    engine = engine_for(session, args.engine)
-    name = container_name(session.spec)
+    project = project_from(args)
+    engine = engine_for(project, args.engine)
+    name = container_name(project.spec)
     info = engine.inspect(name)
     if info is None or not (info.get("State") or {}).get("Running"):
         raise UsageError(f"{name} is not running", "start it with `torchrig up`")
-    who = identity(session.spec, session.host)
     done = engine.exec(
-        name, command, user=f"{who.uid}:{who.gid}", workdir="/workspace", interactive=interactive
+        name, command, user=container_user(info), workdir="/workspace", interactive=interactive
     )
     if not interactive:
         sys.stdout.write(done.stdout or "")

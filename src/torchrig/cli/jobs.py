@@ -16,14 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import shlex
 
+    from torchrig.cli.common import project_from
     from torchrig.cli.output import print_json
     from torchrig.jobs.launch import all_jobs, job_states
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
 
-    session = open_session(args)
-    engine = engine_for(session, args.engine)
-    jobs = all_jobs(session, engine)
-    states = job_states(session, engine, jobs)
+    project = project_from(args)
+    engine = engine_for(project, args.engine)
+    jobs = all_jobs(project, engine)
+    states = job_states(project, engine, jobs)
     rows: list[dict[str, Any]] = []
     for job in jobs:
         record, exit_record = job.record or {}, job.exit or {}

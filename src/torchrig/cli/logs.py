@@ -10,7 +10,7 @@ from torchrig.cli.common import add_engine_option, add_host_option, add_spec_opt
 if TYPE_CHECKING:
     from torchrig.engine.base import Engine
     from torchrig.jobs.state import Job
-    from torchrig.launch.session import Session
+    from torchrig.launch.session import Addressed
 
 LOST_CHECK_S = 5.0  # while following, how often to check that the job's container is still up
 
@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def follow_job(
-    session: Session, engine: Engine, job: Job, *, tail: int | None, follow: bool = True
+    session: Addressed, engine: Engine, job: Job, *, tail: int | None, follow: bool = True
 ) -> int:
     """Pass the job's output on; following ends with the job. Returns the job's exit status
     (0 while it runs; 130 when Ctrl-C leaves it running)."""
@@ -65,19 +65,20 @@ def follow_job(
 
 
 def run(args: argparse.Namespace) -> int:
+    from torchrig.cli.common import project_from
     from torchrig.errors import UsageError
     from torchrig.launch.runplan import container_name
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
 
-    session = open_session(args)
-    engine = engine_for(session, args.engine)
+    project = project_from(args)
+    engine = engine_for(project, args.engine)
     if args.job:
         from torchrig.jobs.launch import workspace_of
         from torchrig.jobs.state import find_job, jobs_root
 
-        job = find_job(jobs_root(workspace_of(session, engine)), args.job)
-        return follow_job(session, engine, job, tail=args.tail, follow=args.follow)
-    name = container_name(session.spec)
+        job = find_job(jobs_root(workspace_of(project, engine)), args.job)
+        return follow_job(project, engine, job, tail=args.tail, follow=args.follow)
+    name = container_name(project.spec)
     if engine.inspect(name) is None:
         raise UsageError(f"{name} is not up", "start it with `torchrig up`")
     for line in engine.logs(name, follow=args.follow, tail=args.tail):

@@ -22,19 +22,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from torchrig.cli.common import project_from
     from torchrig.cli.output import print_json
     from torchrig.errors import UsageError
     from torchrig.jobs.launch import stop_job, workspace_of
     from torchrig.jobs.state import find_job, jobs_root
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
 
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout:g} is not a positive number of seconds")
-    session = open_session(args)
-    engine = engine_for(session, args.engine)
-    job = find_job(jobs_root(workspace_of(session, engine)), args.job)
-    timeout = args.timeout if args.timeout is not None else session.spec.resources.stop_timeout
-    stopped = stop_job(session, engine, job, float(timeout))
+    project = project_from(args)
+    engine = engine_for(project, args.engine)
+    job = find_job(jobs_root(workspace_of(project, engine)), args.job)
+    timeout = args.timeout if args.timeout is not None else project.spec.resources.stop_timeout
+    stopped = stop_job(project, engine, job, float(timeout))
     exit_record = stopped.job.exit or {}
     if args.json:
         print_json(

@@ -255,7 +255,20 @@ class RecordingEngine(Engine):
             "Id": found.id,
             "Name": "/" + found.name,
             "State": state,
-            "Config": {"Image": found.spec.image, "Labels": dict(found.spec.labels)},
+            "Config": {
+                "Image": found.spec.image,
+                "Labels": dict(found.spec.labels),
+                "Env": [f"{k}={v}" for k, v in found.spec.env.items()],
+            },
+            "Mounts": [
+                {
+                    "Type": m.kind,
+                    "Source": m.source,
+                    "Destination": m.target,
+                    **({"Name": m.source} if m.kind == "volume" else {}),
+                }
+                for m in found.spec.mounts
+            ],
             "NetworkSettings": {
                 "Ports": {
                     key: [{"HostIp": ip, "HostPort": str(port)} for ip, port in bindings]

@@ -28,6 +28,7 @@ from torchrig.jobs.state import (
     list_jobs,
     new_job_id,
 )
+from torchrig.launch.running import container_user
 from torchrig.launch.runplan import (
     Workbench,
     container_name,
@@ -35,7 +36,7 @@ from torchrig.launch.runplan import (
     identity,
     workbench_run,
 )
-from torchrig.launch.session import Session
+from torchrig.launch.session import Addressed, Session
 from torchrig.launch.up import ensure_network, run_with_fallback, stage_env_file
 
 RUNNER = ("python", "-m", "torchrig.jobs.runner")
@@ -80,7 +81,7 @@ class Stopped:
 # --- where jobs live -------------------------------------------------------------------------
 
 
-def workspace_of(session: Session, engine: Engine) -> Path:
+def workspace_of(session: Addressed, engine: Engine) -> Path:
     """The folder mounted at /workspace: the workbench's (up --workspace), else the project."""
     info = engine.inspect(container_name(session.spec))
     for mount in (info or {}).get("Mounts") or []:
@@ -291,16 +292,17 @@ def wait_started(
 # --- stopping and listing --------------------------------------------------------------------
 
 
-def runner_signal(engine: Engine, session: Session, job: Job, name: str) -> int:
-    """Signal the job from inside its container (the runner knows its process groups)."""
-    who = identity(session.spec, session.host)
+def runner_signal(engine: Engine, job: Job, name: str) -> int:
+    """Signal the job from inside its container (the runner knows its process groups), as
+    the user the container runs with."""
+    info = engine.inspect(job.container) or {}
     argv = [*RUNNER, "--job-dir", in_container(job.id), "--signal", name]
-    done = engine.exec(job.container, argv, user=f"{who.uid}:{who.gid}", timeout_s=60)
+    done = engine.exec(job.container, argv, user=container_user(info), timeout_s=60)
     return int(done.returncode)
 
 
 def stop_job(
-    session: Session,
+    session: Addressed,
     engine: Engine,
     job: Job,
     timeout_s: float,
@@ -321,13 +323,13 @@ def stop_job(
         )
     start = clock()
     notes: list[str] = []
-    if runner_signal(engine, session, job, "TERM") != 0:
+    if runner_signal(engine, job, "TERM") != 0:
         notes.append("its processes were gone already")
     ended = wait_for_exit(job, clock, sleep, start + timeout_s)
     forced = ended is None
     if ended is None:
         notes.append(f"it did not end within {timeout_s:g} s: sent SIGKILL")
-        runner_signal(engine, session, job, "KILL")
+        runner_signal(engine, job, "KILL")
         ended = wait_for_exit(job, clock, sleep, clock() + KILL_GRACE_S)
     seconds = round(clock() - start, 2)
     if ended is None:
@@ -350,19 +352,19 @@ def wait_for_exit(job: Job, clock: Clock, sleep: Sleep, deadline: float) -> Job 
         sleep(0.1)
 
 
-def job_states(session: Session, engine: Engine, jobs: list[Job]) -> dict[str, str]:
+def job_states(session: Addressed, engine: Engine, jobs: list[Job]) -> dict[str, str]:
     """Each job's state; one inspect per container and one probe per running container."""
     up: dict[str, bool] = {}
     alive: dict[str, bool] = {}
     open_jobs = [j for j in jobs if not j.ended and j.record is not None]
     for container in sorted({j.container for j in open_jobs}):
-        up[container] = is_running(engine.inspect(container))
-        if not up[container]:
+        info = engine.inspect(container)
+        up[container] = is_running(info)
+        if not info or not up[container]:
             continue
         dirs = [in_container(j.id) for j in open_jobs if j.container == container]
-        who = identity(session.spec, session.host)
         done = engine.exec(
-            container, [*RUNNER, "--probe", *dirs], user=f"{who.uid}:{who.gid}", timeout_s=60
+            container, [*RUNNER, "--probe", *dirs], user=container_user(info), timeout_s=60
         )
         try:
             found = json.loads(done.stdout or "{}") if done.returncode == 0 else {}
@@ -375,5 +377,5 @@ def job_states(session: Session, engine: Engine, jobs: list[Job]) -> dict[str, s
     }
 
 
-def all_jobs(session: Session, engine: Engine) -> list[Job]:
+def all_jobs(session: Addressed, engine: Engine) -> list[Job]:
     return list_jobs(jobs_root(workspace_of(session, engine)))

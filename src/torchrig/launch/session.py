@@ -1,7 +1,10 @@
-"""Everything a verb that builds or runs needs, loaded once: spec, host, resolution, lock.
+"""Everything a verb needs, loaded once: a Session (spec, host, resolution, lock) for the
+verbs that build or run, a Project (spec and host only) for those that reach a workbench.
 
-build, up, down, status, logs, shell, exec and export all start from the same facts; this
-keeps that sequence (and its one-line errors) in one place.
+build, up, export and run start from the same facts; this keeps that sequence (and its
+one-line errors) in one place. down, status, logs, shell, exec, stop and jobs find the
+workbench by the names its spec gives and never resolve PyTorch: after a driver change or
+a compat-data update that makes resolution fail, a person can still stop what is running.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from torchrig.compat.model import Compat, Distribution, load_compat
 from torchrig.compat.resolve import Resolution, resolve
@@ -17,6 +21,36 @@ from torchrig.host.facts import HostFacts
 from torchrig.lock.lockfile import LockFile, read_lock
 from torchrig.spec.load import load_spec, spec_digest
 from torchrig.spec.model import Spec
+
+
+class Addressed(Protocol):
+    """What a verb that reaches an existing workbench needs: the spec (for its names) and
+    the host facts (for the engine). A Session is one, and so is a Project."""
+
+    spec: Spec
+    host: HostFacts
+    host_from_file: bool
+
+    @property
+    def project_dir(self) -> Path: ...
+
+
+@dataclass
+class Project:
+    """A workbench's project without its resolution: enough to find and address it."""
+
+    spec_path: Path
+    spec: Spec
+    host: HostFacts
+    host_from_file: bool = False
+
+    @property
+    def project_dir(self) -> Path:
+        return self.spec_path.resolve().parent
+
+
+def open_project(spec_path: Path, host: HostFacts, *, host_from_file: bool = False) -> Project:
+    return Project(spec_path, load_spec(spec_path), host, host_from_file)
 
 
 @dataclass
@@ -63,7 +97,7 @@ def open_session(args: argparse.Namespace) -> Session:
     )
 
 
-def engine_for(session: Session, name: str | None) -> Engine:
+def engine_for(session: Addressed, name: str | None) -> Engine:
     """The engine on this machine. With --host FILE (planning or building for another
     machine, e.g. a GPU server from a laptop), the file's engines are that machine's: the
     build runs here, so this machine's engines are probed instead."""

@@ -28,7 +28,7 @@ from torchrig.launch.runplan import (
     network_name,
     workbench_run,
 )
-from torchrig.launch.session import Session, base_image
+from torchrig.launch.session import Addressed, Session, base_image
 from torchrig.lock.lockfile import LockFile, render_lock
 from torchrig.lock.make import make_lock
 from torchrig.spec.model import Spec
@@ -372,7 +372,9 @@ def _describe(
     )
 
 
-def down(session: Session, engine: Engine, progress: Progress, *, purge: bool = False) -> list[str]:
+def down(
+    session: Addressed, engine: Engine, progress: Progress, *, purge: bool = False
+) -> list[str]:
     """Stop and remove the container; keep the state volume unless purge."""
     name = container_name(session.spec)
     done = []
