@@ -135,6 +135,10 @@ class Distribution(_Record):
     mirror_aarch64: str = Field(default="", description="Mirror for aarch64, '' if the same.")
     components: list[str]
     image: str = Field(description="Registry image reference (without digest).")
+    tools: list[str] = Field(
+        default_factory=list,
+        description='Terminal programs the "workbench" stack installs from this release.',
+    )
     sources: list[str]
 
     @property

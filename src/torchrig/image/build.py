@@ -162,7 +162,10 @@ def build_image(
     no_cache: bool = False,
     progress: Progress | None = None,
     project: Path | None = None,
+    tools: tuple[str, ...] = (),
 ) -> BuildResult:
+    """Build the image; `tools` are the distribution's terminal programs (tmux, editors,
+    htop) that the "workbench" stack adds beside the spec's own base.packages."""
     say = progress or (lambda line: None)
     start = time.perf_counter()
     files, downloaded = fetch_all(target.packages, progress=say)
@@ -195,7 +198,7 @@ def build_image(
             python=resolution.python,
             flavour=spec.torch.flavour,
             cuda=resolution.cuda,
-            system_packages=tuple(spec.base.packages),
+            system_packages=(*tools, *spec.base.packages),
             ca_certificates=tuple(sorted(p.name for p in (context / "ca-certificates").glob("*")))
             if cas
             else (),

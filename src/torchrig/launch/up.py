@@ -124,10 +124,19 @@ def build(
         no_cache=no_cache,
         progress=progress,
         project=session.project_dir,
+        tools=workbench_tools(session),
     )
     # Exports (compose, devcontainer) name the image the last build made.
     write_atomically(state_dir(session.spec.project.name) / "image", result.tag + "\n")
     return result
+
+
+def workbench_tools(session: Session) -> tuple[str, ...]:
+    """tmux, editors and htop for the "workbench" stack, as its base distribution has them."""
+    dist = session.distribution()
+    if session.spec.python.stack != "workbench" or dist is None:
+        return ()
+    return tuple(dist.tools)
 
 
 def last_image(project: str) -> str | None:
