@@ -109,8 +109,13 @@ def bench(
     name = f"{PREFIX}-wb-{engine}"
     project = root / name
     project.mkdir()
-    key = root / "key"
+    # The public key is read with the project owner's rights (issue 10, finding 2): it lives
+    # in the project, which belongs to that user, as on a laptop.
+    for folder in (root.parent, root):  # pytest makes them 0700: let the owner reach it
+        folder.chmod(0o755)
+    key = project / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    os.chown(key.with_suffix(".pub"), UID, GID)
     ssh = f'authorized_keys = ["{key}.pub"]\n'
     spec = cpu_spec(name, jupyter_port=18941).replace(
         "[services.jupyter]", ssh + "\n[services.jupyter]"
