@@ -119,7 +119,8 @@ def bench(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Bench]:
     engine = request.param
-    project = tmp_path_factory.mktemp(f"sec1-{engine}") / f"t-sec1-{engine}"
+    # The pid keeps two runs of this file (before and after a fix) from sharing names.
+    project = tmp_path_factory.mktemp(f"sec1-{engine}") / f"t-sec1-{engine}-{os.getpid()}"
     project.mkdir()
     (project / "torchrig.toml").write_text(cpu_spec(project.name, jupyter_port=PORTS[engine]))
     give_to_user(project, *project.iterdir())
@@ -134,7 +135,7 @@ def bench(
         yield made
     finally:
         made.cli("down", "--purge", check=False)
-        made.run("rm", "--force", f"t-sec1-probe-{engine}")
+        made.run("rm", "--force", f"t-sec1-probe-{project.name}")
 
 
 def image_of(bench: Bench) -> str:
@@ -326,7 +327,7 @@ def test_other_containers_cannot_reach_the_services(
         "run",
         "--rm",
         "--name",
-        f"t-sec1-probe-{bench.engine}",
+        f"t-sec1-probe-{bench.project.name}",
         "--network",
         DEFAULT_NETWORK[bench.engine],
         "--user",
