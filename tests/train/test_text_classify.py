@@ -220,7 +220,7 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "a classifier needs two classes" in _one_error_line(capsys)
 
     assert run("--data", str(data["train_csv"]), "--max-length", "4096") == 2
-    assert "longer than the model's 512 positions" in _one_error_line(capsys)
+    assert "--max-length 4096 is longer than the 512 positions" in _one_error_line(capsys)
 
 
 def test_local_pretrained_weights_get_a_new_head_and_their_own_tokenizer(

@@ -13,16 +13,20 @@ Staging. Everything a run writes before it is known to work goes into a staging 
     inside OUT, when it does:              OUT/.torchrig-stage-PID
 
 (inside, so that an OUT that is a mount point or a volume never needs renaming). A new run
-stages until its first checkpoint: a run that fails before it (a NaN loss at step 10, a
-model that does not fit) leaves no file behind. A resumed run stages what it prepares
+writes nothing outside the staging folder before its first log line, and a run that
+fails before its first checkpoint (a NaN loss, a model that does not fit) leaves no file
+behind. A resumed run stages what it prepares
 (tokenizer, token cache, config.json, classifier.json) until its checkpoint has loaded into
 the model: a refused resume (another data set, another model) leaves every byte of the run
 as it was. The staging folder of a resume starts as hard links of the run's files (the
 caches are reused, not rebuilt); every writer replaces files by rename, never in place, so
 the run's own files are never modified through the links.
 
-`commit()` moves the staged entries into OUT (a new OUT: one rename); `discard()` removes
-the staging folder. A staging folder left by a killed process (its PID gone) is removed by
+`commit()` moves the staged entries into OUT (a new OUT: one rename). A new run commits at
+its first log line with a finite loss (so metrics.jsonl and TensorBoard can be watched in
+OUT from then on) or at its first checkpoint, whichever comes first; `discard()`, after a
+failure, removes the staging folder, or what the commit put into OUT while the run has no
+checkpoint yet. A staging folder left by a killed process (its PID gone) is removed by
 the next run of the same folder.
 """
 
@@ -111,6 +115,12 @@ class RunFolder:
     committed: bool = False
     created: list[Path] = field(default_factory=list)
     """Folders above OUT this run made (removed again by discard() when empty)."""
+    checkpointed: bool = False
+    """OUT holds a checkpoint of this run (or the run resumed one): discard() keeps it."""
+    made_out: bool = False
+    moved: list[str] = field(default_factory=list)
+    """What commit() put into OUT: what discard() removes from a run that has no
+    checkpoint yet (OUT itself when commit() made it)."""
 
     @classmethod
     def open(
@@ -138,7 +148,7 @@ class RunFolder:
                         "(files of the same name are replaced)",
                     )
             work = out / f"{STAGE_PREFIX}{rank0_pid}"
-            run = cls(out, work, is_main)
+            run = cls(out, work, is_main, checkpointed=has_checkpoint and resume)
             if is_main:
                 work.mkdir()
                 if has_checkpoint and resume:
@@ -171,20 +181,33 @@ class RunFolder:
         if self.committed:
             return
         if self.is_main:
+            self.moved = sorted(entry.name for entry in self.work.iterdir())
             if not self.out.exists():
                 self.work.rename(self.out)
+                self.made_out = True
             else:
-                for entry in sorted(self.work.iterdir()):
-                    _replace(entry, self.out / entry.name)
+                for name in self.moved:
+                    _replace(self.work / name, self.out / name)
                 self.work.rmdir()
         self.work = self.out
         self.committed = True
 
     def discard(self) -> None:
-        """Remove what this run staged (nothing once committed)."""
-        if self.committed or not self.is_main:
+        """After a failure: remove what this run wrote, unless OUT holds a checkpoint of it
+        (then the run can be resumed, and its files stay)."""
+        if self.checkpointed or not self.is_main:
             return
-        shutil.rmtree(self.work, ignore_errors=True)
+        if not self.committed:
+            shutil.rmtree(self.work, ignore_errors=True)
+        elif self.made_out:
+            shutil.rmtree(self.out, ignore_errors=True)
+        else:
+            for name in self.moved:
+                target = self.out / name
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
         for folder in self.created:  # innermost first
             try:
                 folder.rmdir()

@@ -219,8 +219,9 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
     D.barrier(dist)
     try:
         return _run(cfg, stop, dist, say, run_dir, ckpts, latest)
-    finally:
-        run_dir.discard()  # a run that failed before its first checkpoint leaves nothing
+    except BaseException:
+        run_dir.discard()  # a run that fails before its first checkpoint leaves nothing
+        raise
 
 
 def _run(
@@ -303,18 +304,22 @@ def _run(
         log.close()
         return result
 
-    def save(at: int) -> None:
+    def commit() -> None:
+        # The run works (a finite loss, or a checkpoint): its staging folder becomes OUT.
         nonlocal log, out
+        if run_dir.committed:
+            return
+        log.close()
+        run_dir.commit()
+        out = run_dir.work
+        log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
+
+    def save(at: int) -> None:
         if not math.isfinite(float(loss_sum)):  # never a checkpoint of diverged weights
             raise UsageError(
                 f"the loss is not finite at step {at}", "lower --lr, or use --precision fp32"
             )
-        if not run_dir.committed:
-            # The first checkpoint: the run becomes resumable, its folder becomes OUT.
-            log.close()
-            run_dir.commit()
-            out = run_dir.work
-            log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
+        commit()
         seconds = save_training_state(
             ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
             scaler=precision.scaler, data_state=data_state, dist=dist,
@@ -323,6 +328,7 @@ def _run(
         result.checkpoint_s.append(seconds)
         timer.exclude(seconds)
         log.write({"event": "checkpoint", "step": at, "seconds": round(seconds, 3)})
+        run_dir.checkpointed = True
         say(f"checkpoint step {at} ({seconds:.1f} s)")
 
     # --- the loop ---------------------------------------------------------------------
@@ -396,6 +402,7 @@ def _run(
                         f"the loss is {loss_val} at step {step}",
                         "lower --lr, or use --precision bf16 or fp32",
                     )
+                commit()
                 log.write(rec)
                 result.records.append(rec)
                 say(log_line(rec, cfg.steps, "tokens_per_s", "tok/s"))
