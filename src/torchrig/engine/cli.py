@@ -46,7 +46,7 @@ FOREVER = float("inf")  # no time limit: attached runs and interactive shells
 # Messages both engines print for an object that does not exist (Docker 20–28, Podman 4–5).
 _MISSING = re.compile(
     r"no such (container|object|image|volume|network)|(image|volume) not known"
-    r"|network not found|unable to find network",
+    r"|network not found|network \S+ not found|unable to find network",
     re.IGNORECASE,
 )
 # Docker: 'The container name "/wb" is already in use'; Podman: 'the container name "wb" is …'.
