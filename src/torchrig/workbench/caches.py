@@ -42,7 +42,15 @@ def default_acl_all_rwx() -> bytes:
 
 
 def prepare(environ: Mapping[str, str], uid: int, gid: int, root: Path = Path("/")) -> list[str]:
-    """Make the cache volume's root usable; returns notes to print. Never fatal."""
+    """Make the cache volume's root usable; returns notes to print. Never fatal: a cache that
+    cannot be prepared costs downloads, not the workbench."""
+    try:
+        return _prepare(environ, uid, gid, root)
+    except OSError as exc:
+        return [f"warning: {HF_CACHE_TARGET} left as it is ({exc.strerror or exc})"]
+
+
+def _prepare(environ: Mapping[str, str], uid: int, gid: int, root: Path) -> list[str]:
     scope = environ.get(SCOPE_ENV, "")
     path = root / HF_CACHE_TARGET.lstrip("/")
     if scope not in ("user", "host"):
@@ -63,8 +71,9 @@ def prepare(environ: Mapping[str, str], uid: int, gid: int, root: Path = Path("/
                 f"warning: {HF_CACHE_TARGET} belongs to uid {info.st_uid}, not {uid}: left as "
                 "it is (downloads may fail; remove the volume to start afresh)"
             ]
-        os.chown(path, uid, gid, follow_symlinks=False)
+        # Mode first: once the user owns it, root without CAP_FOWNER may not chmod it.
         path.chmod(0o755)
+        os.chown(path, uid, gid, follow_symlinks=False)
         return [f"Hugging Face cache {HF_CACHE_TARGET}: given to uid {uid} (first use)"]
     if info.st_uid != 0:
         return []  # made by an engine that maps root elsewhere; nothing of ours to change
