@@ -125,6 +125,19 @@ def check_folder(path: Path, project: Path, what: str, fix: str) -> None:
         raise UsageError(f"{what}: cannot read {path} ({reason(exc)})", fix) from None
 
 
+def check_reachable(path: Path, project: Path, what: str, fix: str) -> None:
+    """A folder or file to bind-mount: the owner may open it (and enter it, a folder), else
+    one UsageError. Nothing is read: a data set of a million files costs one open."""
+    owner = owner_of(project)
+    if owner is None:
+        return  # this process's own rights: it may mount what it may read
+    try:
+        _check_inside(path, owner)
+        _decode(_as_owner(owner, str(path), 0, probe=True), path, owner, 0)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot use {path} ({reason(exc)})", fix) from None
+
+
 def private_copy(path: Path, project: Path, dest: Path, what: str, fix: str) -> Path:
     """Copy a file read as the owner to `dest`, mode 0600, for a tool that runs as root.
 
@@ -161,9 +174,18 @@ def _check_inside(path: Path, owner: Owner) -> None:
         raise _refused(errno.EPERM, f"a symlink out of the project folder {project}")
 
 
-def _read_here(path: str, limit: int, *, folder: bool = False) -> bytes:
-    """Open and read with this process's rights: a status line, then the bytes."""
+def _read_here(path: str, limit: int, *, folder: bool = False, probe: bool = False) -> bytes:
+    """Open and read with this process's rights: a status line, then the bytes. `probe`:
+    only open the path (and enter it, a folder), for a mount source."""
     try:
+        if probe:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            try:
+                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                    os.fchdir(fd)  # search (x) permission, as a process in the mount needs
+            finally:
+                os.close(fd)
+            return _OK + b"\n"
         if folder:
             for entry in os.scandir(path):
                 if entry.is_file(follow_symlinks=True):
@@ -191,7 +213,9 @@ def _read_here(path: str, limit: int, *, folder: bool = False) -> bytes:
         return _FAILED + f" {exc.errno or errno.EIO}\n".encode()
 
 
-def _as_owner(owner: Owner, path: str, limit: int, *, folder: bool = False) -> bytes:
+def _as_owner(
+    owner: Owner, path: str, limit: int, *, folder: bool = False, probe: bool = False
+) -> bytes:
     """_read_here in a forked child that has become the owner for good."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -202,7 +226,7 @@ def _as_owner(owner: Owner, path: str, limit: int, *, folder: bool = False) -> b
             os.setgroups(list(owner.groups))
             os.setresgid(owner.gid, owner.gid, owner.gid)
             os.setresuid(owner.uid, owner.uid, owner.uid)
-            data = memoryview(_read_here(path, limit, folder=folder))
+            data = memoryview(_read_here(path, limit, folder=folder, probe=probe))
             while data:
                 data = data[os.write(write_end, data) :]
             code = 0

@@ -280,3 +280,28 @@ def test_key_file_warnings_never_quote_the_file() -> None:
     assert kept == ""
     assert len(warnings) == 5
     assert not any(SECRET in w or "root:" in w or "daemon" in w for w in warnings), warnings
+
+
+def test_a_mount_of_a_folder_only_root_may_open(
+    attack: Attack, built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    private = attack.room / "private"
+    private.mkdir(mode=0o700)
+    (private / "notes.txt").write_text(SECRET)
+    attack.write_spec(f'[[mounts]]\nsource = "{private}"\ntarget = "/data"\n')
+    code, output = attack.cli(capsys, "up")
+    assert attack.engine.called("run") == []  # nothing mounted it
+    assert attack.leaked(output) == []
+    assert refused(code, output, "mounts[0].source", "uid 4242"), output
+
+
+def test_a_mount_the_owner_may_open_is_mounted(
+    attack: Attack, built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = attack.room / "datasets"
+    shared.mkdir(mode=0o755)
+    attack.write_spec(f'[[mounts]]\nsource = "{shared}"\ntarget = "/data"\n')
+    code, output = attack.cli(capsys, "up")
+    assert code == 0, output
+    mounts = attack.engine.called("run")[-1].args[0].mounts
+    assert any(m.source == str(shared) and m.read_only for m in mounts), mounts

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from torchrig.cli.common import (
     add_host_option,
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     lock = read_lock_if_any(lock_path(args))
     # The mounts' host paths are this machine's: checked (exit 2 on a bad one) unless the plan
     # is for another host (--host FILE), whose files this machine cannot see.
-    checked = checked_mounts(spec) if args.host is None else None
+    project = Path(args.spec).resolve().parent
+    checked = checked_mounts(spec, project=project) if args.host is None else None
     plan = make_plan(spec, digest, host, compat, resolution, lock, checked)
     if args.json:
         print_json(plan.model_dump(mode="json"))

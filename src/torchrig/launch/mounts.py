@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchrig import userfiles
 from torchrig.engine.base import Mount
 from torchrig.errors import UsageError
 from torchrig.spec.model import HF_CACHE_TARGET, Spec
@@ -80,8 +81,12 @@ def check_mount(
     *,
     environ: dict[str, str] | None = None,
     home: Path | None = None,
+    project: Path | None = None,
 ) -> CheckedMount:
-    """One mount checked against this machine; UsageError naming mounts[index] if refused."""
+    """One mount checked against this machine; UsageError naming mounts[index] if refused.
+
+    With `project`, root starting another person's workbench mounts only what that person
+    may open themselves (userfiles): a 0755 folder under /root is not theirs to mount."""
     env = dict(os.environ if environ is None else environ)
     key = f"mounts[{index}].source"
     if source == "~" or source.startswith("~/"):
@@ -131,6 +136,11 @@ def check_mount(
             f"{key}: {shown} is neither a folder nor a file",
             "mount a folder or a regular file",
         )
+    if project is not None:
+        userfiles.check_reachable(
+            resolved, project, key, "mount a folder the project's owner may read, or run "
+            "torchrig as that person",
+        )  # fmt: skip
     return CheckedMount(
         index=index,
         source=source,
@@ -142,10 +152,14 @@ def check_mount(
 
 
 def checked_mounts(
-    spec: Spec, *, environ: dict[str, str] | None = None, home: Path | None = None
+    spec: Spec,
+    *,
+    environ: dict[str, str] | None = None,
+    home: Path | None = None,
+    project: Path | None = None,
 ) -> list[CheckedMount]:
     return [
-        check_mount(i, m.source, m.target, m.read_only, environ=environ, home=home)
+        check_mount(i, m.source, m.target, m.read_only, environ=environ, home=home, project=project)
         for i, m in enumerate(spec.mounts)
     ]
 

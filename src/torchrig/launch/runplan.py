@@ -210,7 +210,8 @@ def workbench_run(
         mounts.append(Mount(source=str(keys_file), target=KEYS_IN_CONTAINER, read_only=True))
     # The spec's [[mounts]], checked on this machine now (exit 2 naming the entry), and the
     # shared Hugging Face cache volume.
-    mounts += bind_mounts(checked_mounts(spec))
+    # The workspace's owner is whose workbench this is: as root, mount only what they may open.
+    mounts += bind_mounts(checked_mounts(spec, project=workspace))
     mounts += hf_cache_mounts(spec, who.uid)
     if env_file is not None and not env_file.is_file():
         raise UsageError(f"env file {env_file} does not exist", "create it or drop --env-file")
