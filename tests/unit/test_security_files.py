@@ -305,3 +305,43 @@ def test_a_mount_the_owner_may_open_is_mounted(
     assert code == 0, output
     mounts = attack.engine.called("run")[-1].args[0].mounts
     assert any(m.source == str(shared) and m.read_only for m in mounts), mounts
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "LD_PRELOAD=/workspace/evil.so",
+        "LD_LIBRARY_PATH=/workspace/lib",
+        "  LD_AUDIT=/workspace/a.so",
+        "GCONV_PATH=/workspace/gconv",
+        "GLIBC_TUNABLES=glibc.malloc.check=3",
+        "BASH_ENV=/workspace/rc",
+        "TORCHRIG_AUTHORIZED_KEYS_FILE=/etc/shadow",
+        "LD_PRELOAD",  # taken from the caller's environment: refused all the same
+    ],
+)
+def test_an_env_file_that_would_steer_roots_processes(
+    attack: Attack, built: None, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    # The env file is the container's environment: tini, the entrypoint and the health
+    # check's shell run as root with it, and the loader reads LD_PRELOAD before any code.
+    attack.write_spec()
+    env = attack.project / "torchrig.env"
+    env.write_text(f"HF_TOKEN=hf_fine\n{line}\n")
+    os.chown(env, OWNER, OWNER)
+    code, output = attack.cli(capsys, "up")
+    name = line.strip().split("=", 1)[0]
+    assert refused(code, output, "line 2", name), output
+    assert attack.engine.called("run") == []
+    assert not any(p.name == "env" for p in attack.state.rglob("*")), "a copy was left"
+
+
+def test_an_env_file_of_ordinary_variables_passes(
+    attack: Attack, built: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attack.write_spec()
+    env = attack.project / "torchrig.env"
+    env.write_text("# secrets\nHF_TOKEN=hf_x\nWANDB_API_KEY=w\nPYTHONPATH=/workspace/src\n")
+    os.chown(env, OWNER, OWNER)
+    code, output = attack.cli(capsys, "up")
+    assert code == 0, output

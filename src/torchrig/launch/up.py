@@ -16,6 +16,7 @@ from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.image.build import BuildResult, build_image, locked_target
 from torchrig.launch import workspace_access
+from torchrig.launch.envfile import check_env_file
 from torchrig.launch.runplan import (
     Identity,
     Workbench,
@@ -84,7 +85,7 @@ def stage_env_file(session: Session, env_file: Path | None) -> Path | None:
         source = beside if os.path.lexists(beside) else None
     if source is None:
         return None
-    return userfiles.private_copy(
+    copy = userfiles.private_copy(
         source,
         session.project_dir,
         state_dir(session.spec.project.name) / "env",
@@ -92,6 +93,12 @@ def stage_env_file(session: Session, env_file: Path | None) -> Path | None:
         "make it a file of KEY=value lines that the project's owner may read, inside the "
         "project folder or named with --env-file",
     )
+    try:
+        check_env_file(copy.read_text(errors="replace"), str(source))
+    except UsageError:
+        copy.unlink()
+        raise
+    return copy
 
 
 def ensure_lock(session: Session, progress: Progress) -> LockFile:
