@@ -195,10 +195,12 @@ class RunFolder:
     def discard(self) -> None:
         """After a failure: remove what this run wrote, unless OUT holds a checkpoint of it
         (then the run can be resumed, and its files stay)."""
-        if self.checkpointed or not self.is_main:
+        if not self.is_main:
             return
-        if not self.committed:
+        if not self.committed:  # a refused resume too: the run's own files were not touched
             shutil.rmtree(self.work, ignore_errors=True)
+        elif self.checkpointed:
+            return
         elif self.made_out:
             shutil.rmtree(self.out, ignore_errors=True)
         else:
