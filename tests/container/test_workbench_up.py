@@ -230,6 +230,18 @@ def test_ssh_key_login_as_the_workbench_user(bench: Bench) -> None:
     assert done.stdout.strip() == str(UID)
 
 
+def test_env_file_secrets_reach_ssh_login_shells_and_no_disk(bench: Bench) -> None:
+    # Issue 11, item 4: the path the articles recommend for real training is ssh + tmux.
+    done = bench.ssh("bash", "-lc", "'printf %s \"$HF_TOKEN\"'")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == SECRET
+    # Never on disk: not in the state volume (home), /etc or the workspace.
+    found = bench.cli(
+        "exec", "--", "grep", "-rlsF", SECRET, "/home", "/etc", "/workspace", check=False
+    )
+    assert found.returncode == 1 and found.stdout.strip() == "", found.stdout
+
+
 def test_ssh_refuses_passwords_and_root(bench: Bench) -> None:
     password = bench.ssh(
         "true",

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torchrig.workbench import accounts, caches, jupyter, preflight, sshd
+from torchrig.workbench import accounts, caches, jupyter, preflight, session_env, sshd
 from torchrig.workbench.env import EX_CONFIG, EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import HomeError, Layout, hand_over, lay_out, write_private
 from torchrig.workbench.privileges import (
@@ -152,6 +152,7 @@ def render_profile(env: Mapping[str, str]) -> str:
         "# Written by torchrig at each start: the image's environment for login shells",
         "# (ssh sessions; /etc/profile resets PATH). Secrets are never written here.",
         *(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())),
+        *session_env.profile_lines(),
     ]
     return "\n".join(lines) + "\n"
 
@@ -257,6 +258,15 @@ def as_user(
         rejected = sshd.check_config(layout.sshd_config, sshd_path)
         if rejected:
             raise SetupError(f"sshd rejects {layout.sshd_config}: {rejected}")
+    if "ssh" in settings.services:
+        extra = session_env.carried(environ, session_environment(environ))
+        if session_env.write(extra, settings.uid) is None:
+            warn(
+                f"cannot write {session_env.folder(settings.uid)}: ssh login shells get the "
+                "image's variables but not the env file's"
+            )
+        else:
+            say(f"ssh: {len(extra)} more variable(s) for login shells (on the /dev/shm tmpfs)")
     if "jupyter" in settings.services:
         _token, made_token = jupyter.ensure_token(layout.token)
         where = f"~/.torchrig/jupyter/{layout.token.name}"
