@@ -380,7 +380,6 @@ def test_wrong_tokens_are_throttled(bench: Bench, security_figures: SecurityFigu
     security_figures.record(
         "jupyter_wrong_tokens_per_10s",
         round(200 / took * 10),
-        of=200,
         engine=bench.engine,
         test=test,
     )
