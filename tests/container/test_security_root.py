@@ -345,10 +345,10 @@ def test_other_containers_cannot_reach_the_services(
     security_figures.record("ports_reached_from_other_container", reached, engine=bench.engine)
     assert reached == 0, f"a container on {DEFAULT_NETWORK[bench.engine]} reached {addresses}"
     # The publish on 127.0.0.1 still answers.
-    port = json.loads(bench.cli("status", "--json").stdout)
-    url = next(iter(re.findall(r"http://127\.0\.0\.1:\d+", json.dumps(port))), None)
-    assert url, port
-    with urllib.request.urlopen(f"{url}/api", timeout=10) as answer:
+    status = json.loads(bench.cli("status", "--json").stdout)
+    address = str(status["ports"]["jupyter"])  # "127.0.0.1:PORT"
+    assert address.startswith("127.0.0.1:"), status
+    with urllib.request.urlopen(f"http://{address}/api", timeout=10) as answer:
         assert answer.status == 200
 
 
