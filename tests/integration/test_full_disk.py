@@ -15,6 +15,8 @@ import pytest
 
 from torchrig.host.facts import HostFacts, System
 
+pytestmark = pytest.mark.root
+
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
