@@ -44,9 +44,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine, steady
 
 DEFAULTS = {  # micro-batch, sequence length, vocabulary of the random tokens
-    # 32 × 1024 tokens per micro-step: FACTS.md's 454k tokens/s plain loop used 16; a
-    # larger batch amortises per-kernel overheads (pass --micro-batch 16 to compare).
-    "gpt2-124m": (32, 1024, 50257),
+    # 64 × 1024 tokens per micro-step, the gpt2-124m preset's choice on a GPU of 60 GiB or
+    # more (config.MICRO_BATCH_BY_MEMORY): FACTS.md's 454k tokens/s plain loop used 16; a
+    # larger batch amortises per-kernel overheads (pass --micro-batch 16 or 32 to compare).
+    "gpt2-124m": (64, 1024, 50257),
     "llama-1b": (8, 2048, 32000),
     "tiny-gpt2": (8, 64, 512),
 }
@@ -86,13 +87,16 @@ def baseline(
     """The plain loop: same model, synthetic tokens already on the GPU, no data path."""
     import torch
     import torch.nn.functional as F
+    from torch.nn.attention import sdpa_kernel
 
     from torchrig.recipes.causal_lm.model import build_model, flops_per_token
+    from torchrig.train.attention import backend_name, training_sdpa_backends
     from torchrig.train.metrics import mfu, peak_tflops
 
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cuda.enable_cudnn_sdp(False)
+    # The recipe's attention kernel for this GPU: the same settings on both sides.
+    sdpa = training_sdpa_backends(torch.device("cuda"))
     torch.cuda.reset_peak_memory_stats()
     model = build_model(model_name, vocab, max_seq_len=seq).cuda()
 
@@ -106,7 +110,7 @@ def baseline(
 
     def step(i: int) -> Any:
         d = data[i % len(data)]
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16), sdpa_kernel(sdpa, set_priority=True):
             loss = fn(d[:, :-1], d[:, 1:])
         loss.backward()
         opt.step()
@@ -132,6 +136,7 @@ def baseline(
         "timed_steps": steps,
         "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
         "loss_last": round(float(loss), 4),
+        "sdpa": backend_name(sdpa),
     }
     return out
 
@@ -181,6 +186,7 @@ def worker(args: argparse.Namespace) -> None:
         "tokens_per_step": micro * seq * args.grad_accum * world,
         "warmup_steps": args.warmup_steps,
         "recipe": steady(result.records, args.warmup_steps, "tokens_per_s", "tokens_per_s"),
+        "sdpa": _sdpa_name(),
         "first_interval_s": first.get("interval_s"),  # includes torch.compile
         "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
         "checkpoint_bytes": _size(run_dir / "checkpoints"),
@@ -197,6 +203,15 @@ def worker(args: argparse.Namespace) -> None:
         )
     shutil.rmtree(run_dir, ignore_errors=True)
     Path(args.result).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def _sdpa_name() -> str:
+    import torch
+
+    from torchrig.train.attention import backend_name, training_sdpa_backends
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return backend_name(training_sdpa_backends(device))
 
 
 def _size(path: Path) -> int:

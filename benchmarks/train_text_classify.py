@@ -97,17 +97,16 @@ def make_rows(path: Path, rows: int, words: tuple[int, int], seed: int = 0) -> P
 
 
 def recipe_run(
-    args: argparse.Namespace, micro: int, tokenizer: Path, cache: Path
+    args: argparse.Namespace, micro: int, tokenizer: Path, cache: Path, graphs: bool | None = None
 ) -> dict[str, Any]:
     from torchrig.recipes.text_classify.config import from_preset
     from torchrig.recipes.text_classify.train import train
 
     total = args.warmup_steps + args.steps
     out = Path(args.work) / f"run-{micro}"
+    # A new run in a new folder: the recipe tokenizes again (seconds; a run folder with
+    # files but no checkpoint would need --force, and a new run stages its own cache).
     shutil.rmtree(out, ignore_errors=True)
-    (out / "data").mkdir(parents=True)
-    for name in ("train.npz", "train.json"):  # the recipe finds its cache and reuses it
-        shutil.copy2(cache.parent / name, out / "data" / name)
     cfg = from_preset(
         "tiny" if args.cpu_smoke else "bert-base", data=Path(args.data), out=out,
         tokenizer=tokenizer, max_length=args.max_length, micro_batch=micro, steps=total,
@@ -115,6 +114,7 @@ def recipe_run(
         val_fraction=args.val_fraction, compile=not args.cpu_smoke,
         precision="fp32" if args.cpu_smoke else "bf16",
         device="cpu" if args.cpu_smoke else "cuda", export=False, tensorboard=False,
+        cuda_graphs=graphs,
     )  # fmt: skip
     lines: list[str] = []
 
@@ -130,6 +130,7 @@ def recipe_run(
         "micro_batch": micro,
         "precision": result.precision,
         "compiled": result.compiled,
+        "cuda_graphs": any("+ CUDA graphs" in line for line in lines),
         "recipe": steady(result.records, args.warmup_steps, "samples_per_s", "sequences_per_s"),
         "first_interval_s": first.get("interval_s"),  # includes torch.compile
         "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
@@ -142,9 +143,10 @@ def recipe_run(
 
 
 def baseline(
-    args: argparse.Namespace, micro: int, vocab: int, pad: int, device: Any
+    args: argparse.Namespace, micro: int, vocab: int, pad: int, device: Any, mode: str | None = None
 ) -> dict[str, Any]:
-    """The plain loop: the same model on synthetic tensors already on the device."""
+    """The plain loop: the same model on synthetic tensors already on the device; `mode`
+    is torch.compile's ("reduce-overhead": the plain loop with CUDA graphs too)."""
     import torch
     import torch.nn.functional as F
 
@@ -162,7 +164,7 @@ def baseline(
     def loss_fn(ids: Any, mask: Any, y: Any) -> Any:
         return F.cross_entropy(model(ids, mask).float(), y)
 
-    fn = loss_fn if args.cpu_smoke else torch.compile(loss_fn)
+    fn = loss_fn if args.cpu_smoke else torch.compile(loss_fn, mode=mode)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=device.type == "cuda")
     shape = (micro, args.max_length)
     data = [
@@ -175,6 +177,8 @@ def baseline(
     ]
 
     def step(i: int) -> Any:
+        if mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         with precision.autocast():
             loss = fn(*data[i % len(data)])
         loss.backward()
@@ -254,6 +258,11 @@ def main() -> None:
     p.add_argument("--micro-batches", type=int, nargs="+", default=[32, 64, 128])
     p.add_argument("--baseline-all", action="store_true", help="a baseline per micro-batch")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument(
+        "--compare-graphs", action="store_true",
+        help="at the first micro-batch also the recipe with --no-cuda-graphs (the loop as it "
+        "was) and the plain loop with CUDA graphs (mode reduce-overhead)",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=100, help="timed steps")
     p.add_argument("--warmup-steps", type=int, default=20, help="untimed steps (compile)")
     p.add_argument("--log-every", type=int, default=10)
@@ -321,6 +330,15 @@ def main() -> None:
                 run["recipe"]["sequences_per_s"] / run["baseline"]["sequences_per_s"], 4
             )
             _reset(device)
+        if args.compare_graphs and i == 0 and not args.cpu_smoke:
+            print(f"== recipe without CUDA graphs, micro-batch {micro}", flush=True)
+            run["recipe_no_graphs"] = recipe_run(args, micro, work / "tokenizer", cache, False)
+            _reset(device)
+            print(f"== baseline with CUDA graphs, micro-batch {micro}", flush=True)
+            run["baseline_graphs"] = baseline(
+                args, micro, len(tok), tok.pad_token_id, device, "reduce-overhead"
+            )
+            _reset(device)
         runs.append(run)
 
     env = _environment()
@@ -363,6 +381,9 @@ def _short(run: dict[str, Any]) -> dict[str, Any]:
     if "baseline" in run:
         short["baseline_sequences_per_s"] = run["baseline"]["sequences_per_s"]
         short["recipe_vs_baseline"] = run["recipe_vs_baseline"]
+    if "recipe_no_graphs" in run:
+        short["recipe_no_graphs"] = run["recipe_no_graphs"]["recipe"]["sequences_per_s"]
+        short["baseline_graphs"] = run["baseline_graphs"]["sequences_per_s"]
     return short
 
 

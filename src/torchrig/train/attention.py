@@ -82,3 +82,36 @@ def register_causal_sdpa() -> str:
     ALL_MASK_ATTENTION_FUNCTIONS.register(CAUSAL_SDPA, training_causal_mask)
     _registered = True
     return CAUSAL_SDPA
+
+
+def training_sdpa_backends(device: Any) -> list[Any]:
+    """The SDPA kernels a causal-LM training step may use on `device`, in the order to try
+    them (pass to `torch.nn.attention.sdpa_kernel(..., set_priority=True)`).
+
+    On Hopper (compute capability 9.0) cuDNN attention first: for GPT-2 124M's causal,
+    maskless, 64-wide heads it was faster than FlashAttention-2 (benchmarks/results,
+    docs/training.md). Elsewhere FlashAttention-2 first and cuDNN last, torch's own order
+    for those GPUs. The memory-efficient and math kernels stay as fallbacks for shapes the
+    first ones refuse (head sizes, masks)."""
+    from torch.nn.attention import SDPBackend
+
+    flash_first = [
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+        SDPBackend.MATH,
+        SDPBackend.CUDNN_ATTENTION,
+    ]
+    if getattr(device, "type", None) != "cuda":
+        return flash_first
+    import torch
+
+    if torch.cuda.get_device_capability(device) == (9, 0) and torch.backends.cudnn.is_available():
+        return [SDPBackend.CUDNN_ATTENTION, *flash_first[:-1]]
+    return flash_first
+
+
+def backend_name(backends: list[Any]) -> str:
+    """What a log line calls the first choice: "cuDNN attention", "FlashAttention-2"."""
+    names = {"CUDNN_ATTENTION": "cuDNN attention", "FLASH_ATTENTION": "FlashAttention-2"}
+    first = getattr(backends[0], "name", str(backends[0]))
+    return names.get(first, first.lower().replace("_", " "))

@@ -26,18 +26,20 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import sdpa_kernel
 
 from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.recipes.causal_lm import data as data_mod
 from torchrig.recipes.causal_lm import model as model_mod
 from torchrig.recipes.causal_lm.checks import check_before_work
-from torchrig.recipes.causal_lm.config import TrainConfig
+from torchrig.recipes.causal_lm.config import TrainConfig, fit_to_device
 from torchrig.recipes.causal_lm.tokenizer import (
     load_or_train_tokenizer,
     load_tokenizer,
     will_reuse,
 )
+from torchrig.train import attention
 from torchrig.train import distributed as D
 from torchrig.train.checkpoint import (
     Checkpoint,
@@ -210,6 +212,8 @@ def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResul
         )
     if cfg.resume and latest is None:
         say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
+    # The preset's micro-batch for this GPU's memory (same sequences per step).
+    cfg = fit_to_device(cfg, D.device_memory_bytes(dist))
     check_before_work(cfg, dist.device)  # the model and the step's memory, before any file
     run_dir = RunFolder.open(
         cfg.out, resume=cfg.resume, force=cfg.force, has_checkpoint=latest is not None,
@@ -244,10 +248,9 @@ def _run(
     n_params = model_mod.count_parameters(model)
     strategy = D.choose_strategy(cfg.strategy, n_params, dist)
     flops_per_token = model_mod.flops_per_token(model, cfg.seq_len)
-    if dist.device.type == "cuda":
-        # FlashAttention-2 was as fast or faster than cuDNN attention for these shapes on
-        # H100 (bench/workloads.py), and torch prefers cuDNN on sm_90.
-        torch.backends.cuda.enable_cudnn_sdp(False)
+    # The attention kernel per device (cuDNN on Hopper, FlashAttention-2 elsewhere): set
+    # around each forward, so compile traces the chosen kernel (torchrig.train.attention).
+    sdpa = attention.training_sdpa_backends(dist.device)
 
     # Parallelism wraps the plain model (which knows nothing about it). DDP: compile the
     # wrapped module whole (DDP's buckets split the graph so gradient all-reduces overlap
@@ -292,6 +295,7 @@ def _run(
     say(
         f"{cfg.model_path or cfg.model}: {n_params / 1e6:.1f}M parameters | {dist.world_size} "
         f"process(es), {strategy} | {precision.name}{' + compile' if compiled else ''} | "
+        f"{attention.backend_name(sdpa)} | "
         f"{tokens_per_step * dist.world_size} tokens/step | {peak_note}"
     )
     result = RunResult(
@@ -362,7 +366,11 @@ def _run(
                 y = y.to(dist.device, non_blocking=True)
                 last = i == len(micro) - 1
                 D.set_fsdp_sync(model, strategy, last)
-                with D.no_sync(wrapped, strategy, last), precision.autocast():
+                with (
+                    D.no_sync(wrapped, strategy, last),
+                    precision.autocast(),
+                    sdpa_kernel(sdpa, set_priority=True),
+                ):
                     # × world_size: DDP and FSDP average gradients over ranks; we want the
                     # sum over ranks divided by the step's total number of target tokens.
                     loss = step_fn(x, y) * (dist.world_size / max(n_targets, 1))

@@ -34,6 +34,8 @@ class ClassifyConfig:
     device: str = "auto"  # auto | cuda | cpu
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool | None = None  # None: on CUDA, off on CPU
+    # None: where the step allows them (loop._cuda_graphs says when); False: never.
+    cuda_graphs: bool | None = None
     strategy: str = "auto"  # auto | none | ddp (these models fit one GPU: no FSDP)
     log_every: int = 10
     eval_every: int = 0  # evaluate every N steps as well as at the end (0: at the end only)
@@ -102,6 +104,12 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     comp = r.add_mutually_exclusive_group()
     comp.add_argument("--compile", dest="compile", action="store_true", default=None)
     comp.add_argument("--no-compile", dest="compile", action="store_false")
+    graphs = r.add_mutually_exclusive_group()
+    graphs.add_argument(
+        "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None,
+        help="replay the compiled step as CUDA graphs (default: where the step allows)",
+    )  # fmt: skip
+    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false")
     r.add_argument("--log-every", type=int)
     r.add_argument("--eval-every", type=int, help="also evaluate every N steps (0: at the end)")
     r.add_argument("--ckpt-every", type=int)

@@ -187,7 +187,12 @@ def _train(
         )
     loss_module = ClassifierLoss(model, weight, cfg.label_smoothing)
     wrapped = D.wrap_model(loss_module, dist, strategy)  # type: ignore[arg-type]
-    step_fn = torch.compile(wrapped) if compiled else wrapped
+    graphs = _cuda_graphs(cfg, task, dist, strategy, compiled)
+    # CUDA graphs (torch.compile's "reduce-overhead"): one launch replays the whole forward
+    # and backward, so the host's per-kernel launch work no longer bounds a small step
+    # (BERT-base at micro-batch 32: docs/text-classify.md, Performance).
+    mode = "reduce-overhead" if graphs else None
+    step_fn = torch.compile(wrapped, mode=mode) if compiled else wrapped
 
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     scheduler = build_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
@@ -212,7 +217,8 @@ def _train(
     say(
         f"{task.recipe}: {len(task.labels)} classes, {sum(task.train_counts)} training "
         f"{task.unit} | {n_params / 1e6:.1f}M parameters | {dist.world_size} process(es), "
-        f"{strategy} | {precision.name}{' + compile' if compiled else ''} | "
+        f"{strategy} | {precision.name}{' + compile' if compiled else ''}"
+        f"{' + CUDA graphs' if graphs else ''} | "
         f"{samples_per_step * dist.world_size} {task.unit}/step | {peak_note}"
     )
     result = RunResult(
@@ -300,6 +306,9 @@ def _train(
                 labels = labels.to(dist.device, non_blocking=True)
                 inputs = task.prepare(inputs, True)
                 last = i == len(micro) - 1
+                if graphs:
+                    # A new step: the last replay's outputs (loss, gradients) are consumed.
+                    torch.compiler.cudagraph_mark_step_begin()
                 with D.no_sync(wrapped, strategy, last), precision.autocast():
                     loss = step_fn(labels, *inputs) / samples_per_step
                 precision.backward(loss)
@@ -368,6 +377,30 @@ def _train(
             say(f"model saved in {out / 'final'}")
     D.barrier(dist)
     return result
+
+
+def _cuda_graphs(
+    cfg: ClassifyConfig, task: ClassifyTask, dist: D.Dist, strategy: str, compiled: bool
+) -> bool:
+    """Whether the compiled step runs as CUDA graphs. A replay writes its outputs (the
+    gradients too) into the same memory every time, so it needs fixed shapes (the task's
+    batches all alike), one micro-step per optimizer step (accumulated gradients would be
+    overwritten by the next micro-step's replay) and one process (DDP's all-reduce hooks
+    run inside the backward). --cuda-graphs asks for it; --no-cuda-graphs turns it off."""
+    reasons = []
+    if not compiled or dist.device.type != "cuda":
+        reasons.append("a compiled step on CUDA")
+    if not task.static_shapes:
+        reasons.append(f"batches of one shape ({task.recipe} varies them)")
+    if cfg.grad_accum != 1:
+        reasons.append("--grad-accum 1")
+    if strategy != "none":
+        reasons.append("one process")
+    if cfg.cuda_graphs and reasons:
+        raise UsageError(
+            f"--cuda-graphs needs {', '.join(reasons)}", "drop --cuda-graphs, or meet those"
+        )
+    return cfg.cuda_graphs is not False and not reasons
 
 
 def _check_same_labels(run: Path, labels: list[str]) -> None:

@@ -68,3 +68,6 @@ class ClassifyTask:
     """Draws misclassified samples into OUT (image-classify: a PNG grid)."""
     notes: list[str] = field(default_factory=list)
     """Lines to print once at the start (skipped corrupt files, a trained tokenizer)."""
+    static_shapes: bool = False
+    """Every training batch has the same shapes and dtypes (and `prepare` keeps them): the
+    compiled step may then run as CUDA graphs (loop._cuda_graphs)."""

@@ -210,6 +210,7 @@ def build_task(cfg: TextClassifyConfig, dist: D.Dist) -> ClassifyTask:
         unit="sequences",
         save_extra=save_tokenizer,
         notes=notes,
+        static_shapes=True,  # always [micro_batch, max_length] (data.TrainBatches)
     )
 
 

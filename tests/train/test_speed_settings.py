@@ -1,0 +1,95 @@
+"""The speed settings the recipes pick per device (issue 18): CUDA graphs for the
+classification step, the causal-LM preset's micro-batch by GPU memory, and the attention
+kernel per GPU. Decisions only: the speed itself is measured on a GPU (benchmarks/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend
+
+from torchrig.errors import UsageError
+from torchrig.recipes.causal_lm.config import fit_to_device
+from torchrig.recipes.causal_lm.config import from_preset as lm_preset
+from torchrig.recipes.classify.config import ClassifyConfig
+from torchrig.recipes.classify.loop import _cuda_graphs
+from torchrig.recipes.classify.task import ClassifyTask
+from torchrig.train.attention import backend_name, training_sdpa_backends
+from torchrig.train.distributed import Dist
+
+GIB = 1 << 30
+
+
+def _dist(device: str, world: int = 1) -> Dist:
+    return Dist(0, 0, world, torch.device(device), "nccl" if device == "cuda" else "gloo")
+
+
+def _task(static: bool) -> ClassifyTask:
+    return ClassifyTask(
+        recipe="text-classify", model=None, labels=["a", "b"], train=None,  # type: ignore[arg-type]
+        evaluate=list, train_counts=[1, 1], meta={}, static_shapes=static,
+    )  # fmt: skip
+
+
+def test_cuda_graphs_where_the_step_allows_them() -> None:
+    cfg = ClassifyConfig()
+    assert _cuda_graphs(cfg, _task(True), _dist("cuda"), "none", compiled=True)
+    # Each condition alone turns them off.
+    assert not _cuda_graphs(cfg, _task(False), _dist("cuda"), "none", compiled=True)
+    assert not _cuda_graphs(cfg, _task(True), _dist("cpu"), "none", compiled=True)
+    assert not _cuda_graphs(cfg, _task(True), _dist("cuda"), "none", compiled=False)
+    assert not _cuda_graphs(cfg, _task(True), _dist("cuda", 2), "ddp", compiled=True)
+    accum = ClassifyConfig(grad_accum=2)
+    assert not _cuda_graphs(accum, _task(True), _dist("cuda"), "none", compiled=True)
+    off = ClassifyConfig(cuda_graphs=False)
+    assert not _cuda_graphs(off, _task(True), _dist("cuda"), "none", compiled=True)
+
+
+def test_cuda_graphs_asked_for_where_they_cannot_run_is_one_clear_error() -> None:
+    cfg = ClassifyConfig(cuda_graphs=True, grad_accum=4)
+    with pytest.raises(UsageError) as err:
+        _cuda_graphs(cfg, _task(True), _dist("cuda"), "none", compiled=True)
+    assert "--grad-accum 1" in str(err.value)
+
+
+def test_cuda_graphs_flag_reaches_the_config() -> None:
+    from torchrig.recipes.text_classify.__main__ import config_from_args
+
+    base = ["--data", "x.csv", "--out", "o"]
+    assert config_from_args([*base, "--no-cuda-graphs"]).cuda_graphs is False
+    assert config_from_args([*base, "--cuda-graphs"]).cuda_graphs is True
+    assert config_from_args(base).cuda_graphs is None
+
+
+def test_gpt2_preset_micro_batch_follows_gpu_memory(tmp_path: Path) -> None:
+    data = tmp_path / "a.txt"
+    data.write_text("text\n")
+    cfg = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run")
+    sequences = cfg.micro_batch * cfg.grad_accum
+    for memory, micro in [(80 * GIB, 64), (40 * GIB, 32), (24 * GIB, 16), (None, 16)]:
+        fitted = fit_to_device(cfg, memory)
+        assert (fitted.micro_batch, fitted.micro_batch * fitted.grad_accum) == (micro, sequences)
+    # A micro-batch or accumulation given on the command line is kept.
+    given = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", micro_batch=8)
+    assert fit_to_device(given, 80 * GIB).micro_batch == 8
+    accum = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", grad_accum=2)
+    assert (fit_to_device(accum, 80 * GIB).micro_batch, accum.grad_accum) == (16, 2)
+    # Another model under the preset keeps the preset's numbers.
+    other = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", model="gpt2-350m")
+    assert fit_to_device(other, 80 * GIB).micro_batch == 16
+
+
+def test_attention_kernel_per_gpu(monkeypatch: Any) -> None:
+    cpu = training_sdpa_backends(torch.device("cpu"))
+    assert cpu[0] == SDPBackend.FLASH_ATTENTION and backend_name(cpu) == "FlashAttention-2"
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    hopper = training_sdpa_backends(torch.device("cuda"))
+    assert hopper[0] == SDPBackend.CUDNN_ATTENTION and backend_name(hopper) == "cuDNN attention"
+    assert SDPBackend.FLASH_ATTENTION in hopper  # the fallback for shapes cuDNN refuses
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    ampere = training_sdpa_backends(torch.device("cuda"))
+    assert ampere[0] == SDPBackend.FLASH_ATTENTION
