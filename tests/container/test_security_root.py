@@ -304,6 +304,54 @@ def test_health_check_runs_as_the_user(bench: Bench) -> None:
     assert isinstance(health, dict) and health.get("Status") == "healthy", health
 
 
+# Run in a container on the engine's default network: counts the targets where sshd (its
+# banner) or Jupyter (/api's JSON version) answers. A TCP connect alone proves nothing: this
+# CI's network hands every connection to an outside address to a proxy, which accepts it and
+# answers HTTP 426. The control, a server in the probe itself, must be seen answering.
+REACH_PROBE = """
+import http.server, json, socket, struct, sys, threading
+
+def answers(ip, port):
+    try:
+        with socket.create_connection((ip, port), timeout=3) as conn:
+            conn.settimeout(2)
+            try:
+                first = conn.recv(64)
+            except socket.timeout:
+                first = b""
+            if first.startswith(b"SSH-"):
+                return True
+            conn.sendall(b"GET /api HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n")
+            reply = first
+            while len(reply) < 8192:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return b'"version"' in reply
+    except OSError:
+        return False
+
+class Api(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"version": "control"}).encode()
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(body)
+
+route = [line.split() for line in open("/proc/net/route").read().splitlines()[1:]]
+hex_gateway = next(r[2] for r in route if r[1] == "00000000")
+gateway = socket.inet_ntoa(struct.pack("<L", int(hex_gateway, 16)))
+reached = 0
+for target in sys.argv[1:]:
+    ip, port = target.rsplit(":", 1)
+    reached += answers(gateway if ip == "gateway" else ip, int(port))
+server = http.server.HTTPServer(("127.0.0.1", 0), Api)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(reached, int(answers("127.0.0.1", server.server_port)))
+"""
+
+
 def test_other_containers_cannot_reach_the_services(
     bench: Bench, security_figures: SecurityFigures
 ) -> None:
@@ -311,18 +359,17 @@ def test_other_containers_cannot_reach_the_services(
     assert isinstance(settings, dict)
     networks = settings.get("Networks") or {}
     addresses = sorted({n["IPAddress"] for n in networks.values() if n.get("IPAddress")})
-    assert addresses, networks
-    probe = (
-        "import socket, sys\n"
-        "ok = 0\n"
-        "for ip in sys.argv[1:]:\n"
-        "    for port in (8888, 2222, 6006):\n"
-        "        try:\n"
-        "            socket.create_connection((ip, port), timeout=3).close(); ok += 1\n"
-        "        except OSError:\n"
-        "            pass\n"
-        "print(ok)\n"
-    )
+    status = json.loads(bench.cli("status", "--json").stdout)
+    published = [int(str(a).rsplit(":", 1)[1]) for a in status["ports"].values()]
+    # Every way in a neighbour could try: the workbench's bridge addresses (Docker: its own
+    # network), the slirp4netns guest address (Podman: no bridge address at all), and the
+    # host, its default gateway, at the published ports (bound to 127.0.0.1 only).
+    targets = [f"{ip}:{port}" for ip in addresses for port in (8888, 2222, 6006)]
+    if bench.engine == "podman":
+        assert addresses == [], networks
+        targets += [f"10.0.2.100:{port}" for port in (8888, 2222, 6006)]
+    targets += [f"gateway:{port}" for port in published]
+    probe = REACH_PROBE
     done = bench.run(
         "run",
         "--rm",
@@ -338,14 +385,16 @@ def test_other_containers_cannot_reach_the_services(
         "-I",
         "-c",
         probe,
-        *addresses,
+        *targets,
     )
     assert done.returncode == 0, done.stderr
-    reached = int(done.stdout.strip())
-    security_figures.record("ports_reached_from_other_container", reached, engine=bench.engine)
-    assert reached == 0, f"a container on {DEFAULT_NETWORK[bench.engine]} reached {addresses}"
+    reached, control = (int(word) for word in done.stdout.split())
+    assert control == 1, "the probe did not see its own control server answer"
+    security_figures.record(
+        "ports_reached_from_other_container", reached, of=len(targets), engine=bench.engine
+    )
+    assert reached == 0, f"a container on {DEFAULT_NETWORK[bench.engine]} reached {targets}"
     # The publish on 127.0.0.1 still answers.
-    status = json.loads(bench.cli("status", "--json").stdout)
     address = str(status["ports"]["jupyter"])  # "127.0.0.1:PORT"
     assert address.startswith("127.0.0.1:"), status
     with urllib.request.urlopen(f"http://{address}/api", timeout=10) as answer:

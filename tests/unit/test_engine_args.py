@@ -879,3 +879,12 @@ def test_explicit_engine_that_is_down_or_missing() -> None:
 def test_docker_host_is_not_sniffed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///run/user/1000/podman/podman.sock")
     assert isinstance(choose_engine(None, facts(DOCKER_OK, PODMAN_OK)), DockerEngine)
+
+
+def test_a_workbench_network_is_a_bridge_on_docker_and_its_own_stack_on_podman() -> None:
+    # Podman 4's isolate=true separates only networks that both have it: a neighbour on the
+    # default network reached Jupyter; slirp4netns leaves no bridge address to reach.
+    spec = RunSpec(image="img", network="torchrig-demo-net", ports=(Port("127.0.0.1", 1, 8888),))
+    assert "--network torchrig-demo-net" in " ".join(docker().run_argv(spec))
+    assert "--network slirp4netns:port_handler=slirp4netns" in " ".join(podman().run_argv(spec))
+    assert docker().bridge_networks and not podman().bridge_networks

@@ -165,6 +165,9 @@ class Engine(abc.ABC):
     name: str
     commands: list[str]
     """The commands run so far, ready to paste into a shell (for reproducing failures)."""
+    bridge_networks: bool = True
+    """A workbench's own network (RunSpec.network) is a bridge this engine makes (Docker);
+    False: the engine gives the container a network stack of its own instead (Podman)."""
 
     @abc.abstractmethod
     def build(

@@ -264,6 +264,10 @@ class CliEngine(Engine):
     def network_exists_argv(self, name: str) -> list[str]:
         return [*self.base_argv(), "network", "inspect", "--format", "{{.Name}}", name]
 
+    def network_args(self, network: str | None) -> list[str]:
+        """`run`'s network: the workbench's own bridge, by name."""
+        return _opt("--network", network)
+
     def network_options(self) -> list[str]:
         """What makes a bridge network isolated from the engine's other networks."""
         return []
@@ -318,7 +322,7 @@ class CliEngine(Engine):
         argv += _opt("--cpus", spec.cpus)
         argv += _opt("--stop-timeout", spec.stop_timeout)
         argv += _opt("--restart", spec.restart)
-        argv += _opt("--network", spec.network)
+        argv += self.network_args(spec.network)
         if spec.no_healthcheck:
             argv.append("--no-healthcheck")
         elif spec.healthcheck is not None:

@@ -10,8 +10,11 @@ Differences from Docker that matter here:
 - The OCI runtime can be chosen with TORCHRIG_PODMAN_RUNTIME (e.g. "runc"), passed as
   Podman's global `--runtime`. Unset, Podman uses its configured default. Set it where
   the default runtime cannot start containers, e.g. crun on hosts with hybrid cgroups.
-- Its bridge networks reach each other unless made with `--opt isolate=true` (Docker
-  isolates user-defined bridges from each other by default).
+- Its bridge networks reach each other: `--opt isolate=true` separates only networks that
+  both have it, so a container on the default network still reached a workbench's Jupyter
+  (Podman 4.3, CNI; tests/container/test_security_root.py). A workbench gets a network
+  stack of its own instead, slirp4netns, with its ports published on 127.0.0.1 by
+  slirp4netns itself: no bridge address exists for another container to reach.
 - `--init` needs catatonit (apt-get install catatonit).
 - `rm --force` first stops the container with its stop timeout (10 s by default) where
   Docker kills at once; torchrig passes `--time 0` to get Docker's behaviour.
@@ -38,12 +41,15 @@ if TYPE_CHECKING:
     from torchrig.engine.cli import Runner
 
 RUNTIME_ENV = "TORCHRIG_PODMAN_RUNTIME"
+SLIRP4NETNS = "slirp4netns:port_handler=slirp4netns"
+OWN_MODES = ("slirp4netns", "pasta", "container:", "ns:", "bridge:")
 CDI_GPU = "nvidia.com/gpu"
 INSTALL_HINT = "install Podman (apt-get install podman, or your distribution's podman package)"
 
 
 class PodmanEngine(CliEngine):
     name = "podman"
+    bridge_networks = False
     install_hint = INSTALL_HINT
 
     def __init__(
@@ -84,6 +90,15 @@ class PodmanEngine(CliEngine):
         # Podman's bridges route to each other unless isolated (CNI: the firewall plugin's
         # ingressPolicy "same-bridge"; netavark: its isolation chains).
         return ["--opt", "isolate=true"]
+
+    def network_args(self, network: str | None) -> list[str]:
+        # A workbench's own network, by name, is a network stack of its own (see the
+        # module's notes); Podman's own modes ("none", "host", "slirp4netns:…") as given.
+        if network is None:
+            return []
+        if network in ("none", "host", "private") or network.startswith(OWN_MODES):
+            return ["--network", network]
+        return ["--network", SLIRP4NETNS]
 
     def gpu_args(self, gpus: GpuSelector) -> list[str]:
         if gpus is None:

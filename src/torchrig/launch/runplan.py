@@ -97,8 +97,11 @@ def identity(spec: Spec, host: HostFacts) -> Identity:
     never 1000, which is usually a person on the host who would then own the workbench's
     files and its rights on the project.
     """
-    uid = spec.user.uid if spec.user.uid != "auto" else (host.system.uid or os.getuid())
-    gid = spec.user.gid if spec.user.gid != "auto" else (host.system.gid or os.getgid())
+    # The host's facts decide (uid 0 included: a host file saved as root means root there).
+    host_uid = host.system.uid if host.system.uid is not None else os.getuid()
+    host_gid = host.system.gid if host.system.gid is not None else os.getgid()
+    uid = spec.user.uid if spec.user.uid != "auto" else host_uid
+    gid = spec.user.gid if spec.user.gid != "auto" else host_gid
     name = spec.user.name
     if name == "auto":
         name = host.system.user or _login_name()

@@ -241,7 +241,7 @@ def _other_user(container: dict[str, Any], who: Identity) -> bool:
 def ensure_network(engine: Engine, wb: Workbench) -> bool:
     """The workbench's own network (no other container on its bridge); True if made now."""
     network = wb.run.network
-    if not network or engine.network_exists(network):
+    if not network or not engine.bridge_networks or engine.network_exists(network):
         return False
     engine.network_create(
         network, labels={"io.torchrig.project": wb.run.labels.get("io.torchrig.project", "")}
@@ -399,7 +399,7 @@ def down(
         engine.remove(name, force=True)
         done.append(f"removed {name}")
     network = network_name(session.spec)
-    if engine.network_exists(network):
+    if engine.bridge_networks and engine.network_exists(network):
         try:
             engine.network_remove(network)
             done.append(f"removed network {network}")
