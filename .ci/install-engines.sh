@@ -37,7 +37,7 @@ install_packages() {
     # Docker Hub), started by the test itself with its own config and storage.
     # acl: getfacl/setfacl, the reference the tests of a root-owned workspace check
     # torchrig's own ACL xattr writing against (torchrig itself needs no package for it).
-    wanted="acl docker.io podman runc catatonit uidmap debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
+    wanted="acl docker.io podman runc catatonit uidmap slirp4netns debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.workbench import cpu_spec, torchrig
+from tests.container.workbench import cpu_spec, let_owners_in, torchrig
 
 pytestmark = pytest.mark.container
 
@@ -48,7 +48,7 @@ def _exec(project: Path, script: str, check: bool = True) -> subprocess.Complete
 def projects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
     if shutil.which("docker") is None:
         pytest.fail("docker is needed (bash .ci/install-engines.sh)", pytrace=False)
-    root = tmp_path_factory.mktemp(PREFIX)
+    root = let_owners_in(tmp_path_factory.mktemp(PREFIX))
     data = root / "data"
     data.mkdir()
     (data / "hello.txt").write_text("from the host\n")

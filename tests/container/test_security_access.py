@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import SecurityFigures
-from tests.container.workbench import GID, UID, cpu_spec, torchrig, wait_until
+from tests.container.workbench import GID, UID, cpu_spec, let_owners_in, torchrig, wait_until
 
 pytestmark = pytest.mark.container
 
@@ -111,8 +111,7 @@ def bench(
     project.mkdir()
     # The public key is read with the project owner's rights (issue 10, finding 2): it lives
     # in the project, which belongs to that user, as on a laptop.
-    for folder in (root.parent, root):  # pytest makes them 0700: let the owner reach it
-        folder.chmod(0o755)
+    let_owners_in(root)  # pytest makes its folders 0700: let the owner reach the project
     key = project / "key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     os.chown(key.with_suffix(".pub"), UID, GID)

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.container.conftest import SecurityFigures
+from tests.container.workbench import let_owners_in
+
 pytestmark = pytest.mark.container
 
 WHEELHOUSE = "/opt/wheels"  # the CPU torch wheel these machines carry (see README)
@@ -159,7 +162,7 @@ def bench(
     engine = request.param
     if shutil.which(engine) is None:
         pytest.fail(f"{engine} is not installed (bash .ci/install-engines.sh)", pytrace=False)
-    root = tmp_path_factory.mktemp(f"wb-{engine}")
+    root = let_owners_in(tmp_path_factory.mktemp(f"wb-{engine}"))
     made: list[Bench] = []
     try:
         made.append(_up(engine, root, f"t-{engine}-a"))
@@ -219,6 +222,41 @@ def test_jupyter_answers_only_with_the_token(bench: Bench) -> None:
     assert len(bench.token) >= 48  # >= 192 bits in hex
 
 
+ROUTES = (
+    "/api/contents",
+    "/api/kernels",
+    "/api/sessions",
+    "/api/terminals",
+    "/api/config/notebook",
+    "/api/nbconvert",
+    "/files/hello.txt",
+    "/lab",
+    "/lab/tree/hello.txt",
+    "/api/contents/hello.txt",
+)
+
+
+def test_no_unauthenticated_request_succeeds(
+    bench: Bench, security_figures: SecurityFigures
+) -> None:
+    """SECURITY.md C: every route with no token and with a forged session cookie; wrong
+    tokens on a few routes only (more than 10 in a minute trip the throttle, which would
+    lock the right token out for the tests after this one)."""
+    base = f"http://127.0.0.1:{bench.jupyter}"
+    forged = {"Cookie": f"username-127-0-0-1-{bench.jupyter}=2|1:0|10:1700000000|forged"}
+    tries = [(f"{base}{route}", {}) for route in ROUTES]
+    tries += [(f"{base}{route}", forged) for route in ROUTES]
+    tries += [(f"{base}{route}", {"Authorization": "token wrong"}) for route in ROUTES[:3]]
+    tries += [(f"{base}{route}?token={bench.token[:-1]}x", {}) for route in ROUTES[:3]]
+    succeeded = [(url, h) for url, h in tries if _get(url, h)[0] < 300]
+    security_figures.record(
+        "jupyter_unauthenticated_successes", len(succeeded), of=len(tries), engine=bench.engine
+    )
+    assert succeeded == []
+    # The right token still works: nothing above was throttled.
+    assert _get(f"{base}/api/contents", {"Authorization": f"token {bench.token}"})[0] == 200
+
+
 def test_token_is_not_in_the_logs(bench: Bench) -> None:
     logs = bench.cli("logs").stdout + bench.cli("logs").stderr
     assert bench.token not in logs
@@ -257,6 +295,45 @@ def test_ssh_refuses_passwords_and_root(bench: Bench) -> None:
     assert password.returncode != 0 and "Permission denied (publickey)" in password.stderr
     root = bench.ssh("true", user="root", extra=("-o", "BatchMode=yes"))
     assert root.returncode != 0 and "Permission denied" in root.stderr
+
+
+def test_wrong_ssh_logins_are_all_refused(
+    bench: Bench, tmp_path: Path, security_figures: SecurityFigures
+) -> None:
+    """A real client, each way in that must fail: passwords, keyboard-interactive, none,
+    root and other users with the right key, the right user with a key never authorized."""
+    stranger = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
+    batch = ("-o", "BatchMode=yes")
+    attempts = {
+        "password": ("alice", (*batch, "-o", "PubkeyAuthentication=no",
+                               "-o", "PreferredAuthentications=password")),
+        "keyboard-interactive": ("alice", (*batch, "-o", "PubkeyAuthentication=no",
+                                           "-o", "PreferredAuthentications=keyboard-interactive")),
+        "none": ("alice", (*batch, "-o", "PreferredAuthentications=none")),
+        "root with the key": ("root", batch),
+        "nobody with the key": ("nobody", batch),
+        "daemon with the key": ("daemon", batch),
+        "an unknown user": ("mallory", batch),
+    }  # fmt: skip
+    accepted = [
+        what
+        for what, (user, extra) in attempts.items()
+        if bench.ssh("true", user=user, extra=extra).returncode == 0
+    ]
+    strange = subprocess.run(
+        ["ssh", "-p", str(bench.ssh_port), "-i", str(stranger), "-o", "IdentitiesOnly=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", *batch,
+         "alice@127.0.0.1", "true"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if strange.returncode == 0:
+        accepted.append("a key never authorized")
+    tried = len(attempts) + 1
+    security_figures.record(
+        "ssh_wrong_logins_accepted", len(accepted), of=tried, engine=bench.engine
+    )
+    assert accepted == []
 
 
 def test_workspace_files_belong_to_the_host_user(bench: Bench) -> None:
@@ -317,11 +394,32 @@ def test_pip_cannot_replace_torch(bench: Bench) -> None:
     assert version.stdout.strip() == "2.13.0+cpu"
 
 
-def test_no_process_but_pid_1_runs_as_root(bench: Bench) -> None:
+def test_no_process_but_pid_1_runs_as_root(bench: Bench, security_figures: SecurityFigures) -> None:
     done = bench.exec("ps", "-eo", "uid=,pid=,comm=")
     rows = [line.split(None, 2) for line in done.stdout.strip().splitlines()]
     root = [r for r in rows if r[0] == "0"]
+    security_figures.record(
+        "root_processes_besides_pid1",
+        len([r for r in root if r[1] != "1"]),
+        of=len(rows),
+        engine=bench.engine,
+    )
     assert [r[1] for r in root] == ["1"], done.stdout
+
+
+def test_no_port_is_published_on_every_address(
+    bench: Bench, security_figures: SecurityFigures
+) -> None:
+    inspect = subprocess.run(
+        [bench.engine, "port", f"torchrig-t-{bench.engine}-a"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    bound = [line.split(" -> ", 1)[1] for line in inspect.stdout.splitlines() if " -> " in line]
+    public = [b for b in bound if not b.startswith("127.0.0.1:")]
+    security_figures.record(
+        "ports_on_all_addresses", len(public), of=len(bound), engine=bench.engine
+    )
+    assert bound and public == [], inspect.stdout
 
 
 def test_image_holds_no_host_keys_and_no_secret(bench: Bench) -> None:
@@ -373,7 +471,7 @@ def test_stop_is_graceful(bench: Bench) -> None:
 
 
 def test_host_keys_are_stable_across_down_up_and_unique_per_workbench(
-    bench: Bench, tmp_path: Path
+    bench: Bench, tmp_path: Path, security_figures: SecurityFigures
 ) -> None:
     before = bench.host_key()
     assert before
@@ -381,9 +479,13 @@ def test_host_keys_are_stable_across_down_up_and_unique_per_workbench(
     again = json.loads(bench.cli("up", "--json").stdout)
     bench.info = again
     assert bench.host_key() == before, "a workbench keeps its host key across down/up"
-    other = _up(bench.engine, tmp_path, f"t-{bench.engine}-b")
+    other = _up(bench.engine, let_owners_in(tmp_path), f"t-{bench.engine}-b")
     try:
-        assert other.host_key() and other.host_key() != before
+        theirs = other.host_key()
+        security_figures.record(
+            "identical_host_keys", int(theirs == before), of=2, engine=bench.engine
+        )
+        assert theirs and theirs != before
     finally:
         other.cli("down", "--purge", check=False)
     assert (bench.project / "hello.txt").read_text() == "host file, must stay as it is\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,24 @@ enabled = false
 torch_index = "none"
 find_links = ["{WHEELHOUSE}"]
 {extra}"""
+
+
+def let_owners_in(folder: Path) -> Path:
+    """Let every account pass through `folder` and the temporary folders above it.
+
+    pytest makes its folders 0700 (root's, here), and torchrig reads a project's files with
+    its owner's rights (issue 10, finding 2), as the kernel would let that person: the
+    test projects belong to other uids, so the way to them must be open to search (0711),
+    as a home folder's is on a real machine. Nothing is made listable or writable.
+    """
+    top = Path(tempfile.gettempdir()).resolve()
+    for path in (folder, *folder.parents):
+        if path == top or top not in path.parents:
+            break
+        mode = path.stat().st_mode & 0o7777
+        if mode & 0o011 != 0o011:
+            path.chmod(mode | 0o011)
+    return folder
 
 
 def give_to_user(*paths: Path) -> None:

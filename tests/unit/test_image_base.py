@@ -231,6 +231,7 @@ def test_newer_ubuntu_borrows_the_jammy_script(scripts: Path) -> None:
 # --- bootstrapping --------------------------------------------------------------------------
 
 
+@pytest.mark.root  # chowns to other uids
 def test_bootstrap_caches_a_clean_reproducible_tarball(
     tmp_path: Path, keyrings: Path, scripts: Path
 ) -> None:

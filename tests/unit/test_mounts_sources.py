@@ -257,6 +257,7 @@ def test_broken_or_huge_pip_config_is_a_note_not_a_failure(tmp_path: Path) -> No
 # --- the cache volume's root in the workbench ------------------------------------------------
 
 
+@pytest.mark.root  # chowns to other uids
 def test_entrypoint_gives_a_fresh_user_cache_to_the_user(tmp_path: Path) -> None:
     cache = tmp_path / "cache" / "huggingface"
     cache.mkdir(parents=True)
@@ -267,6 +268,7 @@ def test_entrypoint_gives_a_fresh_user_cache_to_the_user(tmp_path: Path) -> None
     assert cache.stat().st_uid == 5555 and "belongs to uid 5555" in notes[0]  # never taken
 
 
+@pytest.mark.root  # chowns to other uids
 def test_host_cache_gets_a_default_acl_for_every_uid(tmp_path: Path) -> None:
     cache = tmp_path / "cache" / "huggingface"
     cache.mkdir(parents=True)

@@ -31,6 +31,8 @@ ROOT = HostFacts(
 )
 ID = workspace_access.ROOT_DEFAULT_ID
 
+pytestmark = pytest.mark.root
+
 
 class Healthy(RecordingEngine):
     def health(self, container: str) -> str:
