@@ -35,6 +35,8 @@ install_packages() {
     # emoji class names (tests/train check for missing glyphs), as in the image.
     # docker-registry: the tests serve a base image from a registry on 127.0.0.1 (no
     # Docker Hub), started by the test itself with its own config and storage.
+    # slirp4netns: each Podman workbench's own network stack (no bridge address a
+    # neighbouring container could reach).
     # acl: getfacl/setfacl, the reference the tests of a root-owned workspace check
     # torchrig's own ACL xattr writing against (torchrig itself needs no package for it).
     wanted="acl docker.io podman runc catatonit uidmap slirp4netns debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
