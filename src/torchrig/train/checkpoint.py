@@ -69,7 +69,8 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id lives (a staging folder's writer, say)."""
     if pid == os.getpid():
         return True
     try:
@@ -194,7 +195,7 @@ class CheckpointManager:
             return removed
         for path in self.root.iterdir():
             match = _TMP.match(path.name)
-            if match and not _pid_alive(int(match.group(1))):
+            if match and not pid_alive(int(match.group(1))):
                 shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
         return removed

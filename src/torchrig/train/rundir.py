@@ -39,24 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from torchrig.errors import UsageError
+from torchrig.train.checkpoint import pid_alive
 
 STAGE_PREFIX = ".torchrig-stage-"
 _STAGE = re.compile(r"^\.(?:.+\.)?torchrig-stage-(\d+)$")
 # Entries of a run folder a resume does not stage: the checkpoints are read, never written,
 # before the resume is known to work.
 _NOT_STAGED = {"checkpoints"}
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_stale(folder: Path, name_filter: str = "") -> None:
@@ -67,7 +56,7 @@ def _remove_stale(folder: Path, name_filter: str = "") -> None:
         return
     for entry in entries:
         match = _STAGE.match(entry.name)
-        if match and name_filter in entry.name and not _pid_alive(int(match.group(1))):
+        if match and name_filter in entry.name and not pid_alive(int(match.group(1))):
             shutil.rmtree(entry, ignore_errors=True)
 
 

@@ -8,7 +8,6 @@ and RoPE models were never trained on them).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from torchrig.errors import UsageError
 from torchrig.recipes.causal_lm import model as model_mod
 from torchrig.recipes.causal_lm.config import TrainConfig
+from torchrig.recipes.pretrained import model_config, positive_int
 from torchrig.train import budget
 
 
@@ -30,37 +30,14 @@ class Shape:
 
 
 def _pretrained_shape(path: Path, vocab: int) -> Shape:
-    if not path.is_dir():
-        raise UsageError(
-            f"--model-path {path} does not exist",
-            "give the folder that holds config.json and model.safetensors",
-        )
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"{path} is not a Hugging Face model folder (no config.json)",
-            "give the folder written by save_pretrained (config.json + *.safetensors)",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}/config.json cannot be read ({exc})", "check the file") from None
-    if not isinstance(config, dict):
-        raise UsageError(f"{path}/config.json is not an object", "check the file")
-
-    def first(*keys: str, default: int) -> int:
-        for key in keys:
-            value = config.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-        return default
-
+    config = model_config(path)
     return Shape(
         name=str(path),
-        layers=first("n_layer", "num_hidden_layers", default=1),
-        hidden=first("n_embd", "hidden_size", default=1),
-        heads=first("n_head", "num_attention_heads", default=1),
-        context=first("n_positions", "max_position_embeddings", default=1 << 30),
-        vocab=first("vocab_size", default=vocab),
+        layers=positive_int(config, "n_layer", "num_hidden_layers", default=1),
+        hidden=positive_int(config, "n_embd", "hidden_size", default=1),
+        heads=positive_int(config, "n_head", "num_attention_heads", default=1),
+        context=positive_int(config, "n_positions", "max_position_embeddings", default=1 << 30),
+        vocab=positive_int(config, "vocab_size", default=vocab),
     )
 
 

@@ -3,33 +3,18 @@ tokens per text fit its positions, a tokenizer trained on the data has room to w
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torchrig.errors import UsageError
+from torchrig.recipes.pretrained import model_config, positive_int
 
 if TYPE_CHECKING:
     from torchrig.recipes.text_classify.config import TextClassifyConfig
 
 
 def _pretrained_positions(path: Path) -> int:
-    if not path.is_dir():
-        raise UsageError(
-            f"--model-path {path} does not exist",
-            "give the folder written by save_pretrained (config.json + *.safetensors)",
-        )
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(
-            f"{path} is not a Hugging Face model folder (no config.json)",
-            "give the folder written by save_pretrained (config.json + *.safetensors)",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}/config.json cannot be read ({exc})", "check the file") from None
-    value = config.get("max_position_embeddings") if isinstance(config, dict) else None
-    return value if isinstance(value, int) and value > 0 else 1 << 30
+    return positive_int(model_config(path), "max_position_embeddings", default=1 << 30)
 
 
 def check_before_work(cfg: TextClassifyConfig) -> None:
