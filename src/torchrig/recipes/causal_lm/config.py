@@ -168,8 +168,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Micro-batch by GPU memory: (GiB of device memory at least, micro-batch), largest first;
 # --grad-accum keeps the preset's sequences per step. A larger micro-batch does the same
-# step in fewer, larger kernels: GPT-2 124M on an H100, 64 × 1024 tokens per micro-step
-# peaks near 29 GiB compiled bf16 and runs faster than 16 × 4 (docs/training.md).
+# step in fewer, larger kernels (GPT-2 124M on an H100: a plain loop 493k tokens/s at 64,
+# 467k at 32, issue 18). 32 × 1024 peaked at 15.1 GiB compiled bf16 (H200,
+# benchmarks/results); 64 about twice that (docs/training.md).
 MICRO_BATCH_BY_MEMORY: dict[str, tuple[tuple[float, int], ...]] = {
     "gpt2-124m": ((60.0, 64), (30.0, 32), (0.0, 16)),
 }
