@@ -324,7 +324,9 @@ def main() -> None:
             runs.append({"micro_batch": micro, "skipped": f"past --budget-s {args.budget_s}"})
             continue
         print(f"== recipe, micro-batch {micro}", flush=True)
-        run = recipe_run(args, micro, work / "tokenizer", cache)
+        # CUDA graphs are opt-in: --compare-graphs measures the recipe with and without them.
+        graphs = True if args.compare_graphs and not args.cpu_smoke else None
+        run = recipe_run(args, micro, work / "tokenizer", cache, graphs)
         _reset(device)
         if not args.no_baseline and (i == 0 or args.baseline_all):
             print(f"== baseline, micro-batch {micro}", flush=True)

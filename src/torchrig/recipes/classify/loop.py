@@ -386,7 +386,8 @@ def _cuda_graphs(
     gradients too) into the same memory every time, so it needs fixed shapes (the task's
     batches all alike), one micro-step per optimizer step (accumulated gradients would be
     overwritten by the next micro-step's replay) and one process (DDP's all-reduce hooks
-    run inside the backward). --cuda-graphs asks for it; --no-cuda-graphs turns it off."""
+    run inside the backward). Opt-in (--cuda-graphs) until a GPU benchmark run has measured
+    it against the plain loop (issue 18): no lent GPU started in the session that wrote it."""
     reasons = []
     if not compiled or dist.device.type != "cuda":
         reasons.append("a compiled step on CUDA")
@@ -400,7 +401,7 @@ def _cuda_graphs(
         raise UsageError(
             f"--cuda-graphs needs {', '.join(reasons)}", "drop --cuda-graphs, or meet those"
         )
-    return cfg.cuda_graphs is not False and not reasons
+    return bool(cfg.cuda_graphs) and not reasons
 
 
 def _check_same_labels(run: Path, labels: list[str]) -> None:
