@@ -275,8 +275,13 @@ def test_env_file_secrets_reach_ssh_login_shells_and_no_disk(bench: Bench) -> No
     assert done.stdout == SECRET
     # Never written to disk by torchrig: not in the state volume (home) or /etc. (The
     # workspace holds the user's own torchrig.env, the source of the secret.)
-    found = bench.cli("exec", "--", "grep", "-rlsF", SECRET, "/home", "/etc", check=False)
-    assert found.returncode == 1 and found.stdout.strip() == "", found.stdout
+    # As root in the container, so that no file is left unread.
+    found = subprocess.run(
+        [bench.engine, "exec", "--user", "0", f"torchrig-t-{bench.engine}-a",
+         "grep", "-rlsF", SECRET, "/home", "/etc"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert found.returncode == 1 and found.stdout.strip() == "", (found.stdout, found.stderr)
 
 
 def test_ssh_refuses_passwords_and_root(bench: Bench) -> None:
