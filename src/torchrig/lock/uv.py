@@ -116,6 +116,10 @@ def compile_lock(request: UvRequest, *, debug: bool = False) -> list[LockedPacka
 def _run(args: Sequence[str], request: UvRequest, cwd: Path, debug: bool) -> str:
     cmd = [uv_binary(), *args, *_common_args(request)]
     env = {k: v for k, v in os.environ.items() if k not in _UV_ENV_OVERRIDES}
+    # The system's trust store, as pip and curl use it: a firewall's or company's CA added
+    # with update-ca-certificates is trusted (uv's default is its own bundled roots, which
+    # failed with "invalid peer certificate: UnknownIssuer" behind such a proxy).
+    env.setdefault("UV_NATIVE_TLS", "1")
     if request.ca_bundle:
         env["SSL_CERT_FILE"] = request.ca_bundle
     if debug:
