@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.workbench import cpu_spec, wait_until
+from tests.container.workbench import cpu_spec, throwaway_user, wait_until
 from torchrig.engine.docker import DockerEngine
 from torchrig.image.base import Bootstrapper, default_cache_dir
 
@@ -113,18 +113,8 @@ def pushed(registry: tuple[int, Path]) -> Iterator[tuple[str, str]]:
 @pytest.fixture
 def docker_user() -> Iterator[pwd.struct_passwd]:
     """A normal user whose only privilege is the docker group."""
-    if os.geteuid() != 0 or shutil.which("useradd") is None:
-        pytest.fail("needs root and useradd to make the test user (the CI machine has them)")
-    subprocess.run(["userdel", "--remove", USER], capture_output=True, check=False)
-    subprocess.run(
-        ["useradd", "--uid", str(UID), "--create-home", "--groups", "docker", USER],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield pwd.getpwnam(USER)
-    finally:
-        subprocess.run(["userdel", "--remove", USER], capture_output=True, check=False)
+    with throwaway_user(USER, UID) as user:
+        yield user
 
 
 def as_user(user: pwd.struct_passwd, shared: Path, *args: str) -> list[str]:

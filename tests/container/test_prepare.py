@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.container.test_first_run_group import run_as
-from tests.container.workbench import cpu_spec, let_owners_in
+from tests.container.workbench import cpu_spec, let_owners_in, throwaway_user
 
 pytestmark = pytest.mark.container
 
@@ -34,18 +34,9 @@ PROJECT = "t-prep-bench"
 
 @pytest.fixture
 def docker_user() -> Iterator[pwd.struct_passwd]:
-    if os.geteuid() != 0:
-        pytest.fail("needs root to make the test user (the CI machine runs as root)")
-    subprocess.run(["userdel", "--remove", USER], capture_output=True, check=False)
-    subprocess.run(
-        ["useradd", "--uid", str(UID), "--create-home", "--groups", "docker", USER],
-        check=True,
-        capture_output=True,
-    )
-    try:
-        yield pwd.getpwnam(USER)
-    finally:
-        subprocess.run(["userdel", "--remove", USER], capture_output=True, check=False)
+    """A normal user whose only privilege is the docker group."""
+    with throwaway_user(USER, UID) as user:
+        yield user
 
 
 def test_prepare_once_then_a_user_builds_without_root(

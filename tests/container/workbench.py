@@ -10,11 +10,14 @@ index is needed; the project belongs to UID/GID, the host user the workbench map
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -93,6 +96,23 @@ def let_owners_in(folder: Path) -> Path:
         if mode & 0o011 != 0o011:
             path.chmod(mode | 0o011)
     return folder
+
+
+@contextmanager
+def throwaway_user(name: str, uid: int, groups: str = "docker") -> Iterator[pwd.struct_passwd]:
+    """A normal user of this machine for one test (root makes it, and removes it after)."""
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.fail("needs root and useradd to make the test user (the CI machine has them)")
+    subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
+    subprocess.run(
+        ["useradd", "--uid", str(uid), "--create-home", "--groups", groups, name],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        subprocess.run(["userdel", "--remove", name], capture_output=True, check=False)
 
 
 def give_to_user(*paths: Path) -> None:
