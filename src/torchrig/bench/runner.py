@@ -244,13 +244,13 @@ def _topology() -> str | None:
     import shutil
     import subprocess
 
+    from torchrig.command import run_command
+
     exe = shutil.which("nvidia-smi")
     if not exe:
         return None
     try:
-        done = subprocess.run(
-            [exe, "topo", "-m"], capture_output=True, text=True, timeout=20, check=False
-        )
+        done = run_command([exe, "topo", "-m"], 20)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None

@@ -84,7 +84,7 @@ def _host(args: argparse.Namespace) -> tuple[str, list[Check]]:
     ctx = host_context(host, spec_path=args.spec, engine=args.engine, live=args.host is None)
     where = f"facts from {args.host}" if args.host else "this machine"
     heading = f"torchrig doctor: host {host.hostname or '?'} ({where})"
-    return heading, run_checks(HOST_CHECKS, ctx, debug=args.debug)
+    return heading, run_checks(HOST_CHECKS, ctx)
 
 
 def _inside(args: argparse.Namespace) -> tuple[str, list[Check]]:
@@ -92,7 +92,7 @@ def _inside(args: argparse.Namespace) -> tuple[str, list[Check]]:
     from torchrig.doctor.model import run_checks
 
     heading = "torchrig doctor --inside: this container"
-    return heading, run_checks(INSIDE_CHECKS, inside_context(), debug=args.debug)
+    return heading, run_checks(INSIDE_CHECKS, inside_context())
 
 
 def _console() -> Console:

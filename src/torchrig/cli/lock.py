@@ -66,7 +66,7 @@ def _lock(args: argparse.Namespace) -> int:
     command = "torchrig lock" + "".join(f" --variant {v}" for v in args.variant)
     if args.spec.name != "torchrig.toml" or str(args.spec.parent) not in ("", "."):
         command += f" --spec {args.spec}"
-    lock = make_lock(spec, digest, resolutions, debug=args.debug, project=args.spec.parent)
+    lock = make_lock(spec, digest, resolutions, project=args.spec.parent)
     path = lock_path(args)
     write_atomically(path, render_lock(lock, command=command))
     if args.json:

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Sequence
 
 from torchrig import __version__
+from torchrig.command import set_debug
 from torchrig.errors import DISK_ERRNOS, EXIT_CODES, TorchrigError, disk_error
 
 # One module per verb, imported only when that verb runs so `torchrig plan` stays fast.
@@ -42,6 +43,9 @@ VERBS: dict[str, str] = {
 }
 
 
+DEBUG_HELP = "show tracebacks and print each command torchrig runs (engine, uv, debootstrap)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so usage errors go through the boundary."""
 
@@ -60,13 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()),
     )
     parser.add_argument("--version", action="version", version=f"torchrig {__version__}")
-    parser.add_argument(
-        "--debug", action="store_true", help="show tracebacks and the commands torchrig runs"
-    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     for verb, help_text in VERBS.items():
         verb_parser = sub.add_parser(verb, help=help_text, description=help_text)
         verb_parser.set_defaults(_module=verb.replace("-", "_"))
+        # After the verb too (`torchrig plan --debug`). SUPPRESS: a verb's default must not
+        # overwrite the --debug given before the verb (argparse copies sub-defaults over).
+        verb_parser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
         module = importlib.import_module(f"torchrig.cli.{verb.replace('-', '_')}")
         module.add_arguments(verb_parser)
     return parser
@@ -74,10 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args_list
+    # Until the line is parsed, a guess (words after `--` belong to a command, not to us).
+    before_command = args_list[: args_list.index("--")] if "--" in args_list else args_list
+    debug = "--debug" in before_command
+    set_debug(False)
     try:
         parser = build_parser()
         args = parser.parse_args(args_list)
+        debug = bool(args.debug)
+        set_debug(debug)
         if not getattr(args, "_module", None):
             parser.print_help()
             return 2
@@ -107,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except Exception as exc:
         return _internal_error(exc, debug)
+    finally:
+        set_debug(False)  # a caller that runs main() again (tests) starts from off
 
 
 def _internal_error(exc: Exception, debug: bool) -> int:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchrig.command import run_command
 from torchrig.compat.resolve import kernels_for
 from torchrig.doctor.host import visible_devices_problem
 from torchrig.doctor.model import Check, Rule
@@ -41,18 +42,6 @@ GPU_FIX = (
     "passes --gpus / --device nvidia.com/gpu=…); by hand: `docker run --gpus all …` or "
     "`podman run --device nvidia.com/gpu=all …`; check with `nvidia-smi -L` inside"
 )
-
-
-def run_command(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(cmd),
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 @dataclass(frozen=True)

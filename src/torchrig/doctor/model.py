@@ -9,6 +9,8 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from torchrig.command import debug_enabled
+
 Status = Literal["pass", "warn", "fail", "skip"]
 STATUSES: tuple[Status, ...] = ("pass", "warn", "fail", "skip")
 
@@ -66,9 +68,7 @@ def check_id(function: Callable[..., Check]) -> str:
     return function.__name__.removeprefix("check_").replace("_", "-")
 
 
-def run_checks(
-    checks: Sequence[Callable[[C], Check]], context: C, *, debug: bool = False
-) -> list[Check]:
+def run_checks(checks: Sequence[Callable[[C], Check]], context: C) -> list[Check]:
     """Every check, in order. A check that crashes is a bug in torchrig, not a finding about
     the machine: it is reported as a warning saying so, and the others still run."""
     results: list[Check] = []
@@ -76,7 +76,7 @@ def run_checks(
         try:
             results.append(check(context))
         except Exception as exc:
-            if debug:
+            if debug_enabled():
                 traceback.print_exc()
             name = check_id(check)
             results.append(

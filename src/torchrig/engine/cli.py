@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from torchrig.command import command_line, run_command, stream_command
 from torchrig.engine.base import (
     BuildFailed,
     Engine,
@@ -80,17 +80,7 @@ class Runner:
         input: str | None = None,
         capture: bool = True,
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            list(argv),
-            env=_environ(env),
-            timeout=timeout,
-            input=input,
-            capture_output=capture,
-            text=True,
-            errors="replace",
-            check=False,
-            stdin=None if (input is not None or not capture) else subprocess.DEVNULL,
-        )
+        return run_command(argv, timeout, env=env, input=input, capture=capture)
 
     def lines(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None
@@ -99,40 +89,7 @@ class Runner:
 
         Closing the generator early (a `logs --follow` reader that stops) ends the process.
         """
-        proc = subprocess.Popen(
-            list(argv),
-            env=_environ(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            bufsize=1,
-        )
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                yield line.rstrip("\n")
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            if proc.stdout is not None:
-                proc.stdout.close()
-        return proc.wait()
-
-
-def _environ(extra: Mapping[str, str] | None) -> dict[str, str] | None:
-    return None if not extra else {**os.environ, **extra}
-
-
-def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
-    """The command as one shell line, with the environment it needs in front."""
-    prefix = [f"{k}={shlex.quote(v)}" for k, v in (env or {}).items()]
-    return " ".join([*prefix, shlex.join(argv)])
+        return stream_command(argv, env=env)
 
 
 def error_detail(text: str) -> str:

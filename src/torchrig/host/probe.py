@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from xml.etree import ElementTree
 
+from torchrig.command import run_command
 from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
 from torchrig.host.podman_pause import no_new_pause_process
 
@@ -51,19 +52,6 @@ NO_ENGINE = "No usable container engine"
 
 class Unavailable(Exception):
     """A source is absent or failed; the message is the one-line reason."""
-
-
-def run_command(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    """The default `run`: capture text output, never raise on a non-zero exit."""
-    return subprocess.run(
-        list(cmd),
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def probe_host(

@@ -41,7 +41,6 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import tempfile
 from collections import deque
 from dataclasses import dataclass, field
@@ -49,7 +48,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torchrig.engine.cli import Runner, command_line
+from torchrig.command import command_line, run_command
+from torchrig.engine.cli import Runner
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.image.keyring import DATA as KEYRING_DATA
 from torchrig.image.keyring import Keyring, choose_keyring, load_records
@@ -578,7 +578,7 @@ def unmount_under(path: Path) -> None:
     such a mount would delete the host's files, so unmount them first, and refuse to go on
     if any stays."""
     for point in mounts_under(path):
-        subprocess.run(["umount", "--lazy", str(point)], check=False, capture_output=True)
+        run_command(["umount", "--lazy", str(point)])
     left = mounts_under(path)
     if left:
         raise ToolError(

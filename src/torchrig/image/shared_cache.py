@@ -27,9 +27,9 @@ from __future__ import annotations
 import grp
 import os
 import stat
-import subprocess
 from pathlib import Path
 
+from torchrig.command import run_command
 from torchrig.errors import HostError
 
 SHARED_ENV = "TORCHRIG_SHARED_CACHE"
@@ -105,7 +105,7 @@ def create(group: str = GROUP) -> list[str]:
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:
-        done = subprocess.run(["groupadd", "--system", group], capture_output=True, text=True)
+        done = run_command(["groupadd", "--system", group])
         if done.returncode != 0:
             raise HostError(
                 f"cannot create the group {group}: {done.stderr.strip()}",

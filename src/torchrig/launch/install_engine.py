@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from torchrig.command import run_command, start_daemon
 from torchrig.engine.base import Progress
 from torchrig.errors import HostError
 
@@ -44,10 +44,9 @@ def install_docker(progress: Progress) -> None:
         raise HostError(
             "installing Docker needs root", "rerun with sudo, or install docker.io yourself"
         )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update"], ["apt-get", "install", "-y", "docker.io"]):
         progress(" ".join(argv))
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        done = run_command(argv, env={"DEBIAN_FRONTEND": "noninteractive"})
         if done.returncode != 0:
             tail = " | ".join(done.stderr.strip().splitlines()[-3:])
             raise HostError(
@@ -60,11 +59,11 @@ def start_docker(progress: Progress, timeout: float = 60.0) -> None:
     if SOCKET.exists():
         return
     if Path("/run/systemd/system").is_dir():
-        subprocess.run(["systemctl", "enable", "--now", "docker"], check=False)
+        run_command(["systemctl", "enable", "--now", "docker"], capture=False)
     else:  # containers and minimal machines: no systemd
         progress("starting dockerd in the background")
         with Path("/var/log/dockerd.log").open("ab") as log:
-            subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+            start_daemon(["dockerd"], log)
     deadline = time.monotonic() + timeout
     while not SOCKET.exists():
         if time.monotonic() > deadline:

@@ -61,7 +61,6 @@ def make_lock(
     spec_digest: str,
     resolutions: list[Resolution],
     *,
-    debug: bool = False,
     project: Path | None = None,
 ) -> LockFile:
     """Lock every target. `project` (default: the current folder) is the spec's folder:
@@ -74,7 +73,7 @@ def make_lock(
         for res in resolutions:
             inputs = lock_inputs(spec, python=res.python, platform=res.platform)
             request = uv_request(spec, res, inputs, ca_bundle)
-            packages = compile_lock(request, debug=debug)
+            packages = compile_lock(request)
             targets.append(
                 Target(
                     variant=res.variant,

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import tomllib
 from collections.abc import Sequence
@@ -20,6 +18,7 @@ from urllib.parse import unquote, urlparse
 
 from pydantic import BaseModel, ConfigDict
 
+from torchrig.command import run_command
 from torchrig.errors import HostError, ToolError
 
 # Variables that would silently change what uv resolves against; torchrig passes all of this
@@ -87,7 +86,7 @@ def uv_binary() -> str:
     )
 
 
-def compile_lock(request: UvRequest, *, debug: bool = False) -> list[LockedPackage]:
+def compile_lock(request: UvRequest) -> list[LockedPackage]:
     with tempfile.TemporaryDirectory(prefix="torchrig-lock-") as tmp:
         work = Path(tmp)
         (work / "requirements.in").write_text("\n".join(request.requirements) + "\n")
@@ -96,7 +95,6 @@ def compile_lock(request: UvRequest, *, debug: bool = False) -> list[LockedPacka
             ["pip", "compile", "requirements.in", "--format", "pylock.toml", "-o", str(out)],
             request,
             work,
-            debug,
         )
         packages = _parse_pylock(out.read_text("utf-8"))
         (work / "pinned.in").write_text("".join(f"{p['name']}=={p['version']}\n" for p in packages))
@@ -104,7 +102,6 @@ def compile_lock(request: UvRequest, *, debug: bool = False) -> list[LockedPacka
             ["pip", "compile", "pinned.in", "--no-deps", "--emit-index-annotation", "--no-header"],
             request,
             work,
-            debug,
         )
     index_of = _parse_index_annotations(annotated)
     return sorted(
@@ -113,19 +110,19 @@ def compile_lock(request: UvRequest, *, debug: bool = False) -> list[LockedPacka
     )
 
 
-def _run(args: Sequence[str], request: UvRequest, cwd: Path, debug: bool) -> str:
+def _run(args: Sequence[str], request: UvRequest, cwd: Path) -> str:
     cmd = [uv_binary(), *args, *_common_args(request)]
-    env = {k: v for k, v in os.environ.items() if k not in _UV_ENV_OVERRIDES}
+    unset = [k for k in _UV_ENV_OVERRIDES if k in os.environ]
+    env: dict[str, str] = {}
     # The system's trust store, as pip and curl use it: a firewall's or company's CA added
     # with update-ca-certificates is trusted (uv's default is its own bundled roots, which
     # failed with "invalid peer certificate: UnknownIssuer" behind such a proxy).
-    env.setdefault("UV_NATIVE_TLS", "1")
+    if "UV_NATIVE_TLS" not in os.environ:
+        env["UV_NATIVE_TLS"] = "1"
     if request.ca_bundle:
         env["SSL_CERT_FILE"] = request.ca_bundle
-    if debug:
-        print("+ " + " ".join(cmd), file=sys.stderr)
     try:
-        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+        done = run_command(cmd, env=env, unset=unset, cwd=cwd)
     except OSError as exc:
         raise ToolError(
             f"could not run uv ({exc.strerror})", "reinstall uv: pip install uv"

@@ -1,0 +1,110 @@
+"""`--debug` before or after any verb shows tracebacks and prints every command torchrig runs
+as a line a shell can run again (issue 13, item 5).
+
+Before: `torchrig plan --debug` was refused ("unrecognized arguments"), and only `lock`
+printed its (unquoted) uv line; engine commands were never shown.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from torchrig.cli.main import VERBS, build_parser, main
+from torchrig.command import command_line, run_command, set_debug
+
+# What each verb needs besides options, so that the line parses.
+REQUIRED = {"stop": ["job-1"], "export": ["compose"], "export-model": ["ckpt", "--format", "onnx"]}
+
+
+@pytest.mark.parametrize("verb", list(VERBS))
+def test_debug_is_accepted_before_and_after_every_verb(verb: str) -> None:
+    parser = build_parser()
+    rest = REQUIRED.get(verb, [])
+    assert parser.parse_args(["--debug", verb, *rest]).debug is True
+    assert parser.parse_args([verb, "--debug", *rest]).debug is True
+    assert parser.parse_args([verb, *rest]).debug is False
+
+
+def test_debug_after_the_command_separator_belongs_to_the_command() -> None:
+    args = build_parser().parse_args(["exec", "--", "python", "train.py", "--debug"])
+    assert args.debug is False and args.command[-1] == "--debug"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no torchrig.toml here: a known error
+    argv = ["--debug", "plan"] if where == "before" else ["plan", "--debug"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0 and "Traceback (most recent call last)" in err, err
+    assert main(["plan"]) == code
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_command_lines_paste_back_into_the_same_argv(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [sys.executable, "-c", "import sys; print(sys.argv[1:])", "a b", "it's", "$HOME", ""]
+    set_debug(True)
+    try:
+        done = run_command(argv, env={"X": "1 2"}, unset=["UV_INDEX"], cwd="/")
+    finally:
+        set_debug(False)
+    assert done.stdout.strip() == repr(argv[3:])
+    line = capsys.readouterr().err.strip()
+    assert line == "+ " + command_line(argv, {"X": "1 2"}, unset=["UV_INDEX"], cwd="/")
+    words = shlex.split(line.removeprefix("+ "))
+    assert words[:8] == ["cd", "/", "&&", "env", "-u", "UV_INDEX", "X=1 2", sys.executable]
+    assert words[8:] == argv[1:]
+    run_command(argv)
+    assert capsys.readouterr().err == ""  # off: nothing printed
+
+
+# A docker CLI that answers like a daemon with no workbench, and writes down each argv.
+FAKE_DOCKER = """#!/bin/sh
+printf '%s\\0' "$@" >> "$0.calls"; printf '\\n' >> "$0.calls"
+case "$1" in
+  version) echo '{"Client":{"Version":"27.0.0"},"Server":{"Version":"27.0.0"}}' ;;
+  info) echo '{"ServerVersion":"27.0.0","DockerRootDir":"/var/lib/docker"}' ;;
+  *) echo "Error: No such container: $3" >&2; exit 1 ;;
+esac
+"""
+HOST = {
+    "schema_version": 1,
+    "system": {"arch": "x86_64", "cpus": 2, "memory_bytes": 8 << 30, "user": "ada"},
+    "engines": [],
+}
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_prints_each_engine_command_as_it_ran(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bin_dir = tmp_path / "bin dir"  # a space: the printed line must quote it
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text(FAKE_DOCKER)
+    docker.chmod(docker.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    (tmp_path / "torchrig.toml").write_text('[project]\nname = "dbg"\n[torch]\nvariant = "cpu"\n')
+    (tmp_path / "host.json").write_text(json.dumps(HOST))
+    monkeypatch.chdir(tmp_path)
+    verb = ["status", "--host", "host.json", "--engine", "docker"]
+    code = main(["--debug", *verb] if where == "before" else [*verb, "--debug"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "not up" in out, err
+    ran = [
+        line.split("\0")[:-1] for line in (bin_dir / "docker.calls").read_text().splitlines()
+    ]
+    printed = [shlex.split(line[2:]) for line in err.splitlines() if line.startswith("+ ")]
+    assert printed == [[str(docker), *argv] for argv in ran]
+    assert ["container", "inspect", "torchrig-dbg"] in ran
+    # Without --debug the same verb prints no command.
+    assert main(verb) == 0
+    assert "+ " not in capsys.readouterr().err
