@@ -32,6 +32,7 @@ from torchrig.errors import UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.recipes.causal_lm import data as data_mod
 from torchrig.recipes.causal_lm import model as model_mod
+from torchrig.recipes.causal_lm import serving
 from torchrig.recipes.causal_lm.checks import check_before_work
 from torchrig.recipes.causal_lm.config import TrainConfig, fit_to_device
 from torchrig.recipes.causal_lm.tokenizer import (
@@ -164,8 +165,11 @@ def _build_model(cfg: TrainConfig, vocab: int) -> Any:
     return model
 
 
-def _export(model: Any, tokenizer: Any, out: Path, strategy: str, dist: D.Dist) -> None:
-    """OUT/final: the trained model in Hugging Face format (LoRA: the adapter only)."""
+def _export(
+    model: Any, tokenizer: Any, out: Path, strategy: str, dist: D.Dist, base: Path | None = None
+) -> None:
+    """OUT/final: the trained model in Hugging Face format (LoRA: the adapter, naming its
+    `base` so it loads from any folder), with the tokenizer's real BOS/EOS ids (serving.py)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
     state = None
@@ -178,7 +182,9 @@ def _export(model: Any, tokenizer: Any, out: Path, strategy: str, dist: D.Dist) 
 
         final = out / "final"
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
+        serving.stamp_token_ids(model, tokenizer)
         model.save_pretrained(tmp, state_dict=state) if state else model.save_pretrained(tmp)
+        serving.finish_adapter(tmp, model, base)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         if final.exists():
@@ -436,6 +442,6 @@ def _run(
         log.close()
         plot_loss(out / "metrics.jsonl", out / "loss.png", title=f"{cfg.model_path or cfg.model}")
     if result.completed and cfg.export:
-        _export(model, tokenizer, out, strategy, dist)
+        _export(model, tokenizer, out, strategy, dist, cfg.model_path)
         say(f"model saved in {out / 'final'}")
     return result
