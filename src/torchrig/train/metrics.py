@@ -105,7 +105,15 @@ class MetricsLog:
     """JSONL (one object per line: easy to grep, tail and plot) and TensorBoard scalars,
     written by rank 0 only. Records are kept in memory for the loss-curve plot."""
 
-    def __init__(self, out_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        enabled: bool,
+        tensorboard: bool = True,
+        *,
+        resumed_from: int | None = None,
+    ) -> None:
+        """resumed_from: the checkpoint step a resumed run continues from (None: a new run)."""
         self.enabled = enabled
         self.out_dir = Path(out_dir)
         self.records: list[dict[str, Any]] = []
@@ -115,16 +123,24 @@ class MetricsLog:
         if not enabled:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        # Append: a resumed run continues the same file; the plot takes the last record
-        # of each step, so steps repeated after a crash are not drawn twice.
+        # Append: a resumed run continues the same file, and marks where it took over; what
+        # was logged past that step before (a crash after the last checkpoint) is superseded
+        # (torchrig.train.timeline), so plots and reports draw no step twice.
         self._jsonl = (self.out_dir / "metrics.jsonl").open("a", encoding="utf-8")
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+                # purge_step: TensorBoard hides the earlier events from that step on.
+                purge = None if resumed_from is None else resumed_from + 1
+                self._tb = SummaryWriter(
+                    log_dir=str(self.out_dir / "tensorboard"), purge_step=purge
+                )
             except ImportError:
                 self.notes.append("tensorboard is not installed: no TensorBoard logs")
+        if resumed_from is not None:
+            self.write({"event": "resume", "step": resumed_from, "pid": os.getpid()})
+        _tell_job(self.out_dir)
 
     def write(self, record: Mapping[str, Any]) -> None:
         if not self.enabled:
@@ -133,14 +149,20 @@ class MetricsLog:
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in record.items()
         }
+        rec.setdefault("time", round(time.time(), 3))  # when: checkpoint age, the report
         self.records.append(rec)
         assert self._jsonl is not None
         self._jsonl.write(json.dumps(rec) + "\n")
         self._jsonl.flush()
-        if self._tb is not None and isinstance(rec.get("step"), int):
+        # Log lines under train/, evaluations under val/; checkpoints and resumes are not
+        # curves.
+        group = {None: "train", "eval": "val"}.get(rec.get("event"))
+        if self._tb is not None and group and isinstance(rec.get("step"), int):
             for key, value in rec.items():
-                if key != "step" and isinstance(value, int | float) and not isinstance(value, bool):
-                    self._tb.add_scalar(f"train/{key}", value, rec["step"])
+                if key in ("step", "time", "event") or key.endswith("seconds"):
+                    continue
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    self._tb.add_scalar(f"{group}/{key}", value, rec["step"])
 
     def close(self) -> None:
         if self._jsonl is not None:
@@ -149,6 +171,20 @@ class MetricsLog:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def _tell_job(out_dir: Path) -> None:
+    """In a `torchrig run` job, record which run it trains (the exporter and `torchrig top`
+    read the run's metrics through it). Never fails the run."""
+    job_dir = os.environ.get("TORCHRIG_JOB_DIR")
+    if not job_dir:
+        return
+    try:
+        from torchrig.monitor.training import write_run_pointer
+
+        write_run_pointer(Path(job_dir), out_dir)
+    except OSError:
+        pass
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -167,30 +203,41 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_loss(jsonl: Path, png: Path, title: str = "") -> Path | None:
-    """Loss (and learning rate) against step, from the JSONL log, saved as PNG atomically.
-    Returns None when there is nothing to plot."""
-    by_step: dict[int, dict[str, Any]] = {}
-    for rec in read_jsonl(jsonl):
-        if isinstance(rec.get("step"), int) and isinstance(rec.get("loss"), int | float):
-            by_step[rec["step"]] = rec  # the last record of a step wins (resumed runs)
-    if not by_step:
+    """Loss (and learning rate, and any evaluation loss) against step, from the JSONL log,
+    saved as PNG atomically, with a legend naming each line. Each step is drawn once (a
+    resume supersedes what was logged past its checkpoint). None when there is nothing."""
+    from torchrig.train.timeline import read_history
+
+    hist = read_history(jsonl)
+    if not hist.train:
         return None
     import matplotlib
 
     matplotlib.use("Agg")  # no display in a container
     import matplotlib.pyplot as plt
 
-    steps = sorted(by_step)
+    steps = [r["step"] for r in hist.train]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    ax.plot(steps, [by_step[s]["loss"] for s in steps], color="tab:blue", label="train loss")
+    lines = ax.plot(steps, [r["loss"] for r in hist.train], color="tab:blue", label="train loss")
+    val = [r for r in hist.evals if isinstance(r.get("val_loss"), int | float)]
+    if val:
+        lines += ax.plot(
+            [r["step"] for r in val], [r["val_loss"] for r in val], "o-", color="tab:green",
+            label="validation loss",
+        )  # fmt: skip
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)
-    lrs = [by_step[s].get("lr") for s in steps]
+    lrs = [r.get("lr") for r in hist.train]
     if all(isinstance(v, int | float) for v in lrs):
         ax2 = ax.twinx()
-        ax2.plot(steps, lrs, color="tab:orange", alpha=0.6, label="learning rate")
+        lines += ax2.plot(steps, lrs, color="tab:orange", alpha=0.6, label="learning rate")
         ax2.set_ylabel("learning rate")
+    for resume in hist.resumes:
+        ax.axvline(resume["step"], color="grey", linestyle=":", linewidth=1)
+    if hist.resumes:
+        lines += ax.plot([], [], color="grey", linestyle=":", label="resumed here")
+    ax.legend(lines, [str(line.get_label()) for line in lines], loc="upper right", fontsize=9)
     ax.set_title(title or "training loss")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
