@@ -116,6 +116,14 @@ class RunSpec:
     network: str | None = None
 
 
+class RegistryUnreachable(ToolError):
+    """No registry answered at that address (refused, no such host, timeout, TLS mismatch)."""
+
+
+class RegistryRefused(ToolError):
+    """The registry answered and refused: not logged in, or no right to that repository."""
+
+
 class BuildFailed(ToolError):
     """A build step failed: the message names the step and ends with the last lines of output."""
 
@@ -204,6 +212,15 @@ class Engine(abc.ABC):
         tls_verify=False: the registry speaks plain HTTP (only ever asked for loopback
         registries; see image/registry.py)."""
         raise ToolError(f"{self.name}: pulling images is not supported")
+
+    def push(self, image: str, target: str, *, tls_verify: bool = True) -> str:
+        """Push the local `image` to a registry as `target` ("host[:port]/name:tag") with the
+        engine's own login and settings; return the manifest digest the registry now holds
+        ("sha256:…"), the one a cluster pulls by.
+
+        RegistryUnreachable or RegistryRefused when the registry does not answer or refuses;
+        tls_verify as for pull."""
+        raise ToolError(f"{self.name}: pushing images is not supported")
 
     @abc.abstractmethod
     def import_rootfs(

@@ -29,6 +29,8 @@ from torchrig.engine.base import (
     Mount,
     Port,
     Progress,
+    RegistryRefused,
+    RegistryUnreachable,
     RunSpec,
     check_gpus,
 )
@@ -41,6 +43,22 @@ DEFAULT_TIMEOUT_S = 120.0  # inspect, rm, volume: seconds when healthy, minutes 
 STOP_GRACE_S = 60.0  # on top of the container's stop timeout, for the engine's own work
 LOG_TAIL_LINES = 20
 PULL_TIMEOUT_S = 900.0  # a base image is tens of MB; slow mirrors take minutes
+# A CUDA workbench image is 5–20 GB; an upload to a remote registry can take an hour or more.
+PUSH_TIMEOUT_S = 4 * 3600.0
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# What Docker 20–28 and Podman 4–5 print when no registry answers at the address, and when
+# one answers but will not take the push.
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|no route to host|network is unreachable"
+    r"|server gave HTTP response to HTTPS client|TLS handshake timeout|x509:"
+    r"|connection reset",
+    re.IGNORECASE,
+)
+_REFUSED = re.compile(
+    r"unauthorized|authentication required|no basic auth credentials|denied"
+    r"|insufficient_scope|403 Forbidden",
+    re.IGNORECASE,
+)
 FOREVER = float("inf")  # no time limit: attached runs and interactive shells
 
 # Messages both engines print for an object that does not exist (Docker 20–28, Podman 4–5).
@@ -103,6 +121,35 @@ def error_detail(text: str) -> str:
         return "no error message"
     errors = [line for line in lines if "error" in line.lower()]
     return (errors or lines)[-1]
+
+
+def push_failure(engine: str, target: str, text: str, argv: Sequence[str]) -> ToolError:
+    """One line for a failed push: refused (log in), unreachable (address, TLS), or other."""
+    host = target.split("/", 1)[0]
+    detail = error_detail(text)
+    if _REFUSED.search(text):
+        return RegistryRefused(
+            f"registry {host} refused the push of {target}: {detail}",
+            f"log in with `{engine} login {host}` (torchrig pushes with {engine}'s own login) "
+            "and check that your account may push to that repository",
+        )
+    if _UNREACHABLE.search(text):
+        if "HTTP response to HTTPS client" in text:
+            fix = (
+                f"it speaks plain HTTP: give it TLS, or list {host} as an insecure registry "
+                "(Docker: insecure-registries in daemon.json; Podman: registries.conf)"
+            )
+        elif "x509:" in text:
+            fix = (
+                f"{engine} does not trust its TLS certificate: add the registry's CA as "
+                f"/etc/{'docker' if engine == 'docker' else 'containers'}/certs.d/{host}/ca.crt"
+            )
+        else:
+            fix = f"check the address and that the registry runs (https://{host}/v2/ answers)"
+        return RegistryUnreachable(f"registry {host} is unreachable: {detail}", fix)
+    return ToolError(
+        f"{engine}: pushing {target} failed: {detail}", f"reproduce with: {command_line(argv)}"
+    )
 
 
 def duration(seconds: float) -> str:
@@ -457,6 +504,24 @@ class CliEngine(Engine):
     def pull(self, ref: str, *, tls_verify: bool = True) -> None:
         argv = [*self.base_argv(), "pull", "--quiet", *self.pull_options(tls_verify), ref]
         self._call(argv, f"pulling {ref}", timeout=PULL_TIMEOUT_S)
+
+    def push(self, image: str, target: str, *, tls_verify: bool = True) -> str:
+        """Docker pushes a name: tag the image as `target`, push, and read the digest the
+        daemon recorded for that repository (RepoDigests)."""
+        self._call([*self.base_argv(), "tag", image, target], f"tagging {image} as {target}")
+        argv = [*self.base_argv(), "push", *self.pull_options(tls_verify), target]
+        proc = self._call(argv, f"pushing {target}", timeout=PUSH_TIMEOUT_S, check=False)
+        if proc.returncode != 0:
+            raise push_failure(self.name, target, proc.stderr or proc.stdout or "", argv)
+        repository = target.rsplit(":", 1)[0] if ":" in target.rsplit("/", 1)[-1] else target
+        for entry in self.image_inspect(target).get("RepoDigests") or []:
+            name, _, digest = str(entry).partition("@")
+            if name == repository and DIGEST.fullmatch(digest):
+                return digest
+        raise ToolError(
+            f"{self.name}: pushed {target} but the engine reports no digest for it",
+            f"reproduce with: {command_line(argv)}",
+        )
 
     def import_rootfs(
         self,

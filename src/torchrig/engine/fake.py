@@ -172,6 +172,18 @@ class RecordingEngine(Engine):
         name = ref.rsplit(":", 1)[0] if ":" in ref.rsplit("/", 1)[-1] else ref
         self.images[ref] = {"Id": digest, "RepoTags": [ref], "RepoDigests": [f"{name}@{digest}"]}
 
+    def push(self, image: str, target: str, *, tls_verify: bool = True) -> str:
+        """Stores `image` in `registry` under `target`; its digest is the image id's hash
+        with the target mixed in (a registry's manifest digest differs from the image id)."""
+        self._record("push", image, target, tls_verify=tls_verify)
+        if image not in self.images:
+            raise ToolError(f"fake: no image {image!r}")
+        digest = (
+            "sha256:" + hashlib.sha256(f"{self.images[image]['Id']}\n{target}".encode()).hexdigest()
+        )
+        self.registry[target] = digest
+        return digest
+
     def import_rootfs(
         self,
         tar_path: Path,

@@ -30,11 +30,13 @@ Differences from Docker that matter here:
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from torchrig.command import command_line
 from torchrig.engine.base import GpuSelector, health_from_inspect
-from torchrig.engine.cli import DEFAULT_TIMEOUT_S, CliEngine
+from torchrig.engine.cli import DEFAULT_TIMEOUT_S, DIGEST, PUSH_TIMEOUT_S, CliEngine, push_failure
 from torchrig.errors import ToolError
 
 if TYPE_CHECKING:
@@ -76,6 +78,26 @@ class PodmanEngine(CliEngine):
     def pull_options(self, tls_verify: bool) -> list[str]:
         # Podman has no default for loopback registries: plain HTTP must be asked for.
         return [] if tls_verify else ["--tls-verify=false"]
+
+    def push(self, image: str, target: str, *, tls_verify: bool = True) -> str:
+        """Podman pushes an image to a named destination (no tag needed) and writes the
+        manifest digest it pushed to --digestfile."""
+        with tempfile.TemporaryDirectory(prefix="torchrig-push-") as tmp:
+            digest_file = Path(tmp) / "digest"
+            argv = [
+                *self.base_argv(), "push", *self.pull_options(tls_verify),
+                "--digestfile", str(digest_file), image, target,
+            ]  # fmt: skip
+            proc = self._call(argv, f"pushing {target}", timeout=PUSH_TIMEOUT_S, check=False)
+            if proc.returncode != 0:
+                raise push_failure(self.name, target, proc.stderr or proc.stdout or "", argv)
+            digest = digest_file.read_text().strip() if digest_file.is_file() else ""
+        if not DIGEST.fullmatch(digest):
+            raise ToolError(
+                f"podman: pushed {target} but wrote no digest ({digest!r})",
+                f"reproduce with: {command_line(argv)}",
+            )
+        return digest
 
     def image_exists_argv(self, tag: str) -> list[str]:
         return [*self.base_argv(), "image", "exists", tag]

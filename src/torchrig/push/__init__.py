@@ -1,0 +1,1 @@
+"""Pushing the built image to a registry and the record of its digest (torchrig.images)."""
