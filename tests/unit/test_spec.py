@@ -97,6 +97,9 @@ target = "/data"
 source = "~/models"
 target = "/models"
 read_only = false
+
+[lab]
+hub_port = 8000
 """
 
 
@@ -108,6 +111,13 @@ def _table_list(annotation: object) -> type[BaseModel] | None:
     return None
 
 
+def _optional_table(annotation: object) -> bool:
+    members = get_args(annotation)
+    return type(None) in members and any(
+        isinstance(m, type) and issubclass(m, BaseModel) for m in members
+    )
+
+
 def leaf_keys(table_lists: bool = True) -> list[tuple[str, ...]]:
     """Every key that holds a value (not a table), as a path; the keys of a list of tables
     ([[mounts]]) as ("mounts", "source") unless table_lists is False."""
@@ -117,6 +127,8 @@ def leaf_keys(table_lists: bool = True) -> list[tuple[str, ...]]:
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 continue
+            if _optional_table(annotation):
+                continue  # a section added only when wanted ([lab]: docs/lab.md)
             item = _table_list(annotation)
             if item is None:
                 keys.append((*prefix, name))

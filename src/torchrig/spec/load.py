@@ -28,7 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from torchrig import userfiles
 from torchrig.errors import SpecError, UsageError
-from torchrig.spec.model import Invalid, Spec, tables
+from torchrig.spec.invalid import Invalid
+from torchrig.spec.model import Spec, tables
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -151,7 +152,10 @@ def parse_spec(text: str, *, path: str = SPEC_FILE) -> Spec:
 
 def spec_digest(spec: Spec) -> str:
     """sha256 of the validated spec's canonical JSON: comments and layout don't change it."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    # [lab] is who uses the image, not what is in it: adding a lab user must not make the
+    # lock stale or rebuild the image.
+    dumped = spec.model_dump(mode="json", exclude={"lab"})
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 

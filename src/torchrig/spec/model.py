@@ -19,6 +19,8 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from torchrig.compat.mirrors import find_preset, preset_names
+from torchrig.spec.invalid import Invalid as Invalid
+from torchrig.spec.lab import Lab
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
@@ -76,23 +78,6 @@ MAX_SIZE, MAX_SIZE_TEXT = 64 << 40, "64t"
 # DataLoader workers fail; 64m is Docker's own /dev/shm default.
 MIN_MEMORY, MIN_MEMORY_TEXT = 1 << 30, "1g"
 MIN_SHM, MIN_SHM_TEXT = 64 << 20, "64m"
-
-
-class Invalid(ValueError):
-    """A validator's verdict: what is wrong, how to fix it, and (optionally) where.
-
-    `at` is a key path relative to the value being validated (e.g. ("image",) from a
-    model validator of [base], or (2,) for the third item of a list), so the loader can
-    name the exact key and line instead of the enclosing table.
-    """
-
-    def __init__(
-        self, message: str, fix: str | None = None, *, at: tuple[str | int, ...] = ()
-    ) -> None:
-        super().__init__(f"{message}; {fix}" if fix else message)
-        self.message = message
-        self.fix = fix
-        self.at = at
 
 
 def _q(value: object) -> str:
@@ -741,6 +726,11 @@ class Spec(_Section):
         default_factory=list,
         description="Host folders or files given to the workbench beside /workspace, each a "
         '[[mounts]] table: source = "/data/imagenet", target = "/data", read_only = true.',
+    )
+    lab: Lab | None = Field(
+        default=None,
+        description="One GPU server for many people through JupyterHub (`torchrig lab`); "
+        "see docs/lab.md.",
     )
 
     @model_validator(mode="after")
