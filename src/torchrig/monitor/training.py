@@ -146,7 +146,7 @@ def _parse_time(value: Any) -> float | None:
 def _unit(history: History) -> str | None:
     rec = history.last_train or {}
     for unit in ("tokens", "samples"):
-        if f"{unit}_per_s" in rec:
+        if isinstance(rec.get(f"{unit}_per_s"), int | float):
             return unit
     return None
 
