@@ -436,7 +436,7 @@ def test_disk_warns_when_the_workspace_is_low(
     monkeypatch.setattr(disk.os, "statvfs", statvfs)
     found = inside.check_disk(ctx(None, disk_paths=(str(tmp_path),)))
     assert found.status == "warn"
-    assert found.finding.startswith(f"low disk: {tmp_path} has 10.0 MiB free of 64.0 MiB")
+    assert found.finding.startswith(f"low disk: {tmp_path} has 10 MiB free of 64 MiB")
     assert "du -sh" in found.fix and found.source
 
 

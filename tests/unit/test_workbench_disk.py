@@ -29,7 +29,7 @@ def test_low_is_under_1_gib_or_under_5_percent(free: int, total: int, low: bool)
 
 def test_describe_says_where_and_how_much() -> None:
     said = disk.Space("/workspace", 12 << 20, 64 << 20).describe()
-    assert said == "/workspace has 12.0 MiB free of 64.0 MiB (18.8%)"
+    assert said == "/workspace has 12 MiB free of 64 MiB (18.8%)"
 
 
 def test_each_filesystem_once_and_missing_paths_skipped(tmp_path: Path) -> None:
@@ -51,14 +51,14 @@ def test_health_prints_a_warning_line_per_low_filesystem(monkeypatch: pytest.Mon
     notes = health.disk_notes({"TORCHRIG_USER": "alice"})
     assert seen == [["/workspace", "/home/alice"]]
     assert notes == [
-        "warning: low disk: /workspace has 0 B free of 64.0 MiB (0.0%): saves may fail "
+        "warning: low disk: /workspace has 0 B free of 64 MiB (0.0%): saves may fail "
         "(notebooks, checkpoints); free some space"
     ]
 
 
 @pytest.mark.parametrize("key", ["Health", "Healthcheck"])  # Docker; Podman 4
 def test_status_reads_the_newest_health_output(key: str) -> None:
-    line = "warning: low disk: /workspace has 0 B free of 64.0 MiB (0.0%): saves may fail"
+    line = "warning: low disk: /workspace has 0 B free of 64 MiB (0.0%): saves may fail"
     info = {
         "State": {
             key: {
@@ -71,7 +71,7 @@ def test_status_reads_the_newest_health_output(key: str) -> None:
         }
     }
     assert health_warnings(info) == [
-        "low disk: /workspace has 0 B free of 64.0 MiB (0.0%): saves may fail"
+        "low disk: /workspace has 0 B free of 64 MiB (0.0%): saves may fail"
     ]
     assert health_warnings({"State": {key: {"Log": [{"Output": "healthy: jupyter\n"}]}}}) == []
     assert health_warnings({"State": {}}) == []

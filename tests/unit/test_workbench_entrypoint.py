@@ -171,7 +171,7 @@ def test_missing_kill_is_a_warning_missing_setuid_an_error(
 def test_shm_note_at_the_default_only() -> None:
     note = preflight.shm_note(64 * 1024 * 1024)
     assert note is not None
-    assert note.startswith("NOTE: The SHMEM allocation limit is set to the default of 64MB.")
+    assert note.startswith("NOTE: The SHMEM allocation limit is set to the default of 64 MiB.")
     assert preflight.shm_note(8 << 30) is None
     assert preflight.shm_note(None) is None
 

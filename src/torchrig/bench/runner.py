@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from torchrig.bench import model as m
+from torchrig.units import human_bytes
 
 GROUPS = ("matmul", "memcopy", "h2d", "allreduce", "gpt2", "resnet50", "bert")
 
@@ -123,7 +124,7 @@ def run_bench(
             nvlink = peak("nvlink_gbs")
             reference = nvlink / 2 if nvlink and links else None
             line = m.Line(
-                f"allreduce {_size(biggest['bytes']) if biggest else '1 GiB'}",
+                f"allreduce {human_bytes(biggest['bytes'], binary=True) if biggest else '1 GiB'}",
                 "nccl",
                 biggest["busbw_gbs"] if biggest else None,
                 "GB/s busbw",
@@ -234,10 +235,6 @@ def _cpu_times() -> tuple[int, int, int]:
         return m.cpu_times(Path("/proc/stat").read_text())
     except OSError:
         return 0, 0, 0
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB"
 
 
 def _topology() -> str | None:

@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from torchrig.cli.common import add_host_option, add_json_option, host_facts
+from torchrig.units import human_bytes
 
 if TYPE_CHECKING:
     import argparse
@@ -53,7 +54,8 @@ def render(facts: HostFacts, out: Console, source: Path | None = None) -> None:
         f"  System   {escape(s.os or 'unknown OS')}, kernel {escape(s.kernel or '?')}"
         + (f", glibc {escape(s.glibc)}" if s.glibc else "")
     )
-    out.print(f"  Hardware {escape(s.arch)}, {s.cpus} CPUs, {_size(s.memory_bytes)} RAM")
+    memory = human_bytes(s.memory_bytes, binary=True)
+    out.print(f"  Hardware {escape(s.arch)}, {s.cpus} CPUs, {memory} RAM")
     out.print(f"  User     {escape(s.user or '?')} (uid {s.uid}, gid {s.gid})")
 
     shown_notes = {n for n in facts.notes if n.startswith((NO_GPU, NO_ENGINE))}
@@ -71,7 +73,9 @@ def render(facts: HostFacts, out: Console, source: Path | None = None) -> None:
             table.add_row(
                 str(gpu.index),
                 escape(gpu.name),
-                _size(gpu.memory_mib * 2**20) if gpu.memory_mib is not None else "?",
+                human_bytes(gpu.memory_mib * 2**20, binary=True)
+                if gpu.memory_mib is not None
+                else "?",
                 gpu.cc or "?",
                 {True: "on", False: "off", None: "?"}[gpu.mig],
                 escape(gpu.pci_bus_id),
@@ -95,8 +99,10 @@ def render(facts: HostFacts, out: Console, source: Path | None = None) -> None:
 
     out.print()
     out.print("[bold]Limits[/]")
-    shm = _size(s.shm_bytes) if s.shm_bytes is not None else "unknown"
-    memlock = {None: "unknown", -1: "unlimited"}.get(s.memlock_bytes) or _size(s.memlock_bytes)
+    shm = human_bytes(s.shm_bytes, binary=True) if s.shm_bytes is not None else "unknown"
+    memlock = {None: "unknown", -1: "unlimited"}.get(s.memlock_bytes) or human_bytes(
+        s.memlock_bytes, binary=True
+    )
     out.print(f"  /dev/shm {shm}, memlock {memlock} (soft limit)")
     if s.shm_bytes is not None and s.shm_bytes <= DOCKER_DEFAULT_SHM_BYTES:
         out.print(
@@ -134,17 +140,10 @@ def _engine_gpu_line(engine: Engine) -> str:
         free = engine.storage_free_bytes
         parts.append(
             f"storage {engine.storage_path}"
-            + (f" ({_size(free)} free)" if free is not None else " (free space unknown)")
+            + (
+                f" ({human_bytes(free, binary=True)} free)"
+                if free is not None
+                else " (free space unknown)"
+            )
         )
     return "; ".join(parts)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # unreachable; keeps mypy sure every path returns

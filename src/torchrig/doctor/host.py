@@ -226,10 +226,6 @@ def _gpus_wanted(ctx: HostContext) -> bool:
     return bool(ctx.resolution and ctx.resolution.cuda and _selected_gpus(ctx))
 
 
-def _size(n: int) -> str:
-    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / 2**20:.0f} MiB"
-
-
 # --- checks -------------------------------------------------------------------------------
 
 DRIVER = Rule(
@@ -555,8 +551,9 @@ def check_disk(ctx: HostContext) -> Check:
     download, how = _download_bytes(ctx)
     need = int(download * IMAGE_DISK_FACTOR)
     finding = (
-        f"{_size(free)} free at {where}; the image needs about {_size(need)} "
-        f"({IMAGE_DISK_FACTOR:g} × {_size(download)} to download, {how})"
+        f"{human_bytes(free, binary=True)} free at {where}; the image needs about "
+        f"{human_bytes(need, binary=True)} "
+        f"({IMAGE_DISK_FACTOR:g} × {human_bytes(download, binary=True)} to download, {how})"
     )
     setting = (
         "data-root in /etc/docker/daemon.json"
@@ -592,7 +589,7 @@ SHM = Rule(
 
 
 def check_shm(ctx: HostContext) -> Check:
-    from torchrig.plan.plan import shm_size
+    from torchrig.plan.run import shm_size
 
     shm = ctx.host.system.shm_bytes
     if shm is None:
@@ -600,13 +597,14 @@ def check_shm(ctx: HostContext) -> Check:
     given = shm_size(ctx.spec or default_spec(), ctx.host)
     if shm <= DOCKER_DEFAULT_SHM:
         return SHM.warn(
-            f"/dev/shm here is only {_size(shm)}: DataLoader workers die with 'Bus error' and "
+            f"/dev/shm here is only {human_bytes(shm, binary=True)}: DataLoader workers die "
+            "with 'Bus error' and "
             f"NCCL fails in processes run outside the workbench (the workbench is not "
             f"affected: torchrig runs it with its own --shm-size={given})",
             "for other containers pass --shm-size=8g; on this machine: `sudo mount -o "
             "remount,size=8g /dev/shm`",
         )
-    return SHM.ok(f"{_size(shm)}; the workbench gets its own --shm-size={given}")
+    return SHM.ok(f"{human_bytes(shm, binary=True)}; the workbench gets its own --shm-size={given}")
 
 
 MEMLOCK = Rule(
@@ -626,14 +624,16 @@ def check_memlock(ctx: HostContext) -> Check:
     if engine is not None and engine.reachable and engine.rootless:
         user = ctx.host.system.user or "$USER"
         return MEMLOCK.warn(
-            f"memlock is {_size(memlock)} and {engine.name} runs rootless: the workbench cannot "
+            f"memlock is {human_bytes(memlock, binary=True)} and {engine.name} runs rootless: "
+            "the workbench cannot "
             "raise it (--ulimit memlock=-1), so NCCL over InfiniBand/RoCE fails with "
             "'ibv_reg_mr failed … Cannot allocate memory'",
             f"raise this user's limit: add `{user} - memlock unlimited` to "
             "/etc/security/limits.conf, then log in again",
         )
     return MEMLOCK.ok(
-        f"{_size(memlock)} in this shell; the workbench runs with --ulimit memlock=-1"
+        f"{human_bytes(memlock, binary=True)} in this shell; the workbench runs with "
+        "--ulimit memlock=-1"
     )
 
 
@@ -641,7 +641,8 @@ PORTS = Rule("ports", "Ports on 127.0.0.1", "torchrig.toml services.*.port (spec
 
 
 def check_ports(ctx: HostContext) -> Check:
-    from torchrig.launch.runplan import CONTAINER_PORTS, choose_ports
+    from torchrig.contract import PORTS as CONTAINER_PORTS
+    from torchrig.launch.local import choose_ports
 
     if not ctx.live:
         return PORTS.skip("facts come from a file: ports on this machine are moot")
@@ -680,7 +681,7 @@ WORKSPACE = Rule(
 
 
 def check_workspace(ctx: HostContext) -> Check:
-    from torchrig.launch.runplan import identity
+    from torchrig.plan.run import identity
     from torchrig.launch.workspace_access import has_write
 
     if not ctx.live:

@@ -28,6 +28,7 @@ from torchrig.command import run_command
 from torchrig.compat.resolve import kernels_for
 from torchrig.doctor.host import visible_devices_problem
 from torchrig.doctor.model import Check, Rule
+from torchrig.units import human_bytes
 
 Runner = Callable[[Sequence[str], float], "subprocess.CompletedProcess[str]"]
 Which = Callable[[str], "str | None"]
@@ -156,10 +157,6 @@ def _available(ctx: InsideContext) -> tuple[bool, str]:
 
 def _device_count(ctx: InsideContext) -> int:
     return int(ctx.torch.cuda.device_count())
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def expected_devices(ctx: InsideContext) -> tuple[int | None, str]:
@@ -479,13 +476,17 @@ def check_container_shm(ctx: InsideContext) -> Check:
     )
     if shm <= SHM_TOO_SMALL:
         return SHM.fail(
-            f"The SHMEM allocation limit is set to the default of {_size(shm)}. This may be "
+            "The SHMEM allocation limit is set to the default of "
+            f"{human_bytes(shm, binary=True)}. This may be "
             "insufficient for PyTorch: DataLoader workers die with 'Bus error', NCCL fails",
             fix,
         )
     if shm < SHM_LOW:
-        return SHM.warn(f"/dev/shm is {_size(shm)}: tight for DataLoader workers and NCCL", fix)
-    return SHM.ok(f"/dev/shm is {_size(shm)}")
+        return SHM.warn(
+            f"/dev/shm is {human_bytes(shm, binary=True)}: tight for DataLoader workers and NCCL",
+            fix,
+        )
+    return SHM.ok(f"/dev/shm is {human_bytes(shm, binary=True)}")
 
 
 MEMLOCK = Rule(
@@ -502,7 +503,8 @@ def check_container_memlock(ctx: InsideContext) -> Check:
     if limit == -1:
         return MEMLOCK.ok("unlimited")
     return MEMLOCK.warn(
-        f"memlock is {_size(limit)}: NCCL over InfiniBand/RoCE fails with 'ibv_reg_mr failed "
+        f"memlock is {human_bytes(limit, binary=True)}: NCCL over InfiniBand/RoCE fails with "
+        "'ibv_reg_mr failed "
         "… Cannot allocate memory' (single-node NVLink/PCIe is not affected)",
         "run the container with --ulimit memlock=-1 (`torchrig up` does, where the host allows it)",
     )

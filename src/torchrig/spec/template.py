@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from torchrig.spec.model import NAME_RE, Project, Spec, tables
+from torchrig.units import human_bytes
 
 if TYPE_CHECKING:
     from torchrig.host.facts import Gpu, HostFacts
@@ -148,13 +149,6 @@ def _comment(text: str) -> list[str]:
 # --- what the host has ---------------------------------------------------------------------
 
 
-def _size(n_bytes: int) -> str:
-    units = (("TiB", 1 << 40), ("GiB", 1 << 30))
-    unit, scale = next(((u, s) for u, s in units if n_bytes >= s), ("MiB", 1 << 20))
-    value = n_bytes / scale
-    return (f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}") + f" {unit}"
-
-
 def _indexes(numbers: list[int]) -> str:
     if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
         return f"{numbers[0]}-{numbers[-1]}"
@@ -183,9 +177,9 @@ def _host_summary(host: HostFacts) -> list[str]:
     if system.cpus:
         parts.append(f"{system.cpus} CPUs")
     if system.memory_bytes:
-        parts.append(f"{_size(system.memory_bytes)} RAM")
+        parts.append(f"{human_bytes(system.memory_bytes, binary=True)} RAM")
     if system.shm_bytes:
-        parts.append(f"/dev/shm {_size(system.shm_bytes)}")
+        parts.append(f"/dev/shm {human_bytes(system.shm_bytes, binary=True)}")
     if parts:
         lines.append("system: " + ", ".join(parts))
     for indexes, gpu in _gpu_groups(host.gpus):
@@ -193,7 +187,10 @@ def _host_summary(host: HostFacts) -> list[str]:
         count = f"{len(indexes)} × " if len(indexes) > 1 else ""
         details = [f"compute capability {gpu.cc}" if gpu.cc else "compute capability unknown"]
         if gpu.memory_mib:
-            details.append(_size(gpu.memory_mib << 20) + (" each" if len(indexes) > 1 else ""))
+            details.append(
+                human_bytes(gpu.memory_mib << 20, binary=True)
+                + (" each" if len(indexes) > 1 else "")
+            )
         if gpu.mig:
             details.append("MIG on")
         lines.append(f"{label} {_indexes(indexes)}: {count}{gpu.name} ({', '.join(details)})")
@@ -255,9 +252,17 @@ def _host_notes(host: HostFacts) -> dict[tuple[str, ...], list[str]]:
         ]
     system = host.system
     if system.memory_bytes:
-        shm = f" (its own /dev/shm is {_size(system.shm_bytes)})" if system.shm_bytes else ""
-        notes[("resources", "shm")] = [f"{_size(system.memory_bytes)} of RAM{shm}."]
-        notes[("resources", "memory")] = [f"{_size(system.memory_bytes)} of RAM."]
+        shm = (
+            f" (its own /dev/shm is {human_bytes(system.shm_bytes, binary=True)})"
+            if system.shm_bytes
+            else ""
+        )
+        notes[("resources", "shm")] = [
+            f"{human_bytes(system.memory_bytes, binary=True)} of RAM{shm}."
+        ]
+        notes[("resources", "memory")] = [
+            f"{human_bytes(system.memory_bytes, binary=True)} of RAM."
+        ]
     if system.cpus:
         notes[("resources", "cpus")] = [f"{system.cpus} CPUs."]
     if system.user:

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchrig.units import human_bytes
+
 LOW_FREE_BYTES = 1 << 30
 LOW_FREE_FRACTION = 0.05
 PREFIX = "warning: low disk: "
@@ -38,14 +40,8 @@ class Space:
 
     def describe(self) -> str:
         share = 100 * self.free / self.total if self.total else 0.0
-        return f"{self.path} has {_size(self.free)} free of {_size(self.total)} ({share:.1f}%)"
-
-
-def _size(n: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
+        free, total = human_bytes(self.free, binary=True), human_bytes(self.total, binary=True)
+        return f"{self.path} has {free} free of {total} ({share:.1f}%)"
 
 
 def space(path: str) -> Space | None:

@@ -11,6 +11,8 @@ import json
 import os
 from pathlib import Path
 
+from torchrig.units import human_bytes
+
 SHM_DEFAULT_LIMIT = 64 * 1024 * 1024
 IMAGE_INFO = "etc/torchrig/image.json"
 
@@ -35,14 +37,10 @@ def shm_bytes(root: Path = Path("/")) -> int | None:
     return st.f_blocks * st.f_frsize
 
 
-def _size(n: int) -> str:
-    return f"{n // (1024 * 1024)}MB" if n < 1 << 30 else f"{n / (1 << 30):.1f}GB"
-
-
 def shm_note(size: int | None) -> str | None:
     if size is None or size > SHM_DEFAULT_LIMIT:
         return None
-    return SHM_NOTE.format(size=_size(size))
+    return SHM_NOTE.format(size=human_bytes(size, binary=True))
 
 
 def image_cuda(root: Path = Path("/")) -> str | None:
