@@ -686,7 +686,7 @@ def test_init_template_is_the_defaults_plus_the_name(case: str) -> None:
 
 def test_init_template_says_what_the_host_has() -> None:
     h100 = render_spec("demo", h100_host())
-    assert "GPU 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 80 GiB)" in h100
+    assert "GPU 0: NVIDIA H100 80GB HBM3 (compute capability 9.0, 79.6 GiB)" in h100
     assert "NVIDIA driver: 580.159.04, runs CUDA up to 13.0" in h100
     eight = render_spec("demo", eight_h100_root_host())
     assert "GPUs 0-7: 8 × NVIDIA H100 80GB HBM3" in eight
