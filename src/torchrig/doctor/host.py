@@ -589,7 +589,7 @@ SHM = Rule(
 
 
 def check_shm(ctx: HostContext) -> Check:
-    from torchrig.plan.run import shm_size
+    from torchrig.plan.plan import shm_size
 
     shm = ctx.host.system.shm_bytes
     if shm is None:
@@ -641,8 +641,7 @@ PORTS = Rule("ports", "Ports on 127.0.0.1", "torchrig.toml services.*.port (spec
 
 
 def check_ports(ctx: HostContext) -> Check:
-    from torchrig.contract import PORTS as CONTAINER_PORTS
-    from torchrig.launch.local import choose_ports
+    from torchrig.launch.runplan import CONTAINER_PORTS, choose_ports
 
     if not ctx.live:
         return PORTS.skip("facts come from a file: ports on this machine are moot")
@@ -681,7 +680,7 @@ WORKSPACE = Rule(
 
 
 def check_workspace(ctx: HostContext) -> Check:
-    from torchrig.plan.run import identity
+    from torchrig.launch.runplan import identity
     from torchrig.launch.workspace_access import has_write
 
     if not ctx.live:
