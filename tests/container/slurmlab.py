@@ -16,6 +16,7 @@ slurm-client, munge, docker-registry).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -147,10 +148,15 @@ class SlurmLab:
         self.root.chmod(0o755)
         self._spawn(
             [
-                "munged", "--foreground", "--force", f"--key-file={key}",
-                f"--socket={self.munge_socket}", f"--pid-file={sock_dir / 'munged.pid'}",
-                f"--seed-file={sock_dir / 'seed'}", f"--log-file={self.root / 'munged.log'}",
-            ],  # fmt: skip
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={sock_dir / 'munged.pid'}",
+                f"--seed-file={sock_dir / 'seed'}",
+                f"--log-file={self.root / 'munged.log'}",
+            ],
             "munged.out",
         )
         _wait(self.munge_socket.exists, 20, "munged's socket", self.root / "munged.log")
@@ -258,10 +264,8 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
     def close(self) -> None:
         for proc in reversed(self.procs):
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         for proc in reversed(self.procs):
             try:
                 proc.wait(timeout=15)
@@ -280,10 +284,8 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
         for ns in self.namespaces:
             pids = _run("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def __enter__(self) -> SlurmLab:
         return self

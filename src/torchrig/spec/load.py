@@ -154,7 +154,8 @@ def spec_digest(spec: Spec) -> str:
     """sha256 of the validated spec's canonical JSON: comments and layout don't change it."""
     # [lab] is who uses the image, not what is in it: adding a lab user must not make the
     # lock stale or rebuild the image.
-    dumped = spec.model_dump(mode="json", exclude={"lab"})
+    # [cluster] is where the image runs, not what is in it: the same for the same reason.
+    dumped = spec.model_dump(mode="json", exclude={"lab", "cluster"})
     canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -269,6 +270,9 @@ class _Where:
         self.field: FieldInfo | None = None
         current: Any = Spec
         for item in loc:
+            # An optional table ([lab], [cluster]) is `Model | None`: pydantic puts no member
+            # tag in the location, so its keys are the model's own.
+            current = _unless_none(current)
             if _is_union(current) and isinstance(item, str):
                 self.union_at = tuple(self.keys)
                 self.member = current = _union_member(current, str(item))
@@ -298,6 +302,14 @@ class _Where:
                 part = key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
                 out += ("." if out else "") + part
         return out if len(out) <= 80 else out[:79] + "…"
+
+
+def _unless_none(annotation: Any) -> Any:
+    if _is_union(annotation):
+        members = [m for m in get_args(annotation) if m is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
 
 
 def _is_union(annotation: Any) -> bool:
@@ -560,7 +572,7 @@ def _model_at(names: list[str]) -> type[BaseModel] | None:
     model: type[BaseModel] = Spec
     for part in names:
         field = model.model_fields.get(part)
-        annotation = field.annotation if field else None
+        annotation = _unless_none(field.annotation) if field else None
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return None
         model = annotation

@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from torchrig.compat.mirrors import find_preset, preset_names
+from torchrig.spec.cluster import Cluster
 from torchrig.spec.invalid import Invalid as Invalid
 from torchrig.spec.lab import Lab
 
@@ -731,6 +732,11 @@ class Spec(_Section):
         default=None,
         description="One GPU server for many people through JupyterHub (`torchrig lab`); "
         "see docs/lab.md.",
+    )
+    cluster: Cluster | None = Field(
+        default=None,
+        description="Run the image on many nodes through Slurm or Kubernetes "
+        "(`torchrig export slurm`, `torchrig run --on slurm`); see docs/cluster.md.",
     )
 
     @model_validator(mode="after")
