@@ -39,6 +39,9 @@ VERBS: dict[str, str] = {
     "bench": "Measure throughput against the GPU's datasheet peak; JSON and an HTML report.",
     "doctor": "Check this machine (or, with --inside, the workbench) and name each fix.",
     "export-model": "Export a trained classifier (ONNX, ExportedProgram, TorchScript), checked.",
+    "predict": "Classify texts or images with a trained classifier: JSONL out.",
+    "generate": "Generate text with a trained causal LM (KV cache, sampling, stop strings).",
+    "serve": "Serve a trained model over HTTP (OpenAI-compatible for LMs; batched predict).",
     "prepare": "As root, once per machine: fill the shared cache (bases, wheels) for every user.",
 }
 

@@ -102,7 +102,25 @@ def export_model(checkpoint: Path, format_name: str, out: Path | None = None) ->
     )  # fmt: skip
     sidecar = {**meta, "export": {k: v for k, v in result.to_dict().items() if k != "labels"}}
     write_atomically(result.sidecar, json.dumps(sidecar, indent=2, default=str) + "\n")
+    _carry_tokenizer(meta, source.root, target.parent)
     return result
+
+
+def _carry_tokenizer(meta: dict[str, Any], root: Path, folder: Path) -> None:
+    """Copy the tokenizer the sidecar names (relative to it) beside the exported file, so
+    the export folder alone is enough to serve (`torchrig predict EXPORT --format onnx`)."""
+    import shutil
+
+    name = (meta.get("preprocess") or {}).get("tokenizer")
+    if not isinstance(name, str) or not (root / name).is_dir():
+        return
+    if (root / name).resolve() == (folder / name).resolve():
+        return
+    tmp = folder / f".{name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(root / name, tmp)
+    shutil.rmtree(folder / name, ignore_errors=True)
+    tmp.rename(folder / name)
 
 
 def _within(expected: Any, got: Any, fmt: Format) -> tuple[float, bool]:

@@ -27,6 +27,7 @@ class Found:
     kind: Kind
     path: Path  # the folder to load (for a causal LM: the one holding its weights)
     recipe: str  # text-classify, image-classify or causal-lm
+    given: Path | None = None  # the path as the person gave it (for messages)
 
 
 def _is_lm_folder(folder: Path) -> bool:
@@ -69,15 +70,15 @@ def find(path: Path) -> Found:
                 recipe = str(json.loads(meta.read_text(encoding="utf-8")).get("recipe"))
             except (OSError, ValueError, AttributeError):
                 raise UsageError(f"{meta} is not valid JSON", "re-run the training") from None
-            return Found("classifier", path, recipe)
+            return Found("classifier", path, recipe, path)
     if any(path.glob("*.onnx.json")):
-        return Found("classifier", path, "export")
+        return Found("classifier", path, "export", path)
     if _is_lm_folder(path):
         _require_lm_weights(path)
-        return Found("causal-lm", path, "causal-lm")
+        return Found("causal-lm", path, "causal-lm", path)
     if _is_lm_folder(path / "final"):
         _require_lm_weights(path / "final")
-        return Found("causal-lm", path / "final", "causal-lm")
+        return Found("causal-lm", path / "final", "causal-lm", path)
     if _recipe_of_run(path) == "causal-lm":
         raise UsageError(
             f"{path} is a causal-LM run without a final model (no final/)",
@@ -107,12 +108,13 @@ def require(found: Found, kind: Kind, verb: str) -> None:
     """Refuse a model of the wrong kind for `verb`, naming the verb that fits."""
     if found.kind == kind:
         return
+    shown = found.given or found.path
     if found.kind == "causal-lm":
         raise UsageError(
-            f"{found.path} is a causal-LM run; {verb} needs a text-classify or image-classify run",
-            f"generate text with: torchrig generate {found.path} --prompt '...'",
+            f"{shown} is a causal-LM run; {verb} needs a text-classify or image-classify run",
+            f"generate text with: torchrig generate {shown} --prompt '...'",
         )
     raise UsageError(
-        f"{found.path} is a {found.recipe} run; {verb} needs a causal-LM run",
-        f"classify inputs with: torchrig predict {found.path} --input FILE",
+        f"{shown} is a {found.recipe} run; {verb} needs a causal-LM run",
+        f"classify inputs with: torchrig predict {shown} --input FILE",
     )

@@ -1,0 +1,232 @@
+"""A trained text or image classifier: inputs in, label + probabilities + top-k out.
+
+The preprocessing is the run's own, read from classifier.json and done by the recipe's own
+code, so what is served is what was evaluated:
+
+    text-classify   the saved tokenizer (final/tokenizer, or export/tokenizer), truncated
+                    to the trained max_length, padded to the longest row of the batch
+    image-classify  the training cache's decode (short side resized, centre square) and the
+                    evaluation transform (centre crop, ImageNet normalisation)
+
+Two backends: PyTorch (the run's weights, on the GPU when there is one) and ONNX Runtime
+(the file `torchrig export-model --format onnx` wrote and checked; CPU, or CUDA when
+onnxruntime-gpu is installed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from torchrig.errors import UsageError
+
+Backend = Literal["torch", "onnx"]
+TOP_K = 5
+
+
+class InputError(UsageError):
+    """One input cannot be classified (not text, not an image): the request's fault."""
+
+
+@dataclass
+class Classifier:
+    recipe: str
+    labels: list[str]
+    meta: dict[str, Any]
+    root: Path  # the folder classifier.json (or the export sidecar) is in
+    backend: Backend
+    device: Any
+    _run: Callable[[tuple[Any, ...]], Any]  # model inputs → logits (torch, CPU)
+    tokenizer: Any = None
+
+    @property
+    def modality(self) -> str:
+        return "image" if self.recipe == "image-classify" else "text"
+
+    def prepare(self, item: Any) -> Any:
+        """Check and decode one input (a string, or an image's bytes): InputError if bad."""
+        if self.modality == "text":
+            if not isinstance(item, str) or not item.strip():
+                raise InputError("each input must be a non-empty string of text")
+            return item
+        if not isinstance(item, bytes | bytearray):
+            raise InputError("each input must be an image (bytes)")
+        return _decode_image(bytes(item), int(self.meta["preprocess"]["resize"]))
+
+    def predict(self, prepared: Sequence[Any], top_k: int = TOP_K) -> list[dict[str, Any]]:
+        """Predictions for prepared inputs, one dict per input, in order."""
+        import torch
+
+        if not prepared:
+            return []
+        logits = self._run(self._inputs(prepared))
+        probs = torch.softmax(torch.as_tensor(logits).float(), dim=-1)
+        k = max(1, min(top_k, len(self.labels)))
+        top = torch.topk(probs, k, dim=-1)
+        rows = []
+        for p, values, indices in zip(probs.tolist(), top.values, top.indices, strict=True):
+            rows.append(
+                {
+                    "label": self.labels[int(indices[0])],
+                    "probabilities": {
+                        label: round(v, 6) for label, v in zip(self.labels, p, strict=True)
+                    },
+                    "top_k": [
+                        {"label": self.labels[int(i)], "probability": round(float(v), 6)}
+                        for v, i in zip(values, indices, strict=True)
+                    ],
+                }
+            )
+        return rows
+
+    def _inputs(self, prepared: Sequence[Any]) -> tuple[Any, ...]:
+        import numpy as np
+        import torch
+
+        pre = self.meta["preprocess"]
+        if self.modality == "text":
+            enc = self.tokenizer(
+                list(prepared),
+                truncation=True,
+                max_length=int(pre.get("max_length", 128)),
+                padding="longest",
+                return_tensors="pt",
+            )
+            return (enc["input_ids"], enc["attention_mask"])
+        from torchrig.recipes.image_classify.augment import eval_transform
+
+        pixels = torch.from_numpy(np.stack(prepared))
+        mean, std = pre.get("mean"), pre.get("std")
+        return (eval_transform(pixels, int(pre["image_size"]), mean, std).contiguous(),)
+
+
+def _decode_image(data: bytes, size: int) -> Any:
+    from PIL import Image
+
+    from torchrig.recipes.image_classify.cache import decode
+
+    if not data:
+        raise InputError("an image input is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # A decompression bomb (a small file of a huge image) is refused, not decoded.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return decode(io.BytesIO(data), size)  # type: ignore[arg-type]
+    except Image.UnidentifiedImageError:
+        raise InputError("an input is not an image (no image format Pillow knows)") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Warning) as exc:
+        reason = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise InputError(f"an input is not an image Pillow can read ({reason})") from None
+
+
+def _export_sidecar(folder: Path, backend: Backend) -> Path | None:
+    """An export folder's model.onnx.json (the export's sidecar: classifier.json + check)."""
+    if backend != "onnx":
+        return None
+    for candidate in (folder / "model.onnx.json", folder / "export" / "model.onnx.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load(path: Path, backend: Backend = "torch", device: str = "auto") -> Classifier:
+    """The classifier `path` names (kinds.find said it is one)."""
+    from torchrig.serve.lm import pick_device, quiet_transformers
+
+    quiet_transformers()
+    path = Path(path)
+    sidecar = _export_sidecar(path, backend)
+    if backend == "onnx":
+        if sidecar is None:
+            raise UsageError(
+                f"{path} has no ONNX export (model.onnx.json not found in it or its export/)",
+                f"export it first: torchrig export-model {path} --format onnx",
+            )
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        root = sidecar.parent
+        run = _onnx_runner(root / sidecar.name.removesuffix(".json"))
+        dev = pick_device("cpu")
+    elif any(path.glob("*.onnx.json")) and not (path / "classifier.json").exists():
+        raise UsageError(
+            f"{path} is an export folder; PyTorch needs the run's weights",
+            "use --format onnx for an export folder, or give the run folder",
+        )
+    else:
+        from torchrig.export.source import find_source, load_model
+
+        source = find_source(path)
+        meta, root = source.meta, source.root
+        dev = pick_device(device)
+        model = load_model(source).to(dev)
+        run = _torch_runner(model, dev)
+    tokenizer = None
+    if meta.get("recipe") == "text-classify":
+        from torchrig.recipes.text_classify.tokenizer import load_tokenizer
+
+        tok_dir = root / str(meta.get("preprocess", {}).get("tokenizer", "tokenizer"))
+        if not tok_dir.is_dir():
+            raise UsageError(
+                f"the tokenizer {tok_dir} that {root} names is missing",
+                "copy the run's final/ (or export/) folder whole, tokenizer/ included",
+            )
+        tokenizer = load_tokenizer(tok_dir)
+    elif meta.get("recipe") != "image-classify":
+        raise UsageError(
+            f"{path} is a {meta.get('recipe')!r} model; predict knows text-classify and "
+            "image-classify",
+            "give a run of one of those recipes",
+        )
+    return Classifier(
+        recipe=str(meta["recipe"]),
+        labels=[str(x) for x in meta["labels"]],
+        meta=meta,
+        root=root,
+        backend=backend,
+        device=dev,
+        _run=run,
+        tokenizer=tokenizer,
+    )
+
+
+def _torch_runner(model: Any, device: Any) -> Callable[[tuple[Any, ...]], Any]:
+    import torch
+
+    def run(inputs: tuple[Any, ...]) -> Any:
+        with torch.inference_mode():
+            return model(*(t.to(device) for t in inputs)).float().cpu()
+
+    return run
+
+
+def _onnx_runner(model_file: Path) -> Callable[[tuple[Any, ...]], Any]:
+    from torchrig.export.formats import ONNX_FIX
+
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UsageError(
+            "--format onnx needs onnxruntime, which is not installed", ONNX_FIX
+        ) from None
+    if not model_file.is_file():
+        raise UsageError(
+            f"{model_file} is missing (its sidecar is there)",
+            "export again: torchrig export-model RUN --format onnx",
+        )
+    providers = [
+        p
+        for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
+        if p in onnxruntime.get_available_providers()
+    ]
+    session = onnxruntime.InferenceSession(str(model_file), providers=providers)
+    names = [i.name for i in session.get_inputs()]
+
+    def run(inputs: tuple[Any, ...]) -> Any:
+        feed = {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
+        return session.run(["logits"], feed)[0]
+
+    return run
