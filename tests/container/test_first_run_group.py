@@ -18,7 +18,6 @@ import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +30,7 @@ import pytest
 
 from tests.container.workbench import cpu_spec, throwaway_user, wait_until
 from torchrig.engine.docker import DockerEngine
+from torchrig.freeport import free_port
 from torchrig.image.base import Bootstrapper, default_cache_dir
 
 pytestmark = pytest.mark.container
@@ -42,12 +42,6 @@ DISTRIBUTION = "debian:bookworm"
 MIRROR = os.environ.get("TORCHRIG_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 SYSTEM_PYTHON = "/usr/bin/python3"
 NETWORK_ENV = {"SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "http_proxy", "https_proxy"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

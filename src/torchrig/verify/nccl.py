@@ -10,18 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import queue as queue_mod
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
+from torchrig.freeport import free_port
 from torchrig.verify.result import CheckResult
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def init_rank(rank: int, world: int, port: int) -> Any:
