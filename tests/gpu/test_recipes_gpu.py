@@ -22,7 +22,7 @@ def test_image_classify_resnet18_learns_on_the_gpu_and_exports(tmp_path: Path) -
     import torch
     from test_image_classify_data import make_tree
 
-    from torchrig.export.run import export_model
+    from torchrig.model_export.run import export_model
     from torchrig.recipes.image_classify.config import from_preset
     from torchrig.recipes.image_classify.train import train
 
@@ -46,7 +46,7 @@ def test_text_classify_learns_on_the_gpu_and_exports(tmp_path: Path) -> None:
     import torch
     from test_text_classify_data import make_tickets
 
-    from torchrig.export.run import export_model
+    from torchrig.model_export.run import export_model
     from torchrig.recipes.text_classify.config import from_preset
     from torchrig.recipes.text_classify.train import train
 

@@ -17,10 +17,10 @@ from blobs import blob_cfg, blob_task, quiet
 
 from torchrig.cli.main import main as cli_main
 from torchrig.errors import CheckFailed, UsageError
-from torchrig.export import formats as formats_mod
-from torchrig.export import source as source_mod
-from torchrig.export.run import export_model
-from torchrig.export.source import find_source
+from torchrig.model_export import formats as formats_mod
+from torchrig.model_export import source as source_mod
+from torchrig.model_export.run import export_model
+from torchrig.model_export.source import find_source
 from torchrig.recipes.classify.loop import run
 
 
@@ -91,7 +91,7 @@ def test_a_failed_check_keeps_nothing(
         run_file = real(fmt, path)
         return lambda inputs: run_file(inputs) + 1.0
 
-    monkeypatch.setattr("torchrig.export.run.runner", off_by_one)
+    monkeypatch.setattr("torchrig.model_export.run.runner", off_by_one)
     with pytest.raises(CheckFailed, match="differ from PyTorch's"):
         export_model(trained, "exported-program", tmp_path / "bad.pt2")
     assert list(tmp_path.iterdir()) == []

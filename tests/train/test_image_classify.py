@@ -180,7 +180,7 @@ def test_a_corrupt_image_is_skipped_and_counted(
 def test_export_model_in_every_format_matches_pytorch(
     trained: RunResult, tmp_path: Path, fmt: str
 ) -> None:
-    from torchrig.export.run import export_model
+    from torchrig.model_export.run import export_model
 
     result = export_model(trained.out, fmt, tmp_path / f"model-{fmt}")
     assert result.recipe == "image-classify" and result.inputs == ["pixels"]

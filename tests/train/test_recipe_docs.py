@@ -19,7 +19,7 @@ def test_jobs_md_maps_every_recipe_to_its_module_and_reserves_none() -> None:
 
 def test_export_md_does_not_promise_a_tokenizer_beside_the_exported_file() -> None:
     # export-model writes the model file and FILE.json; the tokenizer stays in the run's
-    # final/tokenizer/ (torchrig.export writes no tokenizer).
+    # final/tokenizer/ (torchrig.model_export writes no tokenizer).
     text = " ".join((DOCS / "export.md").read_text(encoding="utf-8").split())
     assert "`tokenizer/` beside `classifier.json`" not in text
     assert "`final/tokenizer/`" in text and "does not copy it" in text

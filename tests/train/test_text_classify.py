@@ -137,7 +137,7 @@ def test_export_model_writes_a_checked_file(
 ) -> None:
     """Through `torchrig export-model`'s machinery: traced at batch 2, checked at batch 3
     against PyTorch (ONNX in onnxruntime; the padding mask goes through every format)."""
-    from torchrig.export.run import export_model
+    from torchrig.model_export.run import export_model
 
     done = export_model(trained["out"] / "final", fmt, tmp_path / f"model-{fmt}")
     assert done.recipe == "text-classify" and done.inputs == ["input_ids", "attention_mask"]

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             f"--format {args.format}",
         ) from None
     from torchrig.cli.output import console, print_json
-    from torchrig.export.run import export_model
+    from torchrig.model_export.run import export_model
 
     result = export_model(args.checkpoint, args.format, args.out)
     if args.json:

@@ -157,7 +157,7 @@ def load(path: Path, backend: Backend = "torch", device: str = "auto") -> Classi
             "use --format onnx for an export folder, or give the run folder",
         )
     else:
-        from torchrig.export.source import find_source, load_model
+        from torchrig.model_export.source import find_source, load_model
 
         source = find_source(path)
         meta, root = source.meta, source.root
@@ -204,7 +204,7 @@ def _torch_runner(model: Any, device: Any) -> Callable[[tuple[Any, ...]], Any]:
 
 
 def _onnx_runner(model_file: Path) -> Callable[[tuple[Any, ...]], Any]:
-    from torchrig.export.formats import ONNX_FIX
+    from torchrig.model_export.formats import ONNX_FIX
 
     try:
         import onnxruntime

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from torchrig.errors import CheckFailed, UsageError
-from torchrig.export.formats import FORMATS, Format, runner, write
-from torchrig.export.source import find_source, load_model, recipe_export
 from torchrig.fsutil import write_atomically
+from torchrig.model_export.formats import FORMATS, Format, runner, write
+from torchrig.model_export.source import find_source, load_model, recipe_export
 
 TRACE_BATCH = 2
 CHECK_BATCH = 3  # not TRACE_BATCH: a frozen batch dimension must fail the check
