@@ -221,25 +221,25 @@ def test_training_metrics_and_states_of_every_job(tmp_path: Path) -> None:
     write_job(tmp_path, "gone", "runs/none", pid=2**22 + 7)  # no such process: lost
 
     found = scrape(tmp_path, FakeNvml(), now=2_000_000_000.0)
-    assert one(found, "torchrig_train_step", job="lm-1") == 50
-    assert one(found, "torchrig_train_loss", job="lm-1") == 2.25
-    assert one(found, "torchrig_train_total_steps", job="lm-1") == 100
-    assert one(found, "torchrig_train_tokens_per_second", job="lm-1") == 12000
-    assert one(found, "torchrig_train_mfu_ratio", job="lm-1") == 0.41
-    assert one(found, "torchrig_train_data_wait_ratio", job="lm-1") == 0.02
-    assert one(found, "torchrig_train_step_seconds", job="lm-1") == 0.2
-    assert one(found, "torchrig_train_peak_memory_bytes", job="lm-1") == 1.5 * 2**30
-    assert one(found, "torchrig_train_eval", job="lm-1", metric="perplexity") == 12.18
-    assert one(found, "torchrig_train_last_checkpoint_step", job="lm-1") == 40
+    assert one(found, "torchrig_train_step", torchrig_job="lm-1") == 50
+    assert one(found, "torchrig_train_loss", torchrig_job="lm-1") == 2.25
+    assert one(found, "torchrig_train_total_steps", torchrig_job="lm-1") == 100
+    assert one(found, "torchrig_train_tokens_per_second", torchrig_job="lm-1") == 12000
+    assert one(found, "torchrig_train_mfu_ratio", torchrig_job="lm-1") == 0.41
+    assert one(found, "torchrig_train_data_wait_ratio", torchrig_job="lm-1") == 0.02
+    assert one(found, "torchrig_train_step_seconds", torchrig_job="lm-1") == 0.2
+    assert one(found, "torchrig_train_peak_memory_bytes", torchrig_job="lm-1") == 1.5 * 2**30
+    assert one(found, "torchrig_train_eval", torchrig_job="lm-1", metric="perplexity") == 12.18
+    assert one(found, "torchrig_train_last_checkpoint_step", torchrig_job="lm-1") == 40
     written = 1_999_999_980.0  # 2033-05-18T03:33:00Z
-    assert one(found, "torchrig_train_last_checkpoint_timestamp_seconds", job="lm-1") == written
-    assert one(found, "torchrig_train_checkpoint_age_seconds", job="lm-1") == 20
-    assert one(found, "torchrig_job_resumes", job="lm-1") == 1
-    assert one(found, "torchrig_train_samples_per_second", job="cls-1") == 300
-    states = {lab["job"]: lab["state"] for lab, v in found["torchrig_job_state"] if v == 1}
+    assert one(found, "torchrig_train_last_checkpoint_timestamp_seconds", torchrig_job="lm-1") == written
+    assert one(found, "torchrig_train_checkpoint_age_seconds", torchrig_job="lm-1") == 20
+    assert one(found, "torchrig_job_resumes", torchrig_job="lm-1") == 1
+    assert one(found, "torchrig_train_samples_per_second", torchrig_job="cls-1") == 300
+    states = {lab["torchrig_job"]: lab["state"] for lab, v in found["torchrig_job_state"] if v == 1}
     assert states == {"lm-1": "running", "cls-1": "failed", "old": "stopped", "gone": "lost"}
     # The GPU process is this test's own pid, which is lm-1's recorded pid: lm-1 holds it.
-    assert one(found, "torchrig_gpu_process_memory_bytes", gpu="0", job="lm-1") > 0
+    assert one(found, "torchrig_gpu_process_memory_bytes", gpu="0", torchrig_job="lm-1") > 0
 
 
 @pytest.mark.parametrize("bad", ["{not json", '["a list"]', ""])
@@ -247,5 +247,5 @@ def test_a_torn_or_foreign_file_costs_nothing_but_its_own_series(tmp_path: Path,
     job_dir = write_job(tmp_path, "j", "runs/x")
     (job_dir / "run.json").write_text(bad)
     found = scrape(tmp_path, FakeNvml())
-    assert one(found, "torchrig_job_state", job="j", state="running") == 1
+    assert one(found, "torchrig_job_state", torchrig_job="j", state="running") == 1
     assert "torchrig_train_step" not in found

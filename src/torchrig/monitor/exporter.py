@@ -30,7 +30,8 @@ from torchrig.monitor.holders import Holders, holders_of
 from torchrig.monitor.training import STATES, JobView, read_jobs
 
 GPU_LABELS = ["gpu", "UUID", "device", "modelName", "Hostname", "GPU_I_ID", "GPU_I_PROFILE"]
-JOB_LABELS = ["job"]
+JOB_LABELS = ["torchrig_job"]
+"""Not "job": Prometheus sets "job" to the scrape job, and would rename ours exported_job."""
 DEFAULT_PORT = 9400  # dcgm-exporter's port; a workbench has no DCGM exporter of its own
 
 
@@ -74,8 +75,8 @@ def gpu_families(snap: GpuSnapshot, host: str, holders: Holders) -> list[Metric]
     dbe = gauge("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "Double-bit volatile ECC errors.")
     proc = gauge(
         "torchrig_gpu_process_memory_bytes",
-        "GPU memory of each process (job: the torchrig job it belongs to, if any).",
-        ["pid", "job"],
+        "GPU memory of each process (torchrig_job: the job it belongs to, if any).",
+        ["pid", "torchrig_job"],
     )
     for g in snap.gpus:
         lab = _gpu_labels(g, host)
