@@ -101,7 +101,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[JobEngine, l
     engine = JobEngine(tmp_path)
     engine.add_image(IMAGE)
     sessions = [_session(tmp_path)]
-    monkeypatch.setattr("torchrig.launch.session.open_session", lambda args: sessions[0])
+    monkeypatch.setattr("torchrig.cli.common.session_from", lambda args: sessions[0])
     monkeypatch.setattr("torchrig.cli.common.project_from", lambda args: sessions[0])
     monkeypatch.setattr("torchrig.launch.session.engine_for", lambda s, name: engine)
 
@@ -252,7 +252,7 @@ def test_fresh_run_plan_golden(tmp_path: Path) -> None:
         request,
         "train-20260301-120005",
     )
-    rendered = DockerEngine(runner=None).run_argv(plan.run)
+    rendered = DockerEngine(runner=None).run_argv(plan)
     assert_golden(
         GOLDEN / "jobs" / "fresh-run.docker.txt",
         shlex.join(rendered).replace(" --", " \\\n  --") + "\n",

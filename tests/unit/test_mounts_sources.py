@@ -18,7 +18,8 @@ from torchrig.compat.model import load_compat
 from torchrig.compat.resolve import resolve
 from torchrig.host.facts import HostFacts, System
 from torchrig.host.pipconfig import Found, read_host_sources
-from torchrig.launch.runplan import workbench_run
+from torchrig.launch.mounts import checked_mounts
+from torchrig.plan.plan import Local, plan
 from torchrig.spec.load import parse_spec
 from torchrig.spec.template import render_spec
 from torchrig.workbench import caches
@@ -39,16 +40,8 @@ def _mount(source: str, target: str = "/data", extra: str = "") -> str:
 
 def _run(tmp_path: Path, text: str):  # type: ignore[no-untyped-def]
     spec = parse_spec(HEAD + text)
-    return workbench_run(
-        spec,
-        resolve(spec, HOST, load_compat()),
-        HOST,
-        "torchrig/demo:cpu-0123456789ab",
-        workspace=tmp_path,
-        ports={},
-        keys_file=None,
-        env_file=None,
-    ).run
+    local = Local(project_dir=tmp_path, ports={}, mounts=checked_mounts(spec, project=tmp_path))
+    return plan(spec, HOST, load_compat(), None, local).run
 
 
 # --- [[mounts]] in the spec ------------------------------------------------------------------

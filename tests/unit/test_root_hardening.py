@@ -19,8 +19,8 @@ from torchrig.engine import RecordingEngine
 from torchrig.engine.base import RunSpec
 from torchrig.engine.docker import DockerEngine
 from torchrig.engine.podman import PodmanEngine
-from torchrig.launch.runplan import CAPABILITIES, Identity, health_check
 from torchrig.launch.up import ensure_network
+from torchrig.plan.run import CAPABILITIES, Identity, health_check
 from torchrig.workbench.home import Layout, hand_over
 from torchrig.workbench.privileges import CAPABILITY_BITS, effective_capabilities
 
@@ -120,13 +120,10 @@ def test_network_argv_isolates_on_podman_only() -> None:
 
 
 def test_ensure_network_makes_it_once_and_run_needs_it() -> None:
-    from torchrig.launch.runplan import Workbench
-
     engine = RecordingEngine()
     engine.add_image("img")
     run = RunSpec(image="img", name="wb", network="torchrig-demo-net")
-    wb = Workbench(run, Identity("a", UID, GID), Path("/tmp"), "v", {}, None)
-    assert ensure_network(engine, wb) is True
-    assert ensure_network(engine, wb) is False
+    assert ensure_network(engine, run) is True
+    assert ensure_network(engine, run) is False
     engine.run(run)
     assert "torchrig-demo-net" in engine.networks

@@ -1,4 +1,5 @@
-"""The run plan of a workbench: secure defaults, identity, ports, GPUs, exports."""
+"""The run part of the plan (plan/run.py) and what this machine says for it (launch/local.py):
+secure defaults, identity, ports, GPUs, exports."""
 
 from __future__ import annotations
 
@@ -8,23 +9,20 @@ from pathlib import Path
 import pytest
 
 from tests.golden_util import GOLDEN, assert_golden
+from tests.plan_inputs import BASE, TORCHRIG_FILES, cuda_target
 from torchrig.compat.model import load_compat
 from torchrig.compat.resolve import resolve
 from torchrig.errors import HostError, UsageError
 from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
 from torchrig.image.build import locked_target
-from torchrig.launch.export import render_compose, render_devcontainer
-from torchrig.launch.runplan import (
-    authorized_keys,
-    check_gpu_runtime,
-    choose_ports,
-    gpu_selector,
-    identity,
-    workbench_run,
-)
+from torchrig.launch.compose import render_compose, render_devcontainer
+from torchrig.launch.local import authorized_keys, check_workspace, choose_ports
+from torchrig.launch.session import Session
 from torchrig.launch.workspace_access import ROOT_DEFAULT_ID
 from torchrig.lock.lockfile import LockFile
-from torchrig.spec.load import parse_spec
+from torchrig.plan.plan import Local, Plan, plan
+from torchrig.plan.run import check_gpu_runtime, gpu_selector, identity
+from torchrig.spec.load import parse_spec, spec_digest
 
 GPU_HOST = HostFacts(
     system=System(arch="x86_64", cpus=64, memory_bytes=512 << 30, user="alice", uid=4242, gid=4343),
@@ -39,21 +37,20 @@ CPU_HOST = HostFacts(
 SPEC = '[project]\nname = "demo"\n[torch]\nversion = "2.13.0"\n'
 
 
-def _workbench(tmp_path: Path, spec_text: str = SPEC, host: HostFacts = GPU_HOST):  # type: ignore[no-untyped-def]
+def _workbench(tmp_path: Path, spec_text: str = SPEC, host: HostFacts = GPU_HOST) -> Plan:
     spec = parse_spec(spec_text)
-    resolution = resolve(spec, host, load_compat())
     keys = tmp_path / "keys"
     keys.write_text("ssh-ed25519 AAAA test\n")
-    return workbench_run(
-        spec,
-        resolution,
-        host,
-        "torchrig/demo:cu130-0123456789ab",
+    local = Local(
+        project_dir=tmp_path,
         workspace=Path("/srv/demo") if (Path("/srv/demo")).is_dir() else tmp_path,
         ports={"jupyter": 8888, "ssh": 2222},
         keys_file=keys,
-        env_file=None,
+        mounts=[],
+        base=BASE,
+        torchrig_files=TORCHRIG_FILES,
     )
+    return plan(spec, host, load_compat(), None, local, target=cuda_target())
 
 
 def test_run_plan_has_the_secure_defaults(tmp_path: Path) -> None:
@@ -117,30 +114,25 @@ def test_taken_port_moves_to_the_next_free_one() -> None:
 
 
 def test_missing_workspace_and_env_file_are_usage_errors(tmp_path: Path) -> None:
+    from torchrig.launch.local import local_facts
+
     spec = parse_spec(SPEC)
-    resolution = resolve(spec, GPU_HOST, load_compat())
+    (tmp_path / "torchrig.toml").write_text(SPEC)
+    compat = load_compat()
+    session = Session(
+        tmp_path / "torchrig.toml",
+        spec,
+        spec_digest(spec),
+        GPU_HOST,
+        compat,
+        resolve(spec, GPU_HOST, compat),
+    )
     with pytest.raises(UsageError, match="does not exist"):
-        workbench_run(
-            spec,
-            resolution,
-            GPU_HOST,
-            "x",
-            workspace=tmp_path / "nope",
-            ports={},
-            keys_file=None,
-            env_file=None,
-        )
+        check_workspace(tmp_path / "nope")
+    with pytest.raises(UsageError, match="does not exist"):
+        local_facts(session, workspace=tmp_path / "nope", image_files=False)
     with pytest.raises(UsageError, match="env file"):
-        workbench_run(
-            spec,
-            resolution,
-            GPU_HOST,
-            "x",
-            workspace=tmp_path,
-            ports={},
-            keys_file=None,
-            env_file=tmp_path / "missing.env",
-        )
+        local_facts(session, env_file=tmp_path / "missing.env", image_files=False)
 
 
 def test_stale_or_missing_lock_is_refused_before_building() -> None:
@@ -184,7 +176,7 @@ def test_a_port_whose_last_connection_is_closing_is_still_free() -> None:
     # `up` must keep the same port (bookmarks, ssh config) as the engine could bind it.
     import socket
 
-    from torchrig.launch.runplan import port_is_free
+    from torchrig.launch.local import port_is_free
 
     with socket.socket() as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from torchrig.cli.common import session_from
 from torchrig.errors import HostError
 from torchrig.host import probe
 from torchrig.host.facts import Engine
-from torchrig.launch.session import Session, engine_for, open_session
+from torchrig.launch.session import Session, engine_for
 
 H100 = Path(__file__).parents[1] / "fixtures" / "host" / "h100-sxm" / "host.json"
 
@@ -18,7 +19,7 @@ H100 = Path(__file__).parents[1] / "fixtures" / "host" / "h100-sxm" / "host.json
 def _session(tmp_path: Path, host: Path | None) -> Session:
     spec = tmp_path / "torchrig.toml"
     spec.write_text('[project]\nname = "p"\n[torch]\nversion = "2.13.0"\n')
-    return open_session(argparse.Namespace(spec=str(spec), host=host))
+    return session_from(argparse.Namespace(spec=spec, host=host))
 
 
 def test_a_host_file_without_engines_still_builds_with_this_machines_engine(

@@ -47,7 +47,7 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Session:
     spec = parse_spec(SPEC)
     compat = load_compat()
     made = Session(spec_path, spec, spec_digest(spec), HOST, compat, resolve(spec, HOST, compat))
-    monkeypatch.setattr("torchrig.launch.session.open_session", lambda args: made)
+    monkeypatch.setattr("torchrig.cli.common.session_from", lambda args: made)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh keys of the machine's
 

@@ -16,8 +16,8 @@ from torchrig.compat.resolve import resolve
 from torchrig.engine import RecordingEngine
 from torchrig.host.facts import Engine, HostFacts, System
 from torchrig.launch import up, workspace_access
-from torchrig.launch.runplan import Identity
 from torchrig.launch.session import Session
+from torchrig.plan.run import Identity
 from torchrig.spec.load import parse_spec, spec_digest
 
 IMAGE = "torchrig/demo:cpu-0123456789ab"
@@ -68,7 +68,7 @@ def run_up(
         compat,
         resolve(spec, ROOT, compat),
     )
-    monkeypatch.setattr("torchrig.launch.session.open_session", lambda args: session)
+    monkeypatch.setattr("torchrig.cli.common.session_from", lambda args: session)
     engine = Healthy()
     engine.add_image(IMAGE)
     monkeypatch.setattr("torchrig.launch.session.engine_for", lambda session, name: engine)

@@ -13,13 +13,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torchrig.cli.common import session_from
     from torchrig.cli.output import print_json
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
     from torchrig.launch.up import build
 
-    session = open_session(args)
+    session = session_from(args)
     engine = engine_for(session, args.engine)
-    result = build(session, engine, progress_printer(args), no_cache=args.no_cache)
+    result = build(session, engine, progress_printer(args), no_cache=args.no_cache).result
     if args.json:
         print_json(
             {

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torchrig.host.facts import HostFacts
-    from torchrig.launch.session import Project
+    from torchrig.launch.session import Project, Session
     from torchrig.lock.lockfile import LockFile
     from torchrig.spec.model import Spec
 
@@ -59,6 +59,22 @@ def project_from(args: argparse.Namespace) -> Project:
     from torchrig.launch.session import open_project
 
     return open_project(Path(args.spec), host_facts(args), host_from_file=args.host is not None)
+
+
+def session_from(args: argparse.Namespace) -> Session:
+    """The spec, host facts (probed, or --host FILE) and resolution of a verb that builds or
+    runs; --variant, where the verb has it, replaces the spec's."""
+    from torchrig.launch.session import open_session
+    from torchrig.spec.load import load_spec
+
+    spec = load_spec(args.spec)
+    if getattr(args, "variant", None) is not None:
+        from torchrig.lock.make import with_variant
+
+        spec = with_variant(spec, args.variant)
+    return open_session(
+        Path(args.spec), host_facts(args), host_from_file=args.host is not None, spec=spec
+    )
 
 
 def lock_path(args: argparse.Namespace) -> Path:

@@ -21,7 +21,7 @@ def exec_in_workbench(args: argparse.Namespace, command: list[str], *, interacti
     from torchrig.cli.common import project_from
     from torchrig.errors import UsageError
     from torchrig.launch.running import container_user
-    from torchrig.launch.runplan import container_name
+    from torchrig.plan.names import container_name
     from torchrig.launch.session import engine_for
 
     project = project_from(args)

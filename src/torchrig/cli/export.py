@@ -23,38 +23,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from torchrig.errors import UsageError
+    from torchrig.cli.common import session_from
+    from torchrig.errors import TorchrigError, UsageError
     from torchrig.fsutil import write_atomically
-    from torchrig.launch.export import render_compose, render_devcontainer
-    from torchrig.launch.runplan import CONTAINER_PORTS, workbench_run
-    from torchrig.launch.session import open_session
-    from torchrig.launch.up import last_image, state_dir
+    from torchrig.launch.compose import render_compose, render_devcontainer
+    from torchrig.launch.local import find_base, local_facts
+    from torchrig.launch.session import engine_for
 
-    session = open_session(args)
-    image = last_image(session.spec.project.name)
-    if image is None:
-        raise UsageError("no workbench image has been built yet", "run `torchrig build` first")
-    spec = session.spec
-    ports = {
-        s: getattr(spec.services, s).port or p
-        for s, p in CONTAINER_PORTS.items()
-        if getattr(spec.services, s).enabled
-    }
+    session = session_from(args)
+    try:
+        engine = engine_for(session, None)
+    except TorchrigError:
+        engine = None  # no engine here: nothing can have been built here either
     env_file = session.project_dir / "torchrig.env"
-    wb = workbench_run(
-        spec,
-        session.resolution,
-        session.host,
-        image,
-        workspace=session.project_dir,
-        ports=ports,
-        keys_file=state_dir(spec.project.name) / "authorized_keys",
-        env_file=env_file if env_file.is_file() else None,
+    plan = session.plan(
+        local_facts(
+            session,
+            base=find_base(session, engine),
+            env_file=env_file if env_file.is_file() else None,
+            mounts_here=True,
+        )
     )
+    tag = plan.image.tag
+    if tag is None or engine is None or not engine.image_exists(tag):
+        raise UsageError(
+            "no workbench image has been built yet" + (f" for this spec ({tag})" if tag else ""),
+            "run `torchrig build` first",
+        )
     if args.format == "compose":
-        text, default = render_compose(wb), session.project_dir / "compose.yaml"
+        text, default = render_compose(plan), session.project_dir / "compose.yaml"
     else:
-        text = render_devcontainer(wb)
+        text = render_devcontainer(plan)
         default = session.project_dir / ".devcontainer" / "devcontainer.json"
     if args.stdout:
         print(text, end="")

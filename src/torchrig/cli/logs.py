@@ -67,7 +67,7 @@ def follow_job(
 def run(args: argparse.Namespace) -> int:
     from torchrig.cli.common import project_from
     from torchrig.errors import UsageError
-    from torchrig.launch.runplan import container_name
+    from torchrig.plan.names import container_name
     from torchrig.launch.session import engine_for
 
     project = project_from(args)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from torchrig.cli.common import (
     add_host_option,
     add_json_option,
     add_spec_option,
-    host_facts,
     load_spec_from,
-    lock_path,
-    read_lock_if_any,
 )
 
 
@@ -28,33 +24,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Looked up when run, not when this module is imported: tests replace it.
+    from torchrig.cli.common import session_from
     from torchrig.cli.output import print_json
-    from torchrig.compat.model import load_compat
-    from torchrig.compat.resolve import resolve
-    from torchrig.errors import ResolutionError
-    from torchrig.launch.mounts import checked_mounts
-    from torchrig.lock.make import with_variant
-    from torchrig.plan.plan import failed_plan, make_plan
+    from torchrig.errors import ResolutionError, TorchrigError
+    from torchrig.launch.local import find_base, local_facts
+    from torchrig.launch.session import engine_for
+    from torchrig.lock.make import check_lock, with_variant
+    from torchrig.plan.plan import failed_plan
     from torchrig.plan.render import render_plan
 
-    spec, digest = load_spec_from(args)
+    spec, _ = load_spec_from(args)
     if args.variant is not None:
         spec = with_variant(spec, args.variant)
-    host = host_facts(args)
-    compat = load_compat()
     try:
-        resolution = resolve(spec, host, compat)
+        session = session_from(args)
     except ResolutionError as exc:
         # Scripts get the rejections on stdout; the error line still goes to stderr (exit 3).
         if args.json:
             print_json(failed_plan(spec, exc))
         raise
-    lock = read_lock_if_any(lock_path(args))
+    lock = session.lock()
+    base = None
+    variant = session.resolution.variant
+    if lock and lock.target(variant) and not check_lock(lock, session.spec, session.compat):
+        # The tag needs the base the build would use: looked up, never pulled or made.
+        try:
+            base = find_base(session, engine_for(session, None))
+        except TorchrigError:
+            base = None
     # The mounts' host paths are this machine's: checked (exit 2 on a bad one) unless the plan
     # is for another host (--host FILE), whose files this machine cannot see.
-    project = Path(args.spec).resolve().parent
-    checked = checked_mounts(spec, project=project) if args.host is None else None
-    plan = make_plan(spec, digest, host, compat, resolution, lock, checked)
+    plan = session.plan(local_facts(session, base=base), lock=lock)
     if args.json:
         print_json(plan.model_dump(mode="json"))
     else:

@@ -60,9 +60,9 @@ def run(args: argparse.Namespace) -> int:
     allow_unverified = False
     session: Session | None = None
     if args.spec.is_file():
-        from torchrig.launch.session import open_session
+        from torchrig.cli.common import session_from
 
-        session = open_session(args)
+        session = session_from(args)
         allow_unverified = session.spec.base.allow_unverified
         base = session.resolution.base
         if not args.distribution and base.distribution != "image":

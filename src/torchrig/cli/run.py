@@ -87,13 +87,13 @@ def job_request(args: argparse.Namespace) -> JobRequest:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from torchrig.cli.common import progress_printer
+    from torchrig.cli.common import progress_printer, session_from
     from torchrig.cli.output import print_json
     from torchrig.jobs.launch import start_job
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
 
     request = job_request(args)
-    session = open_session(args)
+    session = session_from(args)
     engine = engine_for(session, args.engine)
     say = progress_printer(args)
 

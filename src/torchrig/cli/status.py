@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.cli.common import project_from
     from torchrig.cli.output import print_json
     from torchrig.launch.running import workbench_status
-    from torchrig.launch.runplan import container_name
+    from torchrig.plan.names import container_name
     from torchrig.launch.session import engine_for
 
     project = project_from(args)

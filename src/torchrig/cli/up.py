@@ -31,17 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from torchrig.cli.common import session_from
     from torchrig.cli.output import print_json
-    from torchrig.launch.session import engine_for, open_session
+    from torchrig.launch.session import engine_for
     from torchrig.launch.up import up
 
-    session = open_session(args)
+    session = session_from(args)
     say = progress_printer(args)
     if not any(e.reachable for e in session.host.engines) and args.engine is None:
         from torchrig.launch.install_engine import offer_engine_install
 
         if offer_engine_install(assume_yes=args.install_engine, progress=say):
-            session = open_session(args)
+            session = session_from(args)
     engine = engine_for(session, args.engine)
     running = up(session, engine, say, workspace=args.workspace, env_file=args.env_file)
     if args.json:

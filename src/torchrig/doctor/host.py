@@ -589,7 +589,7 @@ SHM = Rule(
 
 
 def check_shm(ctx: HostContext) -> Check:
-    from torchrig.plan.plan import shm_size
+    from torchrig.plan.run import shm_size
 
     shm = ctx.host.system.shm_bytes
     if shm is None:
@@ -641,7 +641,8 @@ PORTS = Rule("ports", "Ports on 127.0.0.1", "torchrig.toml services.*.port (spec
 
 
 def check_ports(ctx: HostContext) -> Check:
-    from torchrig.launch.runplan import CONTAINER_PORTS, choose_ports
+    from torchrig.contract import PORTS as CONTAINER_PORTS
+    from torchrig.launch.local import choose_ports
 
     if not ctx.live:
         return PORTS.skip("facts come from a file: ports on this machine are moot")
@@ -680,8 +681,8 @@ WORKSPACE = Rule(
 
 
 def check_workspace(ctx: HostContext) -> Check:
-    from torchrig.launch.runplan import identity
     from torchrig.launch.workspace_access import has_write
+    from torchrig.plan.run import identity
 
     if not ctx.live:
         return WORKSPACE.skip("facts come from a file: this machine's folders are moot")

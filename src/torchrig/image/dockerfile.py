@@ -11,6 +11,7 @@ import json
 import shlex
 from dataclasses import dataclass, field
 
+from torchrig import contract
 from torchrig.image.wheelserver import HOST as WHEELS_HOST
 from torchrig.image.wheelserver import PROXY_BUILD_ARG, WHEELS_URL
 
@@ -35,8 +36,8 @@ SYSTEM_PACKAGES = (
     "fonts-noto-cjk",
     "fonts-symbola",  # recipe plots: CJK and emoji class names (91 + 3 MB)
 )
-VENV = "/opt/venv"
-PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
+VENV = contract.VENV
+PORTS = contract.PORTS
 PIP_INSTALL = (
     f"{VENV}/bin/python -m pip install --no-cache-dir --no-deps --require-hashes "
     "--no-index --disable-pip-version-check"
@@ -141,17 +142,17 @@ def _torchrig(inputs: ImageInputs) -> list[str]:
 def _config() -> list[str]:
     ports = " ".join(str(p) for p in PORTS.values())
     return [
-        "COPY constraints.txt /etc/torchrig/constraints.txt",
-        "COPY image.json /etc/torchrig/image.json",
+        f"COPY constraints.txt {contract.CONSTRAINTS}",
+        f"COPY image.json {contract.IMAGE_INFO}",
         # A later `pip install` can add packages but never replace torch or the CUDA libraries.
         f"ENV PATH={VENV}/bin:$PATH \\",
-        "    PIP_CONSTRAINT=/etc/torchrig/constraints.txt \\",
+        f"    PIP_CONSTRAINT={contract.CONSTRAINTS} \\",
         "    PIP_DISABLE_PIP_VERSION_CHECK=1 \\",
         "    PYTHONUNBUFFERED=1",
         f"EXPOSE {ports}",
         # Root runs these two, so: -I (no cwd, PYTHON* or user site on sys.path) and WORKDIR
         # / (never the user-writable /workspace). `torchrig up` replaces the health check
-        # with one that runs as the workbench user (runplan.health_check).
+        # with one that runs as the workbench user (plan/run.py health_check).
         "HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=3 \\",
         f'    CMD ["{VENV}/bin/python", "-I", "-m", "torchrig.workbench.health"]',
         "WORKDIR /",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from torchrig.engine.base import Engine, Progress
+from torchrig.engine.base import Engine, Progress, RunSpec
 from torchrig.errors import ToolError, UsageError
 from torchrig.jobs.state import (
     Job,
@@ -28,16 +28,12 @@ from torchrig.jobs.state import (
     list_jobs,
     new_job_id,
 )
+from torchrig.launch.local import local_facts
 from torchrig.launch.running import container_user
-from torchrig.launch.runplan import (
-    Workbench,
-    container_name,
-    gpu_selector,
-    identity,
-    workbench_run,
-)
 from torchrig.launch.session import Addressed, Session
 from torchrig.launch.up import ensure_network, run_with_fallback, stage_env_file
+from torchrig.plan.names import container_name
+from torchrig.plan.run import gpu_selector, identity
 
 RUNNER = ("python", "-m", "torchrig.jobs.runner")
 START_TIMEOUT_S = 60.0  # a --fresh container runs the entrypoint's first-start setup first
@@ -231,22 +227,23 @@ def fresh_run(
     argv: list[str],
     request: JobRequest,
     job_id: str,
-) -> Workbench:
-    """The workbench's run plan, for one job: no ports, no services, removed at the end."""
-    workbench = workbench_run(
-        session.spec,
-        session.resolution,
-        session.host,
-        image,
+) -> RunSpec:
+    """The workbench's run spec from its plan, for one job: no ports, no services, no keys,
+    removed at the end. `image`: the plan's tag, as the build just made it."""
+    local = local_facts(
+        session,
         workspace=workspace,
         ports={},
-        keys_file=None,
         # As `up` does: read with the project owner's rights, a private copy for the engine.
         env_file=stage_env_file(session, None),
+        with_keys=False,
+        image_files=False,
+        mounts_here=True,
     )
-    plan = workbench.run
-    run = replace(
+    plan = session.plan(local).run
+    return replace(
         plan,
+        image=image,
         name=container,
         hostname=f"{session.spec.project.name}-job"[:63],
         command=("--", *argv),  # the entrypoint sets the user up, then runs this
@@ -256,7 +253,6 @@ def fresh_run(
         labels={**plan.labels, "io.torchrig.job": job_id},
         no_healthcheck=True,
     )
-    return replace(workbench, run=run, ports={})
 
 
 def wait_started(

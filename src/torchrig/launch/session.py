@@ -9,7 +9,6 @@ a compat-data update that makes resolution fail, a person can still stop what is
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +17,8 @@ from torchrig.compat.model import Compat, Distribution, load_compat
 from torchrig.compat.resolve import Resolution, resolve
 from torchrig.engine.base import Engine, Progress
 from torchrig.host.facts import HostFacts
-from torchrig.lock.lockfile import LockFile, read_lock
+from torchrig.lock.lockfile import LockFile, Target, read_lock
+from torchrig.plan.plan import Local, Plan, plan
 from torchrig.spec.load import load_spec, spec_digest
 from torchrig.spec.model import Spec
 
@@ -78,14 +78,33 @@ class Session:
     def distribution(self) -> Distribution | None:
         return self.compat.distribution(self.resolution.base.distribution)
 
+    def plan(
+        self, local: Local, *, lock: LockFile | None = None, target: Target | None = None
+    ) -> Plan:
+        """The plan every verb executes (plan/plan.py); lock: the one just read or made."""
+        return plan(
+            self.spec,
+            self.host,
+            self.compat,
+            lock if lock is not None else self.lock(),
+            local,
+            resolution=self.resolution,
+            target=target,
+        )
 
-def open_session(args: argparse.Namespace) -> Session:
-    from torchrig.cli.common import host_facts
 
-    spec_path = Path(args.spec)
-    spec = load_spec(spec_path)
-    host = host_facts(args)
-    compat = load_compat()
+def open_session(
+    spec_path: Path,
+    host: HostFacts,
+    *,
+    host_from_file: bool = False,
+    spec: Spec | None = None,
+    compat: Compat | None = None,
+) -> Session:
+    """Load the spec (or take `spec`, e.g. with a --variant applied), resolve PyTorch for
+    `host` (facts the CLI probed or read from --host FILE). Raises ResolutionError (exit 3)."""
+    spec = spec or load_spec(spec_path)
+    compat = compat or load_compat()
     return Session(
         spec_path=spec_path,
         spec=spec,
@@ -93,7 +112,7 @@ def open_session(args: argparse.Namespace) -> Session:
         host=host,
         compat=compat,
         resolution=resolve(spec, host, compat),
-        host_from_file=args.host is not None,
+        host_from_file=host_from_file,
     )
 
 

@@ -10,29 +10,31 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from torchrig import userfiles
-from torchrig.engine.base import Engine, Progress
+from torchrig import contract, userfiles
+from torchrig.engine.base import Engine, Progress, RunSpec
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.image.build import BuildResult, build_image, locked_target
 from torchrig.launch import workspace_access
 from torchrig.launch.envfile import check_env_file
-from torchrig.launch.runplan import (
-    Identity,
-    Workbench,
+from torchrig.launch.local import (
     authorized_keys,
-    check_gpu_runtime,
     choose_ports,
-    container_name,
-    gpu_selector,
-    identity,
-    network_name,
-    workbench_run,
+    keys_file,
+    local_facts,
+    record_base,
+    state_dir,
 )
 from torchrig.launch.session import Addressed, Session, base_image
 from torchrig.lock.lockfile import LockFile, render_lock
 from torchrig.lock.make import make_lock
+from torchrig.plan.image import BaseRef
+from torchrig.plan.names import PROJECT_LABEL, container_name, network_name, state_volume
+from torchrig.plan.plan import Plan
+from torchrig.plan.run import Identity, check_gpu_runtime
 from torchrig.spec.model import Spec
+
+__all__ = ["Built", "build", "down", "last_image", "state_dir", "up"]
 
 HEALTHY_TIMEOUT_S = 120.0
 TOKEN_FILE = ".torchrig/jupyter/token"
@@ -61,13 +63,6 @@ class Running:
     def ssh_command(self) -> str:
         port = self.ports.get("ssh")
         return f"ssh -p {port} {self.user}@127.0.0.1" if port else ""
-
-
-def state_dir(project: str) -> Path:
-    root = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    folder = Path(root) / "torchrig" / project
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def stage_env_file(session: Session, env_file: Path | None) -> Path | None:
@@ -114,36 +109,51 @@ def ensure_lock(session: Session, progress: Progress) -> LockFile:
     return lock
 
 
+@dataclass(frozen=True)
+class Built:
+    """A build and the plan it executed."""
+
+    result: BuildResult
+    plan: Plan
+
+    @property
+    def tag(self) -> str:
+        return self.result.tag
+
+    @property
+    def built(self) -> bool:
+        return self.result.built
+
+
+def _source_of(session: Session, image: str) -> str:
+    if session.resolution.base.distribution == "image":
+        return "spec"
+    return "registry" if "@sha256:" in image else "bootstrap"
+
+
 def build(
-    session: Session, engine: Engine, progress: Progress, *, no_cache: bool = False
-) -> BuildResult:
+    session: Session,
+    engine: Engine,
+    progress: Progress,
+    *,
+    no_cache: bool = False,
+    workspace: Path | None = None,
+    env_file: Path | None = None,
+) -> Built:
+    """Lock if there is no lock, obtain the base, plan, and build the plan's image."""
     lock = ensure_lock(session, progress)
     target = locked_target(session.spec, session.compat, lock, session.resolution.variant)
-    base, components = base_image(session, engine, progress)
-    result = build_image(
-        session.spec,
-        session.digest,
-        session.resolution,
-        target,
-        base,
-        components,
-        engine,
-        no_cache=no_cache,
-        progress=progress,
-        project=session.project_dir,
-        tools=workbench_tools(session),
+    image, components = base_image(session, engine, progress)
+    base = BaseRef(image, components, _source_of(session, image))
+    local = local_facts(
+        session, base=base, workspace=workspace, env_file=env_file, mounts_here=True
     )
-    # Exports (compose, devcontainer) name the image the last build made.
+    the_plan = session.plan(local, lock=lock, target=target)
+    result = build_image(the_plan.image, target, engine, no_cache=no_cache, progress=progress)
+    record_base(session, base)
+    # The last image built, as older torchrig versions recorded it.
     write_atomically(state_dir(session.spec.project.name) / "image", result.tag + "\n")
-    return result
-
-
-def workbench_tools(session: Session) -> tuple[str, ...]:
-    """tmux, editors and htop for the "workbench" stack, as its base distribution has them."""
-    dist = session.distribution()
-    if session.spec.python.stack != "workbench" or dist is None:
-        return ()
-    return tuple(dist.tools)
+    return Built(result, the_plan)
 
 
 def last_image(project: str) -> str | None:
@@ -159,93 +169,79 @@ def up(
     workspace: Path | None = None,
     env_file: Path | None = None,
 ) -> Running:
-    spec, host = session.spec, session.host
-    workspace = workspace or session.project_dir
-    selector = gpu_selector(spec, session.resolution, host)
-    check_gpu_runtime(selector, engine.name, host)
+    spec = session.spec
     env_file = stage_env_file(session, env_file)
+    # Fail on bad input before any build: the workspace, the env file and the mounts are
+    # checked while gathering the facts, the GPU runtime against the plan.
+    local = local_facts(
+        session, workspace=workspace, env_file=env_file, image_files=False, mounts_here=True
+    )
+    checked = session.plan(local)
+    check_gpu_runtime(checked.run.gpus, engine.name, session.host)
     keys = authorized_keys(spec, project=session.project_dir)
     if spec.services.ssh.enabled and not keys:
         progress("no SSH public key found (~/.ssh/*.pub or user.authorized_keys): ssh login is off")
-    keys_file = state_dir(spec.project.name) / "authorized_keys"
-    write_atomically(keys_file, keys)
-    # Fail on bad input before any build: a planned run with placeholder ports checks it all.
-    workbench_run(
-        spec,
-        session.resolution,
-        host,
-        "check",
-        workspace=workspace,
-        ports={},
-        keys_file=keys_file,
-        env_file=env_file,
-    )
-    who = identity(spec, host)
-    needs_access = check_workspace_access(workspace.resolve(), spec, who)
-    result = build(session, engine, progress)
+    state_dir(spec.project.name)
+    write_atomically(keys_file(spec), keys)
+    who = Identity(checked.user.name, checked.user.uid, checked.user.gid)
+    where = Path(checked.workspace)
+    needs_access = check_workspace_access(where, spec, who)
+    built = build(session, engine, progress, workspace=workspace, env_file=env_file)
     if needs_access:
-        give_workspace_access(workspace.resolve(), spec, who, progress)
-    name = container_name(spec)
+        give_workspace_access(where, spec, who, progress)
+    name = checked.names.container
     existing = engine.inspect(name)
     if existing is not None:
         running = (existing.get("State") or {}).get("Running")
         if (
             running
-            and existing.get("Config", {}).get("Image") == result.tag
+            and existing.get("Config", {}).get("Image") == built.tag
             and not _other_user(existing, who)
         ):
-            progress(f"{name} is already up with {result.tag}")
+            progress(f"{name} is already up with {built.tag}")
             # Its URLs only once it answers, as after a fresh start (it may be restarting).
             wait_healthy(engine, name)
-            return _describe(engine, name, result, session, time.perf_counter(), recreated=False)
+            return _describe(engine, name, built, time.perf_counter(), recreated=False)
         progress(f"replacing {name} (its state volume is kept)")
         engine.remove(name, force=True)
-    wb = workbench_run(
-        spec,
-        session.resolution,
-        host,
-        result.tag,
-        workspace=workspace,
-        ports=choose_ports(spec),
-        keys_file=keys_file,
-        env_file=env_file,
-    )
-    volume_is_new = not engine.volume_exists(wb.state_volume)
+    # Host ports are chosen now, after the old container let go of its own; the image is
+    # the plan's tag as the build just made it.
+    run = replace(session.plan(replace(local, ports=choose_ports(spec))).run, image=built.tag)
+    volume = checked.names.state_volume
+    volume_is_new = not engine.volume_exists(volume)
     if volume_is_new:
-        engine.volume_create(wb.state_volume, labels={"io.torchrig.project": spec.project.name})
-    network_is_new = ensure_network(engine, wb)
+        engine.volume_create(volume, labels={PROJECT_LABEL: spec.project.name})
+    network_is_new = ensure_network(engine, run)
     start = time.perf_counter()
     try:
-        run_with_fallback(engine, wb, progress)
+        run_with_fallback(engine, run, progress)
         wait_healthy(engine, name)
     except BaseException:
         # Nothing half-built: the container goes, and the volume and network too if this
         # run made them.
         engine.remove(name, force=True)
         if volume_is_new:
-            engine.volume_remove(wb.state_volume, force=True)
-        if network_is_new and wb.run.network:
-            engine.network_remove(wb.run.network)
+            engine.volume_remove(volume, force=True)
+        if network_is_new and run.network:
+            engine.network_remove(run.network)
         raise
-    return _describe(engine, name, result, session, start, recreated=True, workbench=wb)
+    return _describe(engine, name, built, start, recreated=True)
 
 
 def _other_user(container: dict[str, Any], who: Identity) -> bool:
     """A workbench started for another UID (e.g. 1000, torchrig's old default as root):
     recreated, so `exec` and jobs (which use `identity`) find the user they expect."""
     env = (container.get("Config") or {}).get("Env") or []
-    uids = [e.split("=", 1)[1] for e in env if e.startswith("TORCHRIG_UID=")]
+    uids = [e.split("=", 1)[1] for e in env if e.startswith(f"{contract.ENV_UID}=")]
     return bool(uids) and uids[0] != str(who.uid)
 
 
-def ensure_network(engine: Engine, wb: Workbench) -> bool:
+def ensure_network(engine: Engine, run: RunSpec) -> bool:
     """The workbench's own network (no other container on its bridge); True if made now."""
-    network = wb.run.network
+    network = run.network
     if not network or not engine.bridge_networks or engine.network_exists(network):
         return False
-    engine.network_create(
-        network, labels={"io.torchrig.project": wb.run.labels.get("io.torchrig.project", "")}
-    )
+    engine.network_create(network, labels={PROJECT_LABEL: run.labels.get(PROJECT_LABEL, "")})
     return True
 
 
@@ -308,20 +304,20 @@ def give_workspace_access(workspace: Path, spec: Spec, who: Identity, progress: 
     )
 
 
-def run_with_fallback(engine: Engine, wb: Workbench, progress: Progress) -> None:
+def run_with_fallback(engine: Engine, run: RunSpec, progress: Progress) -> None:
     """Run; if this host forbids raising rlimits (no CAP_SYS_RESOURCE for the daemon, or
     rootful Podman 4 refusing any --ulimit), run without them and say what that costs."""
     try:
-        engine.run(wb.run)
+        engine.run(run)
     except ToolError as exc:
-        if "rlimit" not in str(exc).lower() or not wb.run.ulimits:
+        if "rlimit" not in str(exc).lower() or not run.ulimits:
             raise
         progress(
             "this host does not let containers raise memlock/stack limits: running without "
             "them (NCCL over RDMA may fail with 'ibv_reg_mr failed: Cannot allocate memory')"
         )
-        engine.remove(wb.run.name or "", force=True)
-        engine.run(replace(wb.run, ulimits={}))
+        engine.remove(run.name or "", force=True)
+        engine.run(replace(run, ulimits={}))
 
 
 def wait_healthy(engine: Engine, name: str, timeout: float = HEALTHY_TIMEOUT_S) -> None:
@@ -348,19 +344,17 @@ def wait_healthy(engine: Engine, name: str, timeout: float = HEALTHY_TIMEOUT_S) 
 def _describe(
     engine: Engine,
     name: str,
-    result: BuildResult,
-    session: Session,
+    result: Built,
     start: float,
     *,
     recreated: bool,
-    workbench: Workbench | None = None,
 ) -> Running:
     info = engine.inspect(name) or {}
     env = dict(e.split("=", 1) for e in info.get("Config", {}).get("Env", []) if "=" in e)
-    user = env.get("TORCHRIG_USER", "")
-    uid, gid = int(env.get("TORCHRIG_UID", "0")), int(env.get("TORCHRIG_GID", "0"))
+    user = env.get(contract.ENV_USER, "")
+    uid, gid = int(env.get(contract.ENV_UID, "0")), int(env.get(contract.ENV_GID, "0"))
     ports = {}
-    for service, container_port in (("jupyter", 8888), ("ssh", 2222), ("tensorboard", 6006)):
+    for service, container_port in contract.PORTS.items():
         bound = engine.port(name).get(f"{container_port}/tcp") or []
         if bound:
             ports[service] = bound[0][1]
@@ -371,7 +365,7 @@ def _describe(
             raise HostError(f"could not read the Jupyter token in {name}", "see `torchrig logs`")
         token = done.stdout.strip()
     mounts = {m.get("Destination"): m for m in info.get("Mounts", [])}
-    workspace = (mounts.get("/workspace") or {}).get("Source", "")
+    workspace = (mounts.get(contract.WORKSPACE) or {}).get("Source", "")
     volume = (mounts.get(f"/home/{user}") or {}).get("Name", "")
     return Running(
         name=name,
@@ -407,8 +401,6 @@ def down(
             # A `torchrig run --fresh` job still uses it; the next `down` removes it.
             done.append(f"kept network {network}: a job container still uses it")
     if purge:
-        from torchrig.launch.runplan import state_volume
-
         volume = state_volume(session.spec)
         if engine.volume_exists(volume):
             engine.volume_remove(volume, force=True)

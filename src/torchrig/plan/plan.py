@@ -1,27 +1,63 @@
-"""The plan: resolution, lock summary and what build and up would do — with no side effects.
+"""The plan: what build, up, export and run --fresh will do, computed with no side effects.
 
-`torchrig plan` prints this; build and up (later) execute it. Everything here is computed
-from the spec, host facts, the compatibility data and the lock file, so it is cheap and can
-be golden-tested.
+    session = open_session(Path("torchrig.toml"), probe_host())
+    the_plan = plan(session.spec, session.host, session.compat, session.lock(),
+                    local_facts(session))        # launch/local.py: what this machine says
+    the_plan.image.tag, the_plan.run             # the tag `build` makes, the `docker run` args
+
+`torchrig plan` prints it; `build` writes `plan.image`'s context and builds `plan.image.tag`;
+`up` and `run --fresh` run `plan.run`; `export compose|devcontainer` render it. Nothing here
+reads a file or asks the engine: what the filesystem and the engine say comes in as
+arguments (`Local`), so a plan is cheap and can be golden-tested.
 """
 
 from __future__ import annotations
 
-import hashlib
+from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from torchrig.compat.mirrors import find_preset
 from torchrig.compat.model import Compat
-from torchrig.compat.resolve import NoBuildFits, Resolution
+from torchrig.compat.resolve import NoBuildFits, Resolution, resolve
+from torchrig.engine.base import RunSpec
 from torchrig.errors import ResolutionError
 from torchrig.host.facts import HostFacts
 from torchrig.launch.mounts import CheckedMount, hf_cache_volume
-from torchrig.lock.lockfile import LockFile
+from torchrig.lock.lockfile import LockFile, Target
 from torchrig.lock.make import check_lock
+from torchrig.plan import names
+from torchrig.plan.image import BaseRef, ContextFile, ImagePlan, image_plan
+from torchrig.plan.run import gpu_flag, identity, run_spec, shm_size, spec_ports
+from torchrig.spec.load import spec_digest
 from torchrig.spec.model import HF_CACHE_TARGET, Sources, Spec, parse_size
 
-GIB = 1 << 30
+__all__ = ["BaseRef", "ContextFile", "ImagePlan", "Local", "Plan", "plan", "shm_size"]
+
+
+@dataclass(frozen=True)
+class Local:
+    """What this machine says, gathered by launch/local.py (or written out by a test)."""
+
+    project_dir: Path
+    """The folder of torchrig.toml."""
+    workspace: Path | None = None
+    """The absolute folder mounted at /workspace (default: project_dir)."""
+    mounts: list[CheckedMount] | None = None
+    """The spec's [[mounts]] checked here; None when planning for another host (--host)."""
+    ports: dict[str, int] | None = None
+    """Host ports chosen free on 127.0.0.1; None: the spec's."""
+    keys_file: Path | None = None
+    """The public keys file mounted read-only at contract.KEYS_FILE."""
+    env_file: Path | None = None
+    """The private copy of torchrig.env handed to the engine (--env-file)."""
+    base: BaseRef | None = None
+    """The image the build builds FROM, if obtained (or found without side effects)."""
+    torchrig_files: tuple[ContextFile, ...] = ()
+    """torchrig's own package as the build copies it."""
+    ca_certificates: tuple[tuple[str, bytes], ...] = ()
+    """(stem, PEM): the spec's sources.ca_certificates, then the host's local CAs."""
 
 
 class _Out(BaseModel):
@@ -43,7 +79,9 @@ class LockSummary(_Out):
 
 
 class BuildPlan(_Out):
-    image: str = Field(description="Tag; the content digest means unchanged inputs never rebuild.")
+    image: str | None = Field(
+        description="The tag the build makes (image.tag); null until it can be known."
+    )
     base: str
     flavour: str
     layers: list[str]
@@ -89,6 +127,19 @@ class Chosen(_Out):
     variant: str
 
 
+class UserPlan(_Out):
+    name: str
+    uid: int
+    gid: int
+
+
+class NamesPlan(_Out):
+    container: str
+    state_volume: str
+    network: str
+    hf_cache_volume: str | None
+
+
 class Plan(_Out):
     project: str
     chosen: Chosen = Field(description="The build chosen; null in a failed plan's JSON.")
@@ -97,6 +148,18 @@ class Plan(_Out):
     sources: list[SourcePlan] = Field(default_factory=list)
     build: BuildPlan
     up: UpPlan
+    image: ImagePlan
+    user: UserPlan
+    names: NamesPlan
+    workspace: str = Field(description="The host folder mounted at /workspace.")
+    run: RunSpec = Field(
+        description="Every `docker run` argument of the workbench; run.image is image.tag, "
+        "or empty while that is null."
+    )
+
+
+# RunSpec names Path only for type checkers (engine/base.py): pydantic needs it resolved.
+Plan.model_rebuild(_types_namespace={"Path": Path})
 
 
 def summarise_lock(lock: LockFile | None, spec: Spec, compat: Compat, variant: str) -> LockSummary:
@@ -120,28 +183,6 @@ def summarise_lock(lock: LockFile | None, spec: Spec, compat: Compat, variant: s
     )
 
 
-def shm_size(spec: Spec, host: HostFacts) -> str:
-    """/dev/shm for the container: a quarter of RAM within [1g, 64g], unless the spec says.
-
-    DataLoader workers pass every batch through /dev/shm and NCCL uses it between local
-    ranks; Docker's 64 MB default breaks both (FACTS: bus error in worker).
-    """
-    if spec.resources.shm != "auto":
-        return spec.resources.shm
-    ram = host.system.memory_bytes or 8 * GIB
-    gib = max(1, min(64, ram // 4 // GIB))
-    return f"{gib}g"
-
-
-def image_tag(spec: Spec, spec_digest: str, lock: LockFile | None, variant: str) -> str:
-    target = lock.target(variant) if lock else None
-    material = f"{spec_digest}\n{target.inputs_digest if target else 'unlocked'}\n"
-    if target:
-        material += "".join(f"{p.name}=={p.version}:{p.sha256}\n" for p in target.packages)
-    digest = hashlib.sha256(material.encode()).hexdigest()[:12]
-    return f"torchrig/{spec.project.name}:{variant}-{digest}"
-
-
 def _engine(host: HostFacts) -> tuple[str, list[str]]:
     usable = [e for e in host.engines if e.present and e.reachable]
     if usable:
@@ -152,17 +193,6 @@ def _engine(host: HostFacts) -> tuple[str, list[str]]:
             f"{present[0].name} is installed but not usable: {present[0].error}"
         ]
     return "none", ["no container engine found: `torchrig up` will offer to install one"]
-
-
-def _gpu_flag(spec: Spec, resolution: Resolution) -> str:
-    if not resolution.cuda or spec.resources.gpus == "none":
-        return "none"
-    sel = spec.resources.gpus
-    if sel == "all":
-        return "all"
-    if isinstance(sel, int):
-        return f"count={sel}"
-    return "device=" + ",".join(sel) if isinstance(sel, list) else str(sel)
 
 
 def plan_sources(spec: Spec, resolution: Resolution) -> list[SourcePlan]:
@@ -211,9 +241,6 @@ def plan_mounts(spec: Spec, checked: list[CheckedMount] | None) -> list[MountPla
 
 
 def plan_cache(spec: Spec, host: HostFacts) -> CachePlan:
-    # Imported here: the run plan imports this module.
-    from torchrig.launch.runplan import identity
-
     volume = hf_cache_volume(spec, identity(spec, host).uid)
     return CachePlan(
         huggingface=spec.cache.huggingface,
@@ -222,27 +249,8 @@ def plan_cache(spec: Spec, host: HostFacts) -> CachePlan:
     )
 
 
-def make_plan(
-    spec: Spec,
-    spec_digest: str,
-    host: HostFacts,
-    compat: Compat,
-    resolution: Resolution,
-    lock: LockFile | None,
-    checked_mounts: list[CheckedMount] | None = None,
-) -> Plan:
-    """checked_mounts: the spec's mounts as checked on this machine; None when planning for
-    another host (--host FILE), whose files this machine cannot see."""
-    engine, notes = _engine(host)
-    ports = {
-        name: f"127.0.0.1:{service.port or 'auto'}"
-        for name in ("jupyter", "ssh", "tensorboard")
-        if (service := getattr(spec.services, name)).enabled
-    }
-    shm = shm_size(spec, host)
-    if host.system.memory_bytes and parse_size(shm) > host.system.memory_bytes:
-        notes.append(f"shm {shm} is larger than this host's RAM")
-    layers = [
+def layers(spec: Spec, resolution: Resolution) -> list[str]:
+    out = [
         f"base: {resolution.base.distribution} ({resolution.base.image})",
         "system packages: python3, gcc and headers (torch.compile), openssh-server, tini"
         + (", " + ", ".join(spec.base.packages) if spec.base.packages else ""),
@@ -254,30 +262,97 @@ def make_plan(
         "labels",
     ]
     if spec.torch.flavour == "devel" and resolution.cuda:
-        layers.insert(3, f"devel: nvcc and CUDA headers for CUDA {resolution.cuda}")
+        out.insert(3, f"devel: nvcc and CUDA headers for CUDA {resolution.cuda}")
+    return out
+
+
+def plan(
+    spec: Spec,
+    host: HostFacts,
+    compat: Compat,
+    lock: LockFile | None,
+    local: Local,
+    *,
+    resolution: Resolution | None = None,
+    target: Target | None = None,
+) -> Plan:
+    """The whole plan. Raises ResolutionError (exit 3) when no build fits.
+
+    resolution: already resolved for this spec, host and compat (a Session has it);
+    target: the lock target the caller already checked (build refuses a stale lock first).
+    """
+    resolution = resolution or resolve(spec, host, compat)
+    digest = spec_digest(spec)
+    engine, notes = _engine(host)
+    ports = {
+        name: f"127.0.0.1:{service.port or 'auto'}"
+        for name in ("jupyter", "ssh", "tensorboard")
+        if (service := getattr(spec.services, name)).enabled
+    }
+    shm = shm_size(spec, host)
+    if host.system.memory_bytes and parse_size(shm) > host.system.memory_bytes:
+        notes.append(f"shm {shm} is larger than this host's RAM")
+    summary = summarise_lock(lock, spec, compat, resolution.variant)
+    if target is None and summary.state == "fresh" and lock is not None:
+        target = lock.target(resolution.variant)
+    image = image_plan(
+        spec,
+        digest,
+        compat,
+        resolution,
+        target,
+        local.base,
+        torchrig_files=local.torchrig_files,
+        ca_certificates=local.ca_certificates,
+        pending=[] if target is not None else summary.problems,
+    )
+    who = identity(spec, host)
+    cache = plan_cache(spec, host)
+    workspace = local.workspace or local.project_dir
+    run = run_spec(
+        spec,
+        resolution,
+        host,
+        image.tag or "",
+        workspace=workspace,
+        ports=local.ports if local.ports is not None else spec_ports(spec),
+        keys_file=local.keys_file,
+        env_file=local.env_file,
+        mounts=local.mounts or [],
+    )
     return Plan(
         project=spec.project.name,
         chosen=Chosen(torch=resolution.torch, variant=resolution.variant),
         resolution=resolution,
-        lock=summarise_lock(lock, spec, compat, resolution.variant),
+        lock=summary,
         sources=plan_sources(spec, resolution),
         build=BuildPlan(
-            image=image_tag(spec, spec_digest, lock, resolution.variant),
+            image=image.tag,
             base=resolution.base.image,
             flavour=spec.torch.flavour,
-            layers=layers,
+            layers=layers(spec, resolution),
         ),
         up=UpPlan(
             engine=engine,
-            container=f"torchrig-{spec.project.name}",
+            container=names.container_name(spec),
             ports=ports,
-            gpus=_gpu_flag(spec, resolution),
+            gpus=gpu_flag(spec, resolution),
             shm=shm,
-            state_volume=f"torchrig-{spec.project.name}-state",
-            mounts=plan_mounts(spec, checked_mounts),
-            cache=plan_cache(spec, host),
+            state_volume=names.state_volume(spec),
+            mounts=plan_mounts(spec, local.mounts),
+            cache=cache,
             notes=notes,
         ),
+        image=image,
+        user=UserPlan(name=who.name, uid=who.uid, gid=who.gid),
+        names=NamesPlan(
+            container=names.container_name(spec),
+            state_volume=names.state_volume(spec),
+            network=names.network_name(spec),
+            hf_cache_volume=cache.volume,
+        ),
+        workspace=str(workspace),
+        run=run,
     )
 
 

@@ -58,7 +58,12 @@ def render_plan(plan: Plan) -> str:
             value = src.value if isinstance(src.value, str) else " ".join(src.value)
             lines.append(f"  {src.key:<{width}}  {value or EMPTY}  ({src.origin})")
     b, u = plan.build, plan.up
-    lines += ["", f"Build     {b.image} ({b.flavour})"]
+    if b.image is not None:
+        lines += ["", f"Build     {b.image} ({b.flavour})"]
+    else:
+        image = plan.image
+        lines += ["", f"Build     {image.repository}:{image.variant}-… ({b.flavour})"]
+        lines += [f"          tag not known yet: {why}" for why in image.pending]
     lines += [f"          {i + 1}. {layer}" for i, layer in enumerate(b.layers)]
     lines += [
         "",

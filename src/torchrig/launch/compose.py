@@ -1,7 +1,8 @@
-"""Write the run plan for other tools: compose.yaml and .devcontainer/devcontainer.json.
+"""The plan for other tools: compose.yaml and .devcontainer/devcontainer.json.
 
-Both carry the same image and the same run arguments `torchrig up` uses, so a team can
-start the workbench with `docker compose up` or VS Code's "Reopen in Container".
+Both carry the plan's image tag and run arguments, the ones `torchrig up` uses, so a team
+can start the workbench with `docker compose up` or VS Code's "Reopen in Container".
+(Model export, ONNX and friends, is another thing: torchrig's model export package.)
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from torchrig import contract
 from torchrig.engine.base import RunSpec
-from torchrig.launch.runplan import Workbench
+from torchrig.plan.names import PROJECT_LABEL
+from torchrig.plan.plan import Plan
 
 
 def _gpu_devices(run: RunSpec) -> list[dict[str, Any]]:
@@ -26,8 +29,8 @@ def _gpu_devices(run: RunSpec) -> list[dict[str, Any]]:
     return [device]
 
 
-def compose_document(wb: Workbench) -> dict[str, Any]:
-    run = wb.run
+def compose_document(plan: Plan) -> dict[str, Any]:
+    run = plan.run
     service: dict[str, Any] = {
         "image": run.image,
         "container_name": run.name,
@@ -57,7 +60,7 @@ def compose_document(wb: Workbench) -> dict[str, Any]:
         service["cpus"] = run.cpus
     if devices := _gpu_devices(run):
         service["deploy"] = {"resources": {"reservations": {"devices": devices}}}
-    project = run.labels.get("io.torchrig.project", "workbench")
+    project = run.labels.get(PROJECT_LABEL, "workbench")
     return {
         "name": f"torchrig-{project}",
         "services": {project: service},
@@ -66,14 +69,14 @@ def compose_document(wb: Workbench) -> dict[str, Any]:
     }
 
 
-def render_compose(wb: Workbench) -> str:
+def render_compose(plan: Plan) -> str:
     """YAML is a superset of JSON: JSON values keep the file exact without a YAML library."""
-    doc = compose_document(wb)
+    doc = compose_document(plan)
     lines = [
         "# Written by `torchrig export compose`: the image and run arguments of `torchrig up`.",
         "# Start it with `docker compose up -d`; JupyterLab's token is in the state volume:",
-        f"# docker exec -u {wb.identity.uid} {wb.run.name} cat "
-        f"/home/{wb.identity.name}/.torchrig/jupyter/token",
+        f"# docker exec -u {plan.user.uid} {plan.run.name} cat "
+        f"/home/{plan.user.name}/.torchrig/jupyter/token",
     ]
     lines += _yaml(doc, 0)
     return "\n".join(lines) + "\n"
@@ -100,8 +103,8 @@ def _yaml(value: Any, indent: int) -> list[str]:
     return out
 
 
-def render_devcontainer(wb: Workbench) -> str:
-    run = wb.run
+def render_devcontainer(plan: Plan) -> str:
+    run = plan.run
     args: list[str] = [f"--hostname={run.hostname}"]
     args += [f"--shm-size={run.shm_size}"]
     args += [f"--ulimit={k}={v}" for k, v in run.ulimits.items()]
@@ -122,19 +125,19 @@ def render_devcontainer(wb: Workbench) -> str:
     mounts = [
         f"type={m.kind},source={m.source},target={m.target}" + (",readonly" if m.read_only else "")
         for m in run.mounts
-        if m.target != "/workspace"
+        if m.target != contract.WORKSPACE
     ]
     doc = {
-        "name": f"torchrig {run.labels.get('io.torchrig.project', '')}".strip(),
+        "name": f"torchrig {run.labels.get(PROJECT_LABEL, '')}".strip(),
         "image": run.image,
-        "workspaceMount": f"source={wb.workspace},target=/workspace,type=bind",
-        "workspaceFolder": "/workspace",
+        "workspaceMount": f"source={plan.workspace},target={contract.WORKSPACE},type=bind",
+        "workspaceFolder": contract.WORKSPACE,
         "containerEnv": dict(run.env),
         "mounts": mounts,
         "runArgs": args,
         "forwardPorts": [p.container_port for p in run.ports],
         "overrideCommand": False,
-        "remoteUser": wb.identity.name,
+        "remoteUser": plan.user.name,
         "updateRemoteUserUID": False,
     }
     return json.dumps(doc, indent=2) + "\n"

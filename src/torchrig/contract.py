@@ -1,0 +1,42 @@
+"""The contract between the host side and the workbench image, spelled once.
+
+`torchrig up` (plan/run.py) passes these to the container, the Dockerfile (image/dockerfile.py)
+bakes them into the image, and the code that runs inside it (workbench/, doctor/inside.py)
+reads them. Changing one here changes both sides together.
+
+Standard library only: this module is imported inside the image, by the entrypoint and the
+health check, before anything else is known to be there.
+"""
+
+from __future__ import annotations
+
+# Services and the ports they listen on inside the container (published on 127.0.0.1).
+SERVICES = ("jupyter", "ssh", "tensorboard")
+PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
+JUPYTER_PORT, SSH_PORT, TENSORBOARD_PORT = PORTS["jupyter"], PORTS["ssh"], PORTS["tensorboard"]
+
+# Paths inside the image.
+VENV = "/opt/venv"
+VENV_PYTHON = f"{VENV}/bin/python"
+WORKSPACE = "/workspace"
+KEYS_FILE = "/run/torchrig/authorized_keys"
+"""Where `up` mounts the host's public keys (read-only); the entrypoint copies them."""
+IMAGE_INFO = "/etc/torchrig/image.json"
+CONSTRAINTS = "/etc/torchrig/constraints.txt"
+
+# The environment `up` sets (docs/workbench.md). Users may not set TORCHRIG_* themselves
+# (launch/envfile.py refuses them in torchrig.env).
+ENV_PREFIX = "TORCHRIG_"
+ENV_USER = "TORCHRIG_USER"
+ENV_UID = "TORCHRIG_UID"
+ENV_GID = "TORCHRIG_GID"
+ENV_SERVICES = "TORCHRIG_SERVICES"
+ENV_KEYS_FILE = "TORCHRIG_AUTHORIZED_KEYS_FILE"
+ENV_HF_CACHE = "TORCHRIG_HF_CACHE"
+ENV_DEBUG = "TORCHRIG_DEBUG"
+
+SHM_ENGINE_DEFAULT = 64 * 2**20
+"""/dev/shm of `docker run` without --shm-size: too small for DataLoader workers and NCCL."""
+
+# Raised limits every workbench runs with: memlock for NCCL over RDMA, an 8x stack.
+ULIMITS = {"memlock": -1, "stack": 67108864}
