@@ -14,7 +14,6 @@ pytest.importorskip("transformers")
 
 import torch
 
-from torchrig.bench.model import transformer_flops_per_token
 from torchrig.errors import UsageError
 from torchrig.recipes.causal_lm.data import PretrainBatches
 from torchrig.recipes.causal_lm.model import (
@@ -27,6 +26,7 @@ from torchrig.recipes.causal_lm.model import (
     transformer_blocks,
 )
 from torchrig.train.attention import CAUSAL_SDPA
+from torchrig.train.metrics import transformer_flops_per_token
 
 
 def on_meta(preset: str, vocab: int, seq: int | None = None) -> Any:

@@ -251,24 +251,9 @@ def busbw(algbw: float, world: int) -> float:
     return algbw * 2 * (world - 1) / world if world > 0 else 0.0
 
 
-def transformer_flops_per_token(n_params: int, n_layer: int, d_model: int, seq_len: int) -> int:
-    """Training FLOPs per token, PaLM/nanoGPT style: 6N for the matmuls with the weights
-    (forward 2N, backward 4N) plus 12·L·d·T for attention scores and values.
-
-    `n_params` counts the weights used in matmuls: position embeddings excluded; a tied
-    token embedding included once (it is the LM head's matmul)."""
-    return 6 * n_params + 12 * n_layer * d_model * seq_len
-
-
 def resnet50_flops_per_image() -> float:
     """Training FLOPs per 224×224 image: 3 × forward (forward + 2× backward), 2 per MAC."""
     return 3 * 2 * RESNET50_MACS
-
-
-def mfu(flops_per_item: float, items_per_s: float, peak_tflops: float | None) -> float | None:
-    if not peak_tflops:
-        return None
-    return flops_per_item * items_per_s / (peak_tflops * 1e12)
 
 
 def no_peak_sentence(gpu_name: str | None) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from torchrig.bench import model as m
+from torchrig.train.metrics import mfu
 from torchrig.units import human_bytes
 
 GROUPS = ("matmul", "memcopy", "h2d", "allreduce", "gpt2", "resnet50", "bert")
@@ -210,7 +211,7 @@ def _run_workloads(
             r["host_steal_share"] = None if steal is None else round(steal, 4)
             line = m.Line(label, "workload", round(r["items_per_s"], 1), UNITS[name],
                           reference_label="MFU vs bf16 peak", details=r)  # fmt: skip
-            m.judge_mfu(line, m.mfu(r["flops_per_item"], r["items_per_s"], bf16_peak))
+            m.judge_mfu(line, mfu(r["flops_per_item"], r["items_per_s"], bf16_peak))
             if line.verdict == "low":
                 line.cause = m.workload_cause(compiled, matmul_low, steal, host.get("launch_us"))
             add(line)

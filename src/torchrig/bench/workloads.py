@@ -38,8 +38,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torchrig.bench.model import resnet50_flops_per_image, transformer_flops_per_token
+from torchrig.bench.model import resnet50_flops_per_image
 from torchrig.train.attention import register_causal_sdpa
+from torchrig.train.metrics import transformer_flops_per_token
 
 WORKLOADS = ("gpt2", "resnet50", "bert")
 UNITS = {"gpt2": "tokens/s", "resnet50": "images/s", "bert": "sequences/s"}

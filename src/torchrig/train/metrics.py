@@ -95,6 +95,15 @@ class StepTimer:
         self.start += seconds
 
 
+def transformer_flops_per_token(n_params: int, n_layer: int, d_model: int, seq_len: int) -> int:
+    """Training FLOPs per token, PaLM/nanoGPT style: 6N for the matmuls with the weights
+    (forward 2N, backward 4N) plus 12·L·d·T for attention scores and values.
+
+    `n_params` counts the weights used in matmuls: position embeddings excluded; a tied
+    token embedding included once (it is the LM head's matmul)."""
+    return 6 * n_params + 12 * n_layer * d_model * seq_len
+
+
 def mfu(flops_per_item: float, items_per_s_per_device: float, peak: float | None) -> float | None:
     if not peak or flops_per_item <= 0:
         return None

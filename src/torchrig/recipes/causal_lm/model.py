@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from torchrig.bench.model import transformer_flops_per_token
 from torchrig.errors import UsageError
 from torchrig.train.attention import register_causal_sdpa
+from torchrig.train.metrics import transformer_flops_per_token
 
 VOCAB_MULTIPLE = 64
 

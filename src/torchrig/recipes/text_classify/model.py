@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from torchrig.bench.model import transformer_flops_per_token
 from torchrig.errors import UsageError
+from torchrig.train.metrics import transformer_flops_per_token
 
 ATTENTION = "sdpa"
 
