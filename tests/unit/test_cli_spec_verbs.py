@@ -20,40 +20,10 @@ from torchrig.spec.load import load_spec, parse_spec
 from torchrig.spec.model import Project, Spec, Torch
 
 if TYPE_CHECKING:
-    import argparse
+    pass
 
-# A verb that only loads a spec: the error path of every spec-reading verb, without
-# depending on what plan or lock do after loading.
-SPEC_VERB = types.ModuleType("torchrig.cli.spec_check_for_tests")
-
-
-def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--spec", type=Path, default=Path("torchrig.toml"))
-
-
-def _run(args: argparse.Namespace) -> int:
-    load_spec(args.spec)
-    print("ok")
-    return 0
-
-
-SPEC_VERB.add_arguments = _add_arguments  # type: ignore[attr-defined]
-SPEC_VERB.run = _run  # type: ignore[attr-defined]
-
-
-@pytest.fixture(autouse=True)
-def spec_verbs_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # main() imports every verb in VERBS to build its parser; while the other verbs are
-    # being written, build it from the spec verbs only (drop this once they all exist).
-    monkeypatch.setattr(
-        "torchrig.cli.main.VERBS",
-        {
-            "init": "Write a commented torchrig.toml.",
-            "schema": "Print the JSON schema of torchrig.toml.",
-            "spec_check_for_tests": "Load a spec (tests only).",
-        },
-    )
-    monkeypatch.setitem(sys.modules, "torchrig.cli.spec_check_for_tests", SPEC_VERB)
+# Facts of a saved CPU-only host: a spec-reading verb runs without probing this machine.
+CPU_HOST = Path(__file__).parents[1] / "fixtures" / "host" / "cpu-only.json"
 
 
 def gpu_host() -> HostFacts:
@@ -209,7 +179,7 @@ def test_spec_error_through_a_verb_is_one_line_exit_2(
 ) -> None:
     spec = tmp_path / "torchrig.toml"
     spec.write_text('[project]\nname = "x"\n[torch]\nversoin = "2.9"\n')
-    assert main(["spec_check_for_tests", "--spec", str(spec)]) == 2
+    assert main(["plan", "--spec", str(spec), "--host", str(CPU_HOST)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert line == f'error: {spec}:4: torch.versoin: unknown key — did you mean "version"?'
 
@@ -217,13 +187,14 @@ def test_spec_error_through_a_verb_is_one_line_exit_2(
 def test_spec_error_with_debug_shows_the_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--debug", "spec_check_for_tests", "--spec", str(tmp_path / "none")]) == 2
+    missing = str(tmp_path / "none")
+    assert main(["--debug", "plan", "--spec", missing, "--host", str(CPU_HOST)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("error: ")
 
 
 def test_a_good_spec_through_a_verb(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "torchrig.toml"
-    spec.write_text('[project]\nname = "x"\n')
-    assert main(["spec_check_for_tests", "--spec", str(spec)]) == 0
-    assert capsys.readouterr().out == "ok\n"
+    spec.write_text('[project]\nname = "x"\n[torch]\nvariant = "cpu"\n')
+    assert main(["plan", "--spec", str(spec), "--host", str(CPU_HOST), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["project"] == "x"
