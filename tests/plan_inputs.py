@@ -12,7 +12,9 @@ from torchrig.plan.image import BaseRef, ContextFile
 ROOT = Path(__file__).resolve().parent
 GOLDEN_LOCK = ROOT / "golden" / "lock" / "torchrig.lock"
 BASE = BaseRef("docker.io/library/ubuntu@sha256:" + "0" * 64, ("main", "universe"), "registry")
-DEBIAN_BASE = BaseRef("torchrig-base/debian:bookworm-0123456789ab", ("main",), "bootstrap")
+BOOTSTRAP_BASE = BaseRef(
+    "torchrig-base/ubuntu:noble-0123456789ab", ("main", "universe"), "bootstrap"
+)
 TORCHRIG_FILES = (
     ContextFile(path="torchrig/__init__.py", sha256="1" * 64, size=100),
     ContextFile(path="torchrig/workbench/entrypoint.py", sha256="2" * 64, size=2000),
