@@ -232,7 +232,10 @@ def test_training_metrics_and_states_of_every_job(tmp_path: Path) -> None:
     assert one(found, "torchrig_train_eval", torchrig_job="lm-1", metric="perplexity") == 12.18
     assert one(found, "torchrig_train_last_checkpoint_step", torchrig_job="lm-1") == 40
     written = 1_999_999_980.0  # 2033-05-18T03:33:00Z
-    assert one(found, "torchrig_train_last_checkpoint_timestamp_seconds", torchrig_job="lm-1") == written
+    assert (
+        one(found, "torchrig_train_last_checkpoint_timestamp_seconds", torchrig_job="lm-1")
+        == written
+    )
     assert one(found, "torchrig_train_checkpoint_age_seconds", torchrig_job="lm-1") == 20
     assert one(found, "torchrig_job_resumes", torchrig_job="lm-1") == 1
     assert one(found, "torchrig_train_samples_per_second", torchrig_job="cls-1") == 300
@@ -249,3 +252,19 @@ def test_a_torn_or_foreign_file_costs_nothing_but_its_own_series(tmp_path: Path,
     found = scrape(tmp_path, FakeNvml())
     assert one(found, "torchrig_job_state", torchrig_job="j", state="running") == 1
     assert "torchrig_train_step" not in found
+
+
+def test_the_workbench_supervises_the_metrics_service() -> None:
+    from torchrig.workbench.entrypoint import required_programs
+    from torchrig.workbench.env import PORTS, parse_services
+    from torchrig.workbench.supervise import Settings, services_for
+
+    assert parse_services({"TORCHRIG_SERVICES": "jupyter,metrics"}) == ("jupyter", "metrics")
+    settings = Settings("alice", 4242, 4343, ("metrics",), Path("/k"))
+    (service,) = services_for(settings, {"PATH": "/usr/bin"})
+    assert service.name == "metrics" and service.cwd == "/workspace"
+    assert service.argv == (
+        "/opt/venv/bin/python", "-m", "torchrig.monitor.exporter", "--host", "0.0.0.0",
+        "--port", str(PORTS["metrics"]), "--workspace", "/workspace",
+    )  # fmt: skip
+    assert required_programs(("metrics",)) == {"/opt/venv/bin/python": "metrics"}

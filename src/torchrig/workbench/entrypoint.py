@@ -125,6 +125,8 @@ def required_programs(services: tuple[str, ...], venv: str = VENV) -> dict[str, 
         need[sshd.SSH_KEYGEN] = "ssh"
     if "tensorboard" in services:
         need[f"{venv}/bin/tensorboard"] = "tensorboard"
+    if "metrics" in services:
+        need[f"{venv}/bin/python"] = "metrics"
     return need
 
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-SERVICES = ("jupyter", "ssh", "tensorboard")
-PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
+SERVICES = ("jupyter", "ssh", "tensorboard", "metrics")
+PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006, "metrics": 9400}
 DEFAULT_SERVICES = ("jupyter", "ssh")
 DEFAULT_KEYS_FILE = "/run/torchrig/authorized_keys"
 ID_MIN, ID_MAX = 1, 2147483646

@@ -73,7 +73,7 @@ def problems(services: tuple[str, ...], proc_net: Path = Path("/proc/net")) -> l
         if problem:
             found.append(problem)
     listening = listening_ports(proc_net)
-    for name in ("ssh", "tensorboard"):
+    for name in ("ssh", "tensorboard", "metrics"):
         if name in services and PORTS[name] not in listening:
             found.append(f"{name}: nothing listens on port {PORTS[name]}")
     return found

@@ -270,6 +270,8 @@ def services_for(settings: Settings, environ: Mapping[str, str], venv: str = VEN
             found.append(Service(name, sshd_argv(layout.sshd_config), base, str(settings.home)))
         elif name == "tensorboard":
             found.append(Service(name, tensorboard_argv(venv), base, WORKSPACE))
+        elif name == "metrics":
+            found.append(Service(name, metrics_argv(f"{venv}/bin/python"), base, WORKSPACE))
     return found
 
 
@@ -314,6 +316,14 @@ def tensorboard_argv(venv: str = VENV) -> tuple[str, ...]:
         "--port",
         "6006",
     )
+
+
+def metrics_argv(python: str, port: int = 9400, host: str = "0.0.0.0") -> tuple[str, ...]:
+    """GPU and training metrics for Prometheus (torchrig.monitor.exporter). It listens on
+    every address inside the container, like TensorBoard, so that the port `up` publishes
+    on the host's 127.0.0.1 reaches it; nothing else publishes it."""
+    return (python, "-m", "torchrig.monitor.exporter", "--host", host, "--port", str(port),
+            "--workspace", WORKSPACE)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
