@@ -105,12 +105,8 @@ def test_prometheus_scrapes_gpu_and_training_series_within_two_scrapes(
     argv[argv.index("--workspace") + 1] = str(ws)  # the test's /workspace
     exporter = start(argv, tmp_path / "exporter.log")
     config = tmp_path / "prometheus.yml"
-    config.write_text(
-        prometheus_config(
-            [Target(f"127.0.0.1:{exporter_port}", (("workbench", "t-mon1"),))],
-            interval_s=INTERVAL_S,
-        )  # fmt: skip
-    )
+    target = Target(f"127.0.0.1:{exporter_port}", (("workbench", "t-mon1"),))
+    config.write_text(prometheus_config([target], interval_s=INTERVAL_S))
     server = start(
         [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{prom_port}"],
