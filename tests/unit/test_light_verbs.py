@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -103,6 +103,58 @@ def test_light_verbs_work_when_resolution_fails(
     assert code == 0 and "no jobs yet" in out, err
     code, out, err = _cli(capsys, "down", "--host", str(host))
     assert code == 0 and "removed torchrig-demo" in out, err
+    code, out, err = _cli(capsys, "status", "--host", str(host))
+    assert code == 0 and out.startswith("torchrig-demo is not up"), err
+
+
+# A host every build would fit: the refusal below comes from the data, not the machine.
+CURRENT_HOST = {**HOST, "driver": {"version": "580.95.05", "cuda": "13.0"}}
+
+
+@pytest.fixture
+def compat_rejecting_every_build(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The bundled compat data with no build for any platform, as a bad data update would
+    leave it: every candidate is rejected ("not built for x86_64")."""
+    from torchrig.compat import model as compat_model
+
+    read = compat_model._read
+
+    def no_builds(name: str) -> dict[str, object]:
+        data = read(name)
+        if name == "releases.toml":
+            for release in data["release"]:  # type: ignore[attr-defined]
+                for variant in release["variants"]:
+                    variant["platforms"] = []
+        return data
+
+    monkeypatch.setattr(compat_model, "_read", no_builds)
+    compat_model.load_compat.cache_clear()
+    yield
+    compat_model.load_compat.cache_clear()
+
+
+def test_down_and_status_work_when_the_compat_data_rejects_every_build(
+    project: tuple[Path, Path, RecordingEngine],
+    compat_rejecting_every_build: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, host, engine = project
+    host.write_text(json.dumps(CURRENT_HOST))
+    # Any torch version and variant: every candidate the data knows is tried, and refused.
+    (folder / "torchrig.toml").write_text(
+        SPEC.replace('version = "2.13.0"\nvariant = "cu130"\n', "")
+    )
+    code, out, err = _cli(capsys, "plan", "--host", str(host), "--json")
+    found = json.loads(out)
+    assert code == 3 and found["chosen"] is None, err
+    reasons = [r["reason"] for r in found["rejected"]]
+    assert len(reasons) > 10 and all("no x86_64 build" in r for r in reasons)
+    _start(engine, folder)
+    code, out, err = _cli(capsys, "status", "--host", str(host))
+    assert code == 0 and out.startswith("torchrig-demo is running"), err
+    code, out, err = _cli(capsys, "down", "--host", str(host))
+    assert code == 0 and "removed torchrig-demo" in out, err
+    assert engine.inspect("torchrig-demo") is None
     code, out, err = _cli(capsys, "status", "--host", str(host))
     assert code == 0 and out.startswith("torchrig-demo is not up"), err
 
