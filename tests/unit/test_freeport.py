@@ -7,13 +7,15 @@ import socket
 from torchrig.freeport import free_port, port_is_free
 
 
-def test_a_listener_takes_the_port_and_time_wait_does_not() -> None:
+def test_a_port_whose_last_connection_is_closing_is_still_free() -> None:
+    # A connection closed by this side leaves TIME_WAIT on the listener's port; the next
+    # `up` must keep the same port (bookmarks, ssh config) as the engine could bind it.
     with socket.socket() as server:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        assert not port_is_free(port)
+        assert not port_is_free(port)  # a listener: taken
         client = socket.create_connection(("127.0.0.1", port))
         accepted, _ = server.accept()
         accepted.close()  # the server side closes first: its port holds TIME_WAIT

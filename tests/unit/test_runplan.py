@@ -169,23 +169,3 @@ def test_devcontainer_export_is_golden(tmp_path: Path) -> None:
     text = _stable(render_devcontainer(_workbench(tmp_path)), tmp_path)
     assert_golden(GOLDEN / "export" / "devcontainer.json", text)
     assert "--gpus=all" in text and "--cap-drop=ALL" in text
-
-
-def test_a_port_whose_last_connection_is_closing_is_still_free() -> None:
-    # A connection closed by this side leaves TIME_WAIT on the listener's port; the next
-    # `up` must keep the same port (bookmarks, ssh config) as the engine could bind it.
-    import socket
-
-    from torchrig.launch.local import port_is_free
-
-    with socket.socket() as server:
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        port = server.getsockname()[1]
-        assert not port_is_free(port)  # a listener: taken
-        client = socket.create_connection(("127.0.0.1", port))
-        accepted, _ = server.accept()
-        accepted.close()  # the server side closes first: its port holds TIME_WAIT
-        client.close()
-    assert port_is_free(port)

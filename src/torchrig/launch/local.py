@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 
 import torchrig
 from torchrig import userfiles
 from torchrig.engine.base import Engine
 from torchrig.errors import HostError, TorchrigError, UsageError
+from torchrig.freeport import port_is_free
 from torchrig.image import registry
 from torchrig.image.base import default_cache_dir
 from torchrig.image.shared_cache import bases_dir, readable_dir
@@ -195,18 +195,6 @@ def _cached_base_tag(
 
 
 # --- ports and keys -------------------------------------------------------------------------
-
-
-def port_is_free(port: int) -> bool:
-    with socket.socket() as probe:
-        # As the engine's proxy binds: connections just closed (TIME_WAIT, e.g. a browser
-        # tab of the last session) do not block it, so they must not move the port either.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def choose_ports(spec: Spec, taken: set[int] | None = None) -> dict[str, int]:
