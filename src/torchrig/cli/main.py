@@ -34,6 +34,7 @@ VERBS: dict[str, str] = {
     "run": "Start a training job (a recipe, or -- CMD), detached; torchrun for --gpus N > 1.",
     "jobs": "List the jobs and their state (running, exited N, killed, lost).",
     "stop": "Stop a job: SIGTERM for a final checkpoint, SIGKILL after the stop timeout.",
+    "top": "Live view of the GPUs (who holds them) and the jobs (throughput, MFU, loss, ETA).",
     "export": "Write the run plan as compose.yaml or a devcontainer.json.",
     "verify": "Check that every visible GPU computes correctly (never falls back to CPU).",
     "bench": "Measure throughput against the GPU's datasheet peak; JSON and an HTML report.",
