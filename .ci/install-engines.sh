@@ -39,7 +39,9 @@ install_packages() {
     # neighbouring container could reach).
     # acl: getfacl/setfacl, the reference the tests of a root-owned workspace check
     # torchrig's own ACL xattr writing against (torchrig itself needs no package for it).
-    wanted="acl docker.io podman runc catatonit uidmap slirp4netns debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry"
+    # prometheus: the monitoring test starts the real server, scraping a workbench's metrics
+    # service; chromium: the run report is rendered in a real headless browser.
+    wanted="acl docker.io podman runc catatonit uidmap slirp4netns debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry prometheus chromium"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else
