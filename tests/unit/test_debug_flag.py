@@ -7,6 +7,7 @@ printed its (unquoted) uv line; engine commands were never shown.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import stat
@@ -18,14 +19,30 @@ import pytest
 from torchrig.cli.main import VERBS, build_parser, main
 from torchrig.command import command_line, run_command, set_debug
 
-# What each verb needs besides options, so that the line parses.
-REQUIRED = {"stop": ["job-1"], "export": ["compose"], "export-model": ["ckpt", "--format", "onnx"]}
+
+def required_words(parser: argparse.ArgumentParser, verb: str) -> list[str]:
+    """A value for each argument the verb requires (its first choice, else "x"), so that
+    the line parses whatever verbs are added later."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    verb_parser = sub.choices[verb]
+    words: list[str] = []
+    for group in verb_parser._mutually_exclusive_groups:
+        if group.required:  # one of them is needed: the first
+            words += [group._group_actions[0].option_strings[0], "x"]
+    for action in verb_parser._actions:
+        if action.option_strings and not action.required:
+            continue
+        if not action.option_strings and action.nargs in ("?", "*"):
+            continue
+        value = str(next(iter(action.choices))) if action.choices else "x"
+        words += [action.option_strings[0], value] if action.option_strings else [value]
+    return words
 
 
 @pytest.mark.parametrize("verb", list(VERBS))
 def test_debug_is_accepted_before_and_after_every_verb(verb: str) -> None:
     parser = build_parser()
-    rest = REQUIRED.get(verb, [])
+    rest = required_words(parser, verb)
     assert parser.parse_args(["--debug", verb, *rest]).debug is True
     assert parser.parse_args([verb, "--debug", *rest]).debug is True
     assert parser.parse_args([verb, *rest]).debug is False
@@ -99,9 +116,7 @@ def test_debug_prints_each_engine_command_as_it_ran(
     code = main(["--debug", *verb] if where == "before" else [*verb, "--debug"])
     out, err = capsys.readouterr()
     assert code == 0 and "not up" in out, err
-    ran = [
-        line.split("\0")[:-1] for line in (bin_dir / "docker.calls").read_text().splitlines()
-    ]
+    ran = [line.split("\0")[:-1] for line in (bin_dir / "docker.calls").read_text().splitlines()]
     printed = [shlex.split(line[2:]) for line in err.splitlines() if line.startswith("+ ")]
     assert printed == [[str(docker), *argv] for argv in ran]
     assert ["container", "inspect", "torchrig-dbg"] in ran
