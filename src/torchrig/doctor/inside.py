@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchrig import contract
 from torchrig.command import run_command
 from torchrig.compat.resolve import kernels_for
 from torchrig.doctor.host import visible_devices_problem
@@ -33,9 +34,9 @@ from torchrig.units import human_bytes
 Runner = Callable[[Sequence[str], float], "subprocess.CompletedProcess[str]"]
 Which = Callable[[str], "str | None"]
 
-SHM_TOO_SMALL = 64 * 2**20  # Docker's default, and what NGC images warn about
+SHM_TOO_SMALL = contract.SHM_ENGINE_DEFAULT  # what NGC images warn about
 SHM_LOW = 1 * 2**30
-JUPYTER_PORT, SSH_PORT = 8888, 2222
+JUPYTER_PORT, SSH_PORT = contract.JUPYTER_PORT, contract.SSH_PORT
 PTXAS_TIMEOUT_S = 5.0
 PTXAS_NAMES = ("ptxas", "ptxas-blackwell")  # Triton 3.6+: ptxas-blackwell for sm_100 and up
 GPU_FIX = (
@@ -511,7 +512,7 @@ def check_container_memlock(ctx: InsideContext) -> Check:
 
 
 def _services(ctx: InsideContext) -> set[str] | None:
-    value = ctx.env.get("TORCHRIG_SERVICES")
+    value = ctx.env.get(contract.ENV_SERVICES)
     if value is None:
         return None
     return {s.strip() for s in value.split(",") if s.strip()}

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from xml.etree import ElementTree
 
+from torchrig import contract
 from torchrig.command import run_command
 from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
 from torchrig.host.podman_pause import no_new_pause_process
@@ -42,7 +43,7 @@ ENGINE_NAMES: tuple[str, ...] = ("docker", "podman")
 ENGINE_TIMEOUT_S = 4.0  # a DOCKER_HOST that does not answer must not stall `torchrig plan`
 NVIDIA_SMI_TIMEOUT_S = 5.0
 CDI_SPEC_DIRS = ("etc/cdi", "var/run/cdi")
-DOCKER_DEFAULT_SHM_BYTES = 64 * 2**20  # `docker run` without --shm-size: too small for DataLoader
+DOCKER_DEFAULT_SHM_BYTES = contract.SHM_ENGINE_DEFAULT
 
 T = TypeVar("T")
 

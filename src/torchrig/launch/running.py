@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torchrig import contract
 from torchrig.engine.base import Engine, ports_from_inspect
 from torchrig.errors import ToolError
 from torchrig.launch.up import TOKEN_FILE
@@ -26,7 +27,7 @@ def container_env(info: Mapping[str, Any]) -> dict[str, str]:
 def container_user(info: Mapping[str, Any]) -> str:
     """The workbench user as "uid:gid", from the TORCHRIG_UID/GID the container runs with."""
     env = container_env(info)
-    uid, gid = env.get("TORCHRIG_UID", ""), env.get("TORCHRIG_GID", "")
+    uid, gid = env.get(contract.ENV_UID, ""), env.get(contract.ENV_GID, "")
     if not (uid.isdigit() and gid.isdigit()) or "0" in (uid, gid):
         name = str(info.get("Name") or "the container").lstrip("/")
         raise ToolError(
@@ -37,7 +38,7 @@ def container_user(info: Mapping[str, Any]) -> str:
 
 
 # The services' ports inside the container, as the image publishes them.
-SERVICE_PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
+SERVICE_PORTS = contract.PORTS
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def workbench_status(
     info = engine.inspect(name) or info
     env = container_env(info)
     ports = published(info)
-    user = env.get("TORCHRIG_USER", "")
+    user = env.get(contract.ENV_USER, "")
     jupyter_url = ssh_command = ""
     gpus: list[str] = []
     if running:

@@ -106,7 +106,11 @@ def ensure_lock(session: Session, progress: Progress) -> LockFile:
         session.spec, session.digest, [session.resolution], project=session.project_dir
     )
     write_atomically(session.lock_path, render_lock(lock))
-    return lock
+    # The lock as the file holds it, as `plan` and the next build read it: the image's
+    # requirements (and so its tag) come from the file, not from uv's answer.
+    written = session.lock()
+    assert written is not None
+    return written
 
 
 @dataclass(frozen=True)

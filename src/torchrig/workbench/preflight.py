@@ -11,10 +11,11 @@ import json
 import os
 from pathlib import Path
 
+from torchrig import contract
 from torchrig.units import human_bytes
 
-SHM_DEFAULT_LIMIT = 64 * 1024 * 1024
-IMAGE_INFO = "etc/torchrig/image.json"
+SHM_DEFAULT_LIMIT = contract.SHM_ENGINE_DEFAULT
+IMAGE_INFO = contract.IMAGE_INFO.lstrip("/")  # under the root being checked
 
 SHM_NOTE = (
     "NOTE: The SHMEM allocation limit is set to the default of {size}. This may be\n"

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchrig import contract
+
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
 # ed25519 only: ssh-audit fails the NIST curves of ECDSA host keys, and every client that
 # speaks curve25519 (OpenSSH >= 6.5, PuTTY >= 0.68, Windows OpenSSH) speaks ed25519 too.
 # State volumes made before this still hold an ECDSA key: it stays there, unused.
 HOST_KEY_KINDS = ("ed25519",)
-PORT = 2222
+PORT = contract.SSH_PORT
 # PerSourcePenalties came with OpenSSH 9.8 (bookworm has 9.2, noble 9.6, trixie 10.0).
 PENALTIES_SINCE = (9, 8)
 # Key exchange, newest first; each only where the installed sshd knows its name (an unknown
