@@ -1,4 +1,4 @@
-"""`torchrig export compose|devcontainer`: the workbench's run plan for other tools."""
+"""`torchrig export compose|devcontainer|kubernetes`: the run plan for other tools."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from torchrig.cli.common import add_host_option, add_spec_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("format", choices=("compose", "devcontainer"))
+    from torchrig.cli import export_kubernetes
+
+    parser.add_argument("format", choices=("compose", "devcontainer", "kubernetes"))
     add_spec_option(parser)
     add_host_option(parser)
     parser.add_argument(
@@ -17,12 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output",
         type=Path,
         metavar="FILE",
-        help="where to write (default: compose.yaml, or .devcontainer/devcontainer.json)",
+        help="where to write (default: compose.yaml, or .devcontainer/devcontainer.json; "
+        "kubernetes: a folder, default kubernetes/)",
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
+    export_kubernetes.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from torchrig.cli import export_kubernetes
     from torchrig.cli.common import session_from
     from torchrig.errors import TorchrigError, UsageError
     from torchrig.fsutil import write_atomically
@@ -30,6 +35,15 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.launch.local import find_base, local_facts
     from torchrig.launch.session import engine_for
 
+    # Options after the format reach `job` too (argparse's REMAINDER): take them back.
+    args.job = export_kubernetes.split_options(args)
+    if args.format == "kubernetes":
+        return export_kubernetes.run(args)
+    if args.job:
+        raise UsageError(
+            f"export {args.format} takes no command ({' '.join(args.job)})",
+            "drop it: the workbench runs what its image starts",
+        )
     session = session_from(args)
     try:
         engine = engine_for(session, None)

@@ -35,7 +35,8 @@ VERBS: dict[str, str] = {
     "jobs": "List the jobs and their state (running, exited N, killed, lost).",
     "stop": "Stop a job: SIGTERM for a final checkpoint, SIGKILL after the stop timeout.",
     "top": "Live view of the GPUs (who holds them) and the jobs (throughput, MFU, loss, ETA).",
-    "export": "Write the run plan as compose.yaml or a devcontainer.json.",
+    "push": "Push the built image to a registry; its digest goes into torchrig.images.",
+    "export": "Write the run plan as compose.yaml, a devcontainer.json or Kubernetes jobs.",
     "verify": "Check that every visible GPU computes correctly (never falls back to CPU).",
     "bench": "Measure throughput against the GPU's datasheet peak; JSON and an HTML report.",
     "doctor": "Check this machine (or, with --inside, the workbench) and name each fix.",
@@ -44,6 +45,7 @@ VERBS: dict[str, str] = {
     "generate": "Generate text with a trained causal LM (KV cache, sampling, stop strings).",
     "serve": "Serve a trained model over HTTP (OpenAI-compatible for LMs; batched predict).",
     "prepare": "As root, once per machine: fill the shared cache (bases, wheels) for every user.",
+    "lab": "A GPU server for many people: JupyterHub, one image, per-user GPUs, keys and limits.",
 }
 
 

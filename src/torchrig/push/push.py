@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchrig.engine.base import Engine
+from torchrig.engine.base import Engine, Progress
 from torchrig.errors import UsageError
 from torchrig.image.registry import is_loopback, split_domain
 from torchrig.push.record import PushedImage, record_push
@@ -65,7 +65,9 @@ def parse_target(text: str, image: str) -> Target:
     return Target(name=f"{domain}/{path}", tag=tag)
 
 
-def push(engine: Engine, image: str, target: Target, project_dir: Path) -> tuple[PushedImage, Path]:
+def push(
+    engine: Engine, image: str, target: Target, project_dir: Path, say: Progress | None = None
+) -> tuple[PushedImage, Path]:
     """Push the Plan's `image` to `target` and record it in torchrig.images beside the lock.
 
     Raises UsageError (exit 2) when the image is not built; RegistryUnreachable and
@@ -75,6 +77,8 @@ def push(engine: Engine, image: str, target: Target, project_dir: Path) -> tuple
             f"the image {image} is not built (with {engine.name})",
             "run `torchrig build` first: push sends exactly the build the spec and lock describe",
         )
+    if say is not None:
+        say(f"pushing {image} to {target.ref} with {engine.name} …")
     # Docker allows plain HTTP to 127.0.0.0/8 by itself; Podman must be told (image/registry.py).
     digest = engine.push(image, target.ref, tls_verify=not is_loopback(target.name))
     pushed = PushedImage(

@@ -32,6 +32,13 @@ SBATCH_OPTION_RE = re.compile(r"^--[a-z][a-z-]*(=[A-Za-z0-9_.,:/@%+=-]+)?$")
 # Kubernetes: a DNS-1123 label (namespace) and subdomain (PVC, Secret names).
 DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
+# Node labels: [DNS subdomain prefix/]name, name and value at most 63 of [A-Za-z0-9_.-].
+LABEL_KEY_RE = re.compile(
+    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+)
+LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$")
+TOLERATION_KEYS = {"key", "operator", "value", "effect"}
+TOLERATION_EFFECTS = ("", "NoSchedule", "PreferNoSchedule", "NoExecute")
 IFNAME_RE = re.compile(r"^\^?=?[A-Za-z0-9_.,:-]{1,64}$")
 ENV_NAME_RE = re.compile(r"^(NCCL|GLOO|TORCH|CUDA|OMP|UCX|FI)_[A-Z0-9_]+$")
 MAX_NODES = 4096
@@ -126,6 +133,65 @@ class Kubernetes(_Section):
                 f"{_q(value)} is not a Kubernetes namespace",
                 "use lower-case letters, digits and '-', at most 63 (RFC 1123 label)",
             )
+        return value
+
+    @field_validator("node_selector")
+    @classmethod
+    def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not LABEL_KEY_RE.match(key) or len(key.rpartition("/")[2]) > 63:
+                raise Invalid(
+                    f"{_q(key)} is not a node label key",
+                    'write [prefix/]name, e.g. "nvidia.com/gpu.product" (`kubectl get nodes '
+                    "--show-labels` lists them)",
+                    at=(key,),
+                )
+            if not LABEL_VALUE_RE.match(item):
+                raise Invalid(
+                    f"{_q(item)} is not a label value",
+                    "at most 63 letters, digits, '-', '_' or '.', starting and ending with "
+                    "a letter or digit",
+                    at=(key,),
+                )
+        return value
+
+    @field_validator("tolerations")
+    @classmethod
+    def _tolerations(cls, value: list[dict[str, str]]) -> list[dict[str, str]]:
+        for index, toleration in enumerate(value):
+            unknown = sorted(set(toleration) - TOLERATION_KEYS)
+            if unknown:
+                raise Invalid(
+                    f"{_q(unknown[0])} is not a toleration key",
+                    "use key, operator, value and effect",
+                    at=(index,),
+                )
+            operator = toleration.get("operator", "Equal")
+            effect = toleration.get("effect", "")
+            if operator not in ("Equal", "Exists"):
+                raise Invalid(
+                    f"operator {_q(operator)} is not Equal or Exists",
+                    "use one of them",
+                    at=(index,),
+                )
+            if effect not in TOLERATION_EFFECTS:
+                raise Invalid(
+                    f"effect {_q(effect)} is not a taint effect",
+                    "use NoSchedule, PreferNoSchedule or NoExecute (or leave it out: all)",
+                    at=(index,),
+                )
+            if operator == "Exists" and toleration.get("value"):
+                raise Invalid(
+                    "a toleration with operator Exists takes no value",
+                    'drop the value, or use operator = "Equal"',
+                    at=(index,),
+                )
+            if operator == "Equal" and not toleration.get("key"):
+                raise Invalid(
+                    "a toleration with operator Equal needs a key",
+                    'set key, or use operator = "Exists" to tolerate every taint',
+                    at=(index,),
+                )
         return value
 
     @field_validator("pvc", "secret")
