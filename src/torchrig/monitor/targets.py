@@ -256,7 +256,7 @@ def dashboard() -> dict[str, Any]:
     def variable(name: str, query: str, label: str) -> dict[str, Any]:
         return {
             "name": name, "label": label, "type": "query", "datasource": _DS,
-            "query": query, "definition": query, "refresh": 2, "includeAll": True,
+            "query": query, "refresh": 2, "includeAll": True,
             "multi": True, "current": {"text": "All", "value": "$__all"}, "sort": 3,
         }  # fmt: skip
 
