@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from torchrig import contract
+
 SERVICES = ("jupyter", "ssh", "tensorboard", "metrics")
 PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006, "metrics": 9400}
 DEFAULT_SERVICES = ("jupyter", "ssh")
-DEFAULT_KEYS_FILE = "/run/torchrig/authorized_keys"
+DEFAULT_KEYS_FILE = contract.KEYS_FILE
 ID_MIN, ID_MAX = 1, 2147483646
 # Debian's useradd accepts more, but this is what the spec accepts, and it is safe in every
 # file and command line it ends up in (passwd, sshd_config's AllowUsers, /home/NAME).

@@ -28,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from torchrig import contract
 from torchrig.workbench.env import EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import Layout
 from torchrig.workbench.jupyter_guard import OriginError, origin_pattern, parse_origins
 
-VENV = "/opt/venv"
-WORKSPACE = "/workspace"
+VENV = contract.VENV
+WORKSPACE = contract.WORKSPACE
 MASK = "[token hidden]"
 NAME_WIDTH = len("tensorboard")
 
@@ -285,7 +286,7 @@ def jupyter_argv(venv: str = VENV, origins: str = "") -> tuple[str, ...]:
         f"{venv}/bin/jupyter",
         "lab",
         "--ServerApp.ip=0.0.0.0",
-        "--ServerApp.port=8888",
+        f"--ServerApp.port={contract.JUPYTER_PORT}",
         # Fail rather than quietly move to 8889: the port is published and health-checked.
         "--ServerApp.port_retries=0",
         # On (the default) when ip is set; off turns on the Host check (DNS rebinding).
@@ -314,7 +315,7 @@ def tensorboard_argv(venv: str = VENV) -> tuple[str, ...]:
         "--host",
         "0.0.0.0",
         "--port",
-        "6006",
+        str(contract.TENSORBOARD_PORT),
     )
 
 
