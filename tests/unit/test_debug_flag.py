@@ -123,3 +123,77 @@ def test_debug_prints_each_engine_command_as_it_ran(
     # Without --debug the same verb prints no command.
     assert main(verb) == 0
     assert "+ " not in capsys.readouterr().err
+
+
+FAKE_UV = """#!/bin/sh
+echo "UV_INDEX=${UV_INDEX-unset}" "UV_NATIVE_TLS=${UV_NATIVE_TLS-unset}" \\
+  "SSL_CERT_FILE=${SSL_CERT_FILE-unset}"
+"""
+
+
+@pytest.mark.parametrize("native_tls", [None, "0"])
+def test_debug_prints_the_uv_command_with_the_environment_it_runs_in(
+    native_tls: str | None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from torchrig.lock import uv
+
+    fake = tmp_path / "uv"
+    fake.write_text(FAKE_UV)
+    fake.chmod(0o755)
+    monkeypatch.setattr(uv, "uv_binary", lambda: str(fake))
+    monkeypatch.setenv("UV_INDEX", "https://elsewhere.example/simple")  # must not reach uv
+    if native_tls is None:
+        monkeypatch.delenv("UV_NATIVE_TLS", raising=False)
+    else:
+        monkeypatch.setenv("UV_NATIVE_TLS", native_tls)  # the user's own choice is kept
+    request = uv.UvRequest(
+        requirements=["torch"],
+        python="3.12",
+        platform="x86_64-manylinux_2_28",
+        default_index="https://pypi.org/simple",
+        indexes=[],
+        find_links=[],
+        ca_bundle="/etc/ca.pem",
+    )
+    set_debug(True)
+    try:
+        out = uv._run(["pip", "compile", "requirements.in"], request, tmp_path)
+    finally:
+        set_debug(False)
+    tls = native_tls or "1"
+    assert out.split() == ["UV_INDEX=unset", f"UV_NATIVE_TLS={tls}", "SSL_CERT_FILE=/etc/ca.pem"]
+    [line] = capsys.readouterr().err.splitlines()
+    words = shlex.split(line.removeprefix("+ "))
+    tls_words = [] if native_tls else ["UV_NATIVE_TLS=1"]
+    assert words[: 6 + len(tls_words)] == [
+        "cd",
+        str(tmp_path),
+        "&&",
+        "env",
+        "-u",
+        "UV_INDEX",
+        *tls_words,
+    ]
+    assert words[6 + len(tls_words) :][:5] == [
+        "SSL_CERT_FILE=/etc/ca.pem",
+        str(fake),
+        "pip",
+        "compile",
+        "requirements.in",
+    ]
+
+
+def test_debug_prints_streamed_commands_too(capsys: pytest.CaptureFixture[str]) -> None:
+    # Builds, debootstrap and `logs -f` stream their output line by line.
+    from torchrig.engine.cli import Runner
+
+    set_debug(True)
+    try:
+        lines = list(Runner().lines(["sh", "-c", "echo one; echo two"]))
+    finally:
+        set_debug(False)
+    assert lines == ["one", "two"]
+    assert capsys.readouterr().err == "+ sh -c 'echo one; echo two'\n"
