@@ -19,7 +19,7 @@ from torchrig.errors import SpecError, UsageError
 from torchrig.kube.manifests import KubeJob, Toleration, headless_service, indexed_job, train_job
 from torchrig.kube.yamltext import documents
 from torchrig.plan.plan import Plan
-from torchrig.push.record import cluster_image
+from torchrig.push.record import DIGEST_REF, cluster_image
 from torchrig.spec.cluster import Cluster
 from torchrig.spec.model import Spec, parse_size
 
@@ -180,7 +180,12 @@ def kube_job(plan: Plan, spec: Spec, project_dir: Path, request: Request) -> Kub
 def header(job: KubeJob, what: str, apply: str) -> list[str]:
     lines = [
         f"Written by `torchrig export kubernetes`: {what}.",
-        f"Image {job.image} (pinned by digest, from torchrig.images).",
+        f"Image {job.image}"
+        + (
+            " (by digest: every node pulls exactly these bytes)."
+            if DIGEST_REF.fullmatch(job.image)
+            else " is a TAG: it can point at other bytes later; `torchrig push` pins a digest."
+        ),
         "Validated against the Kubernetes OpenAPI schema and the TrainJob CRD; not run on a",
         "cluster by torchrig's tests.",
     ]

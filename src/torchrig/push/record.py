@@ -66,26 +66,30 @@ def read_images(project_dir: Path) -> list[PushedImage]:
     text = userfiles.read_text(path, project_dir, IMAGES_FILE, FIX)
     try:
         data = tomllib.loads(text)
-        entries = [PushedImage.model_validate(e) for e in data.get("pushed", [])]
-        unknown = set(data) - {"pushed"}
-        if unknown:
-            raise UsageError(f"{path}: unknown key {sorted(unknown)[0]!r}", FIX)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML ({exc})", FIX) from None
-    except (ValidationError, TypeError, AttributeError) as exc:
-        raise UsageError(f"{path} is not what torchrig push writes ({_first(exc)})", FIX) from None
+    unknown = sorted(set(data) - {"pushed"})
+    if unknown:
+        raise UsageError(f"{path}: unknown key {unknown[0]!r}", FIX)
+    raw = data.get("pushed", [])
+    entries = []
+    for index, entry in enumerate(raw if isinstance(raw, list) else [raw]):
+        try:
+            entries.append(PushedImage.model_validate(entry))
+        except ValidationError as exc:
+            raise UsageError(
+                f"{path} is not what torchrig push writes (pushed[{index}].{_first(exc)})", FIX
+            ) from None
     for entry in entries:
         if not DIGEST_REF.fullmatch(entry.ref):
             raise UsageError(f"{path}: ref {entry.ref!r} is not name@sha256:<64 hex>", FIX)
     return entries
 
 
-def _first(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        return f"{where}: {error['msg']}" if where else str(error["msg"])
-    return str(exc).splitlines()[0]
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    return f"{where}: {error['msg']}" if where else f"entry: {error['msg']}"
 
 
 def render_images(entries: list[PushedImage]) -> str:
