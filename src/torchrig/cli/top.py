@@ -42,16 +42,18 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.errors import UsageError
     from torchrig.monitor.gpu import Reader
     from torchrig.monitor.top import live, render, snapshot
+    from torchrig.train.timeline import Follower
 
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval} is not a positive number of seconds",
                          "give e.g. --interval 1")  # fmt: skip
     folder = workspace(args)
     reader = Reader()
+    followers: dict[Path, Follower] = {}  # each metrics.jsonl read incrementally
 
     def take() -> dict[str, object]:
         # local=False: the job PIDs are the container's; their records speak for them.
-        return snapshot(folder, reader, local=False)
+        return snapshot(folder, reader, local=False, followers=followers)
 
     if args.json:
         from torchrig.cli.output import print_json

@@ -28,6 +28,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from torchrig.monitor.gpu import MIB, Gpu, GpuSnapshot, Reader
 from torchrig.monitor.holders import Holders, holders_of
 from torchrig.monitor.training import STATES, JobView, read_jobs
+from torchrig.train.timeline import Follower
 
 GPU_LABELS = ["gpu", "UUID", "device", "modelName", "Hostname", "GPU_I_ID", "GPU_I_PROFILE"]
 JOB_LABELS = ["torchrig_job"]
@@ -184,10 +185,11 @@ class WorkbenchCollector(Collector):
         self.host = host or socket.gethostname()
         self.clock = clock
         self.local = local
+        self.followers: dict[Path, Follower] = {}
 
     def collect(self) -> Iterator[Metric]:
         began = time.perf_counter()
-        views = read_jobs(self.workspace, local=self.local)
+        views = read_jobs(self.workspace, local=self.local, followers=self.followers)
         snap = self.reader.read()
         holders = holders_of(
             [p.pid for g in snap.gpus for p in g.processes],

@@ -16,12 +16,18 @@ from typing import Any
 from torchrig.monitor.gpu import MIB, Reader
 from torchrig.monitor.holders import holders_of
 from torchrig.monitor.training import as_json, read_jobs
+from torchrig.train.timeline import Follower
 
 
 def snapshot(
-    workspace: Path, reader: Reader, *, local: bool, now: float | None = None
+    workspace: Path,
+    reader: Reader,
+    *,
+    local: bool,
+    now: float | None = None,
+    followers: dict[Path, Follower] | None = None,
 ) -> dict[str, Any]:
-    views = read_jobs(workspace, local=local)
+    views = read_jobs(workspace, local=local, followers=followers)
     snap = reader.read()
     holders = holders_of(
         [p.pid for g in snap.gpus for p in g.processes],

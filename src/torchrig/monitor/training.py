@@ -23,7 +23,7 @@ from typing import Any
 from torchrig.jobs.files import JOBS_DIR, read_json
 from torchrig.jobs.runner import alive
 from torchrig.jobs.state import Job, list_jobs
-from torchrig.train.timeline import History, read_history
+from torchrig.train.timeline import Follower, History, read_history
 
 RUN_POINTER = "run.json"
 STATES = ("starting", "running", "succeeded", "failed", "stopped", "lost")
@@ -151,12 +151,25 @@ def _unit(history: History) -> str | None:
     return None
 
 
-def read_jobs(workspace: Path, *, local: bool = True) -> list[JobView]:
-    """Every job of the workspace with what its run says; oldest first."""
+def read_jobs(
+    workspace: Path, *, local: bool = True, followers: dict[Path, Follower] | None = None
+) -> list[JobView]:
+    """Every job of the workspace with what its run says; oldest first.
+
+    followers: kept by a caller that reads again and again (the exporter, top): each
+    metrics.jsonl is then read incrementally and the views hold only the latest record of
+    each kind. Without it, each run's whole history is read."""
     views = []
+    seen: set[Path] = set()
     for job in list_jobs(workspace / JOBS_DIR):
         run = _run_folder(job, workspace)
-        history = read_history(run / "metrics.jsonl") if run else History()
+        history = History()
+        if run is not None and followers is not None:
+            path = run / "metrics.jsonl"
+            seen.add(path)
+            history = followers.setdefault(path, Follower(path)).read()
+        elif run is not None:
+            history = read_history(run / "metrics.jsonl")
         ckpt_step, ckpt_time = _newest_checkpoint(run) if run else (None, None)
         try:
             log_time = (run / "metrics.jsonl").stat().st_mtime if run else None
@@ -177,6 +190,9 @@ def read_jobs(workspace: Path, *, local: bool = True) -> list[JobView]:
                 log_time=log_time,
             )
         )
+    if followers is not None:
+        for gone in set(followers) - seen:
+            del followers[gone]
     return views
 
 
