@@ -3,7 +3,7 @@ one scrape a second, with 8 GPUs' worth of series (a fake NVML shaped like 8 H10
 one training process) and 8 running jobs, each with a metrics.jsonl of --lines records (a
 long run: the exporter reads the whole file on every scrape).
 
-The exporter runs in its own process (as the supervisor runs it), serving prometues-client's
+The exporter runs in its own process (as the supervisor runs it), serving prometheus-client's
 HTTP endpoint; this script scrapes it over HTTP like Prometheus and reads the exporter's CPU
 time from /proc. No GPU here: the NVML calls are the fake's (a real NVML call costs more, so
 the GPU part of the cost is still open until a run on the lent GPU).
@@ -110,8 +110,8 @@ def make_workspace(root: Path, lines: int, pids: list[int]) -> None:
                                           "seconds": 2.0, "time": 1.8e9}) + "\n")  # fmt: skip
         job = root / ".torchrig" / "jobs" / f"lm{i}"
         job.mkdir(parents=True)
-        (job / "job.json").write_text(json.dumps({"id": f"lm{i}", "pid": pids[i],
-                                                  "started": "2026-12-07T00:00:00+00:00"}))  # fmt: skip
+        record = {"id": f"lm{i}", "pid": pids[i], "started": "2026-12-07T00:00:00+00:00"}
+        (job / "job.json").write_text(json.dumps(record))
         (job / "run.json").write_text(json.dumps({"run": str(run)}))
 
 
