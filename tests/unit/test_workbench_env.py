@@ -117,7 +117,8 @@ def test_the_entrypoint_prints_one_line_and_exits_64() -> None:
 
 def test_workbench_modules_import_only_the_standard_library() -> None:
     """They run in the image's venv, where torchrig's host-side dependencies are absent;
-    torchrig.contract (the names both sides share) is standard library only."""
+    torchrig.contract (the names both sides share) and torchrig.units (the one size
+    formatter) are standard library only."""
     script = (
         "import sys\n"
         "import torchrig.workbench.entrypoint, torchrig.workbench.supervise\n"
@@ -125,7 +126,8 @@ def test_workbench_modules_import_only_the_standard_library() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pydantic', 'rich', 'packaging', 'pynvml', 'uv')\n"
         "    or (m.startswith('torchrig.')\n"
-        "        and not m.startswith(('torchrig.workbench', 'torchrig.contract'))))\n"
+        "        and not m.startswith(('torchrig.workbench', 'torchrig.contract',\n"
+        "                              'torchrig.units'))))\n"
         "print(','.join(bad))\n"
     )
     done = subprocess.run(
