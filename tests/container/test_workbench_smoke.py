@@ -356,7 +356,7 @@ def test_first_start_is_healthy_and_says_what_it_did(bench: Bench) -> None:
     assert "ssh: 1 authorized key(s) for alice" in logs
     assert "authorized_keys line 2 skipped" in logs
     assert "(made now)" in logs and "jupyter: token made" in logs
-    assert "NOTE: The SHMEM allocation limit is set to the default of 64MB." in logs
+    assert "NOTE: The SHMEM allocation limit is set to the default of 64 MiB." in logs
     assert "lacks CAP_KILL" not in logs
     assert "Traceback" not in logs
     # PerSourcePenalties exactly where sshd has it (OpenSSH >= 9.8: trixie yes, bookworm no).
