@@ -17,8 +17,6 @@ signals, prefetch); the data, tokenizer and model in this recipe's other modules
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,27 +40,12 @@ from torchrig.recipes.causal_lm.tokenizer import (
 )
 from torchrig.train import attention
 from torchrig.train import distributed as D
-from torchrig.train.checkpoint import (
-    Checkpoint,
-    CheckpointManager,
-    resume_run,
-    save_training_state,
-)
-from torchrig.train.metrics import (
-    MetricsLog,
-    StepTimer,
-    log_line,
-    mfu,
-    peak_memory_gib,
-    peak_tflops,
-    plot_loss,
-    round_or_none,
-)
+from torchrig.train.metrics import mfu, peak_memory_gib, peak_tflops, round_or_none
 from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
-from torchrig.train.rundir import RunFolder
+from torchrig.train.scaffold import FINAL, Scaffold, find_checkpoint, staged_run, write_final
 from torchrig.train.signals import StopFlag
 
 Say = Callable[[str], None]
@@ -177,19 +160,15 @@ def _export(
         opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
         state = get_model_state_dict(model, options=opts)
     if dist.is_main:
-        import shutil
-        import tempfile
 
-        final = out / "final"
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
-        serving.stamp_token_ids(model, tokenizer)
-        model.save_pretrained(tmp, state_dict=state) if state else model.save_pretrained(tmp)
-        serving.finish_adapter(tmp, model, base)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        def fill(tmp: Path) -> None:
+            serving.stamp_token_ids(model, tokenizer)
+            model.save_pretrained(tmp, state_dict=state) if state else model.save_pretrained(tmp)
+            serving.finish_adapter(tmp, model, base)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+
+        write_final(out, fill)
     D.barrier(dist)
 
 
@@ -209,41 +188,16 @@ def train(cfg: TrainConfig, stop: StopFlag | None = None, say: Say = print) -> R
 
 
 def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResult:
-    ckpts = CheckpointManager(cfg.out / "checkpoints", keep_last=cfg.keep)
-    latest = ckpts.latest(clean=dist.is_main)
-    if latest is not None and not cfg.resume:
-        raise UsageError(
-            f"{cfg.out} already has checkpoints (newest: step {latest.step})",
-            "pass --resume to continue that run, or choose another --out",
-        )
-    if cfg.resume and latest is None:
-        say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
+    ckpts, latest = find_checkpoint(cfg, dist, say)
     # The preset's micro-batch for this GPU's memory (same sequences per step).
     cfg = fit_to_device(cfg, D.device_memory_bytes(dist))
     check_before_work(cfg, dist.device)  # the model and the step's memory, before any file
-    run_dir = RunFolder.open(
-        cfg.out, resume=cfg.resume, force=cfg.force, has_checkpoint=latest is not None,
-        rank0_pid=D.control_all_reduce(dist, [os.getpid() if dist.is_main else 0])[0],
-        is_main=dist.is_main,
-    )  # fmt: skip
-    D.barrier(dist)
-    try:
-        return _run(cfg, stop, dist, say, run_dir, ckpts, latest)
-    except BaseException:
-        run_dir.discard()  # a run that fails before its first checkpoint leaves nothing
-        raise
+    with staged_run(cfg, dist, say, ckpts, latest) as run:
+        return _run(cfg, stop, dist, say, run)
 
 
-def _run(
-    cfg: TrainConfig,
-    stop: StopFlag,
-    dist: D.Dist,
-    say: Say,
-    run_dir: RunFolder,
-    ckpts: CheckpointManager,
-    latest: Checkpoint | None,
-) -> RunResult:
-    out = run_dir.work  # the staging folder until the run is known to work, then cfg.out
+def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold) -> RunResult:
+    out = run.work  # the staging folder until the run is known to work, then cfg.out
     if dist.is_main:
         write_atomically(out / "config.json", json.dumps(cfg.to_json(), indent=2) + "\n")
 
@@ -283,20 +237,12 @@ def _run(
     # After the same-seed init: per-rank streams for anything random during training.
     torch.manual_seed(cfg.seed + dist.rank)
 
-    start_step = 0
-    if cfg.resume and latest is not None:
-        start_step = resume_run(
-            latest, model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=precision.scaler, batches=batches, dist=dist, say=say,
-        )  # fmt: skip
-        # The checkpoint fits: what this invocation prepared becomes the run's.
-        run_dir.commit()
-        out = run_dir.work
-
+    start_step = run.resume(
+        model=model, optimizer=optimizer, scheduler=scheduler, scaler=precision.scaler,
+        batches=batches, meta={"config": cfg.to_json()},
+    )  # fmt: skip
     peak, peak_note = peak_tflops(dist.device, precision.name)
-    log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
-    for note in log.notes:
-        say(note)
+    result = run.begin(start_step, strategy=strategy, precision=precision.name, compiled=compiled)
     tokens_per_step = cfg.micro_batch * cfg.seq_len * cfg.grad_accum  # per process
     say(
         f"{cfg.model_path or cfg.model}: {n_params / 1e6:.1f}M parameters | {dist.world_size} "
@@ -304,53 +250,18 @@ def _run(
         f"{attention.backend_name(sdpa)} | "
         f"{tokens_per_step * dist.world_size} tokens/step | {peak_note}"
     )
-    result = RunResult(
-        start_step, start_step, False, None, strategy=strategy, precision=precision.name,
-        compiled=compiled, out=run_dir.out,
-    )  # fmt: skip
-    if start_step >= cfg.steps:
-        say(f"already at step {start_step} of {cfg.steps}: nothing to do")
-        result.completed = True
-        log.close()
+    if run.nothing_to_do():
         return result
-
-    def commit() -> None:
-        # The run works (a finite loss, or a checkpoint): its staging folder becomes OUT.
-        nonlocal log, out
-        if run_dir.committed:
-            return
-        log.close()
-        run_dir.commit()
-        out = run_dir.work
-        log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
-
-    def save(at: int) -> None:
-        if not math.isfinite(float(loss_sum)):  # never a checkpoint of diverged weights
-            raise UsageError(
-                f"the loss is not finite at step {at}", "lower --lr, or use --precision fp32"
-            )
-        commit()
-        seconds = save_training_state(
-            ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=precision.scaler, data_state=data_state, dist=dist,
-            meta={"config": cfg.to_json()},
-        )  # fmt: skip
-        result.checkpoint_s.append(seconds)
-        timer.exclude(seconds)
-        log.write({"event": "checkpoint", "step": at, "seconds": round(seconds, 3)})
-        run_dir.checkpointed = True
-        say(f"checkpoint step {at} ({seconds:.1f} s)")
 
     # --- the loop ---------------------------------------------------------------------
     # Batches come from a background thread, pinned, so the copy to the GPU overlaps.
     feed = Prefetcher(batches, depth=2 * cfg.grad_accum + 2, pin=dist.device.type == "cuda")
     data_state = feed.state  # the data position after the last batch trained on
-    timer = StepTimer()
+    timer = run.timer
     t_start = time.perf_counter()
     loss_sum = torch.zeros((), device=dist.device)  # summed on the device: no sync per step
     grad_norm: Any = None
     step = start_step
-    saved_at = start_step if latest is not None and cfg.resume else -1
     try:
         while step < cfg.steps:
             micro = []
@@ -388,7 +299,7 @@ def _run(
             data_state = feed.state
             timer.step(tokens_per_step)
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if run.log_due(step):
                 # The one sync of the interval: reading the loss waits for the GPU.
                 loss_val = float(D.all_reduce_mean(loss_sum, dist)) / timer.steps
                 loss_sum.zero_()
@@ -398,50 +309,35 @@ def _run(
                 if grad_norm is not None:
                     full = getattr(grad_norm, "full_tensor", None)  # FSDP: a DTensor
                     norm = float(full() if callable(full) else grad_norm)
-                rec = {
-                    "step": step,
-                    "loss": round(loss_val, 6),
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": None if norm is None else round(norm, 4),
-                    "tokens_per_s": round(per_device * dist.world_size, 1),
-                    "mfu": round_or_none(mfu(flops_per_token, per_device, peak)),
-                    "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
-                    "data_wait": round(t["data_wait_share"], 4),
-                    "interval_s": round(t["wall_s"], 4),
-                    "steps_in_interval": int(t["steps"]),
-                    "elapsed_s": round(time.perf_counter() - t_start, 2),
-                }
-                if not math.isfinite(loss_val):
-                    raise UsageError(
-                        f"the loss is {loss_val} at step {step}",
-                        "lower --lr, or use --precision bf16 or fp32",
-                    )
-                commit()
-                log.write(rec)
-                result.records.append(rec)
-                say(log_line(rec, cfg.steps, "tokens_per_s", "tok/s"))
+                run.record(
+                    {
+                        "step": step,
+                        "loss": round(loss_val, 6),
+                        "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": None if norm is None else round(norm, 4),
+                        "tokens_per_s": round(per_device * dist.world_size, 1),
+                        "mfu": round_or_none(mfu(flops_per_token, per_device, peak)),
+                        "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
+                        "data_wait": round(t["data_wait_share"], 4),
+                        "interval_s": round(t["wall_s"], 4),
+                        "steps_in_interval": int(t["steps"]),
+                        "elapsed_s": round(time.perf_counter() - t_start, 2),
+                    },
+                    "tokens_per_s",
+                    "tok/s",
+                )
 
-            stop_here = cfg.stop_after is not None and step - start_step >= cfg.stop_after
-            if stop_here:
-                result.stopped = f"--stop-after {cfg.stop_after}"
-            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_here:
-                save(step)
-                saved_at = step
+            stop_here = run.stop_after_reached(step)
+            if run.checkpoint_due(step, stop_here):
+                run.save(step, loss_sum, data_state)
             if stop_here:
                 break
     finally:
         feed.close()
 
-    result.step = step
-    if result.stopped and saved_at != step:
-        save(step)  # the stop request's checkpoint, at the boundary the loop stopped at
-    result.completed = step >= cfg.steps
-    if result.stopped:
-        say(f"stopped ({result.stopped}) at step {step}: continue with --resume")
-    if dist.is_main:
-        log.close()
-        plot_loss(out / "metrics.jsonl", out / "loss.png", title=f"{cfg.model_path or cfg.model}")
+    run.end_loop(step, loss_sum, data_state)
+    run.close(title=f"{cfg.model_path or cfg.model}")
     if result.completed and cfg.export:
-        _export(model, tokenizer, out, strategy, dist, cfg.model_path)
-        say(f"model saved in {out / 'final'}")
+        _export(model, tokenizer, run.work, strategy, dist, cfg.model_path)
+        say(f"model saved in {run.work / FINAL}")
     return result

@@ -17,10 +17,6 @@ its mistakes), and final/ (classifier.json + model.safetensors + the recipe's fi
 from __future__ import annotations
 
 import json
-import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,27 +37,12 @@ from torchrig.recipes.classify.meta import (
 )
 from torchrig.recipes.classify.task import ClassifyTask, Mistake
 from torchrig.train import distributed as D
-from torchrig.train.checkpoint import (
-    Checkpoint,
-    CheckpointManager,
-    resume_run,
-    save_training_state,
-)
-from torchrig.train.metrics import (
-    MetricsLog,
-    StepTimer,
-    log_line,
-    mfu,
-    peak_memory_gib,
-    peak_tflops,
-    plot_loss,
-    round_or_none,
-)
+from torchrig.train.metrics import mfu, peak_memory_gib, peak_tflops, round_or_none
 from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
-from torchrig.train.rundir import RunFolder
+from torchrig.train.scaffold import FINAL, Scaffold, find_checkpoint, staged_run, write_final
 from torchrig.train.signals import StopFlag
 
 Say = Callable[[str], None]
@@ -127,26 +108,9 @@ def _run(
     dist: D.Dist,
     say: Say,
 ) -> RunResult:
-    ckpts = CheckpointManager(cfg.out / "checkpoints", keep_last=cfg.keep)
-    latest = ckpts.latest(clean=dist.is_main)
-    if latest is not None and not cfg.resume:
-        raise UsageError(
-            f"{cfg.out} already has checkpoints (newest: step {latest.step})",
-            "pass --resume to continue that run, or choose another --out",
-        )
-    if cfg.resume and latest is None:
-        say(f"--resume: no checkpoint in {ckpts.root} yet, starting from step 0")
-    run_dir = RunFolder.open(
-        cfg.out, resume=cfg.resume, force=cfg.force, has_checkpoint=latest is not None,
-        rank0_pid=D.control_all_reduce(dist, [os.getpid() if dist.is_main else 0])[0],
-        is_main=dist.is_main,
-    )  # fmt: skip
-    D.barrier(dist)
-    try:
-        return _train(cfg, build_task, stop, dist, say, run_dir, ckpts, latest)
-    except BaseException:
-        run_dir.discard()  # a run that fails before its first checkpoint leaves nothing
-        raise
+    ckpts, latest = find_checkpoint(cfg, dist, say)
+    with staged_run(cfg, dist, say, ckpts, latest) as run:
+        return _train(cfg, build_task, stop, dist, say, run)
 
 
 def _train(
@@ -155,15 +119,13 @@ def _train(
     stop: StopFlag,
     dist: D.Dist,
     say: Say,
-    run_dir: RunFolder,
-    ckpts: CheckpointManager,
-    latest: Checkpoint | None,
+    run: Scaffold,
 ) -> RunResult:
-    out = run_dir.work  # the staging folder until the run is known to work, then cfg.out
+    out = run.work  # the staging folder until the run is known to work, then cfg.out
 
     # --- data and model ---------------------------------------------------------------
     task = build_task(dist, out)
-    if latest is not None:
+    if run.latest is not None:
         _check_same_labels(cfg.out, task.labels)
     for note in task.notes:
         say(note)
@@ -198,20 +160,12 @@ def _train(
     scheduler = build_scheduler(optimizer, cfg.warmup, cfg.steps, cfg.min_lr_ratio)
     torch.manual_seed(cfg.seed + dist.rank)  # per-rank streams for dropout and the like
 
-    start_step = 0
-    if cfg.resume and latest is not None:
-        start_step = resume_run(
-            latest, model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=precision.scaler, batches=task.train, dist=dist, say=say,
-        )  # fmt: skip
-        # The checkpoint fits: what this invocation prepared becomes the run's.
-        run_dir.commit()
-        out = run_dir.work
-
+    start_step = run.resume(
+        model=model, optimizer=optimizer, scheduler=scheduler, scaler=precision.scaler,
+        batches=task.train, meta={"config": cfg.to_json(), "recipe": task.recipe},
+    )  # fmt: skip
     peak, peak_note = peak_tflops(dist.device, precision.name)
-    log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
-    for note in log.notes:
-        say(note)
+    result = run.begin(start_step, strategy=strategy, precision=precision.name, compiled=compiled)
     n_params = sum(p.numel() for p in model.parameters())
     samples_per_step = cfg.micro_batch * cfg.grad_accum  # per process
     say(
@@ -221,42 +175,8 @@ def _train(
         f"{' + CUDA graphs' if graphs else ''} | "
         f"{samples_per_step * dist.world_size} {task.unit}/step | {peak_note}"
     )
-    result = RunResult(
-        start_step, start_step, False, None, strategy=strategy, precision=precision.name,
-        compiled=compiled, out=run_dir.out,
-    )  # fmt: skip
-    if start_step >= cfg.steps:
-        say(f"already at step {start_step} of {cfg.steps}: nothing to do")
-        result.completed = True
-        log.close()
+    if run.nothing_to_do():
         return result
-
-    def commit() -> None:
-        # The run works (a finite loss, or a checkpoint): its staging folder becomes OUT.
-        nonlocal log, out
-        if run_dir.committed:
-            return
-        log.close()
-        run_dir.commit()
-        out = run_dir.work
-        log = MetricsLog(out, enabled=dist.is_main, tensorboard=cfg.tensorboard)
-
-    def save(at: int) -> None:
-        if not math.isfinite(float(loss_sum)):  # never a checkpoint of diverged weights
-            raise UsageError(
-                f"the loss is not finite at step {at}", "lower --lr, or use --precision fp32"
-            )
-        commit()
-        seconds = save_training_state(
-            ckpts, step=at, model=model, optimizer=optimizer, scheduler=scheduler,
-            scaler=precision.scaler, data_state=data_state, dist=dist,
-            meta={"config": cfg.to_json(), "recipe": task.recipe},
-        )  # fmt: skip
-        result.checkpoint_s.append(seconds)
-        timer.exclude(seconds)
-        log.write({"event": "checkpoint", "step": at, "seconds": round(seconds, 3)})
-        run_dir.checkpointed = True
-        say(f"checkpoint step {at} ({seconds:.1f} s)")
 
     def evaluate_now(at: int, final: bool) -> None:
         began = time.perf_counter()
@@ -264,7 +184,7 @@ def _train(
             report, mistakes = _evaluate(task, model, precision, dist.device)
             seconds = time.perf_counter() - began
             acc, f1 = report["accuracy"], report["macro_f1"]
-            log.write(
+            run.log.write(
                 {"event": "eval", "step": at, "accuracy": acc, "macro_f1": f1,
                  "seconds": round(seconds, 3)}
             )  # fmt: skip
@@ -274,20 +194,21 @@ def _train(
             )
             if final:
                 result.evaluation = report
-                _write_evaluation(task, report, mistakes, out, at)
+                _write_evaluation(task, report, mistakes, run.work, at)
                 say(E.format_report(report))
         D.barrier(dist)
-        timer.exclude(time.perf_counter() - began)
+        run.timer.exclude(time.perf_counter() - began)
 
     # --- the loop ---------------------------------------------------------------------
-    feed = Prefetcher(task.train, depth=2 * cfg.grad_accum + 2, pin=dist.device.type == "cuda")
+    # Batches are copied to the GPU by the prefetch thread on a stream of its own, so the
+    # copy overlaps the previous step (prefetch.py); the .to() below is then a no-op.
+    feed = Prefetcher(task.train, depth=2 * cfg.grad_accum + 2, device=dist.device)
     data_state = feed.state  # the data position after the last batch trained on
-    timer = StepTimer()
+    timer = run.timer
     t_start = time.perf_counter()
     loss_sum = torch.zeros((), device=dist.device)  # summed on the device: no sync per step
     grad_norm: Any = None
     step = start_step
-    saved_at = start_step if latest is not None and cfg.resume else -1
     model.train()
     try:
         while step < cfg.steps:
@@ -319,41 +240,33 @@ def _train(
             data_state = feed.state
             timer.step(samples_per_step)
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
+            if run.log_due(step):
                 # The one sync of the interval: reading the loss waits for the device.
                 loss_val = float(D.all_reduce_mean(loss_sum, dist)) / timer.steps
                 loss_sum.zero_()
                 t = timer.interval()
                 per_device = t["items_per_s"]
-                rec = {
-                    "step": step,
-                    "loss": round(loss_val, 6),
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
-                    "samples_per_s": round(per_device * dist.world_size, 1),
-                    "mfu": round_or_none(mfu(task.flops_per_sample or 0.0, per_device, peak)),
-                    "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
-                    "data_wait": round(t["data_wait_share"], 4),
-                    "interval_s": round(t["wall_s"], 4),
-                    "steps_in_interval": int(t["steps"]),
-                    "elapsed_s": round(time.perf_counter() - t_start, 2),
-                }
-                if not math.isfinite(loss_val):
-                    raise UsageError(
-                        f"the loss is {loss_val} at step {step}",
-                        "lower --lr, or use --precision bf16 or fp32",
-                    )
-                commit()
-                log.write(rec)
-                result.records.append(rec)
-                say(log_line(rec, cfg.steps, "samples_per_s", f"{task.unit}/s"))
+                run.record(
+                    {
+                        "step": step,
+                        "loss": round(loss_val, 6),
+                        "lr": scheduler.get_last_lr()[0],
+                        "grad_norm": None if grad_norm is None else round(float(grad_norm), 4),
+                        "samples_per_s": round(per_device * dist.world_size, 1),
+                        "mfu": round_or_none(mfu(task.flops_per_sample or 0.0, per_device, peak)),
+                        "peak_mem_gib": round(peak_memory_gib(dist.device), 3),
+                        "data_wait": round(t["data_wait_share"], 4),
+                        "interval_s": round(t["wall_s"], 4),
+                        "steps_in_interval": int(t["steps"]),
+                        "elapsed_s": round(time.perf_counter() - t_start, 2),
+                    },
+                    "samples_per_s",
+                    f"{task.unit}/s",
+                )
 
-            stop_here = cfg.stop_after is not None and step - start_step >= cfg.stop_after
-            if stop_here:
-                result.stopped = f"--stop-after {cfg.stop_after}"
-            if step % cfg.ckpt_every == 0 or step == cfg.steps or stop_here:
-                save(step)
-                saved_at = step
+            stop_here = run.stop_after_reached(step)
+            if run.checkpoint_due(step, stop_here):
+                run.save(step, loss_sum, data_state)
             if cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.steps:
                 evaluate_now(step, final=False)
             if stop_here:
@@ -361,20 +274,13 @@ def _train(
     finally:
         feed.close()
 
-    result.step = step
-    if result.stopped and saved_at != step:
-        save(step)  # the stop request's checkpoint, at the boundary the loop stopped at
-    result.completed = step >= cfg.steps
-    if result.stopped:
-        say(f"stopped ({result.stopped}) at step {step}: continue with --resume")
+    run.end_loop(step, loss_sum, data_state)
     if result.completed:
         evaluate_now(step, final=True)
-    if dist.is_main:
-        log.close()
-        plot_loss(out / "metrics.jsonl", out / "loss.png", title=task.recipe)
-        if result.completed and cfg.export:
-            _write_final(task, model, meta, result, out)
-            say(f"model saved in {out / 'final'}")
+    run.close(title=task.recipe)
+    if dist.is_main and result.completed and cfg.export:
+        _write_final(task, model, meta, result, run.work)
+        say(f"model saved in {run.work / FINAL}")
     D.barrier(dist)
     return result
 
@@ -482,18 +388,12 @@ def _write_final(
     """OUT/final: classifier.json, model.safetensors and the recipe's files, all or nothing."""
     from safetensors.torch import save_model
 
-    final = out / "final"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
-    try:
+    def fill(tmp: Path) -> None:
         evaluation = result.evaluation or {}
         summary = {k: evaluation[k] for k in ("accuracy", "macro_f1", "samples") if k in evaluation}
         write_meta(tmp, {**meta, "step": result.step, "evaluation": summary})
         save_model(model, str(tmp / FINAL_WEIGHTS))  # handles tied weights, unlike save_file
         if task.save_extra is not None:
             task.save_extra(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    write_final(out, fill)
