@@ -11,8 +11,9 @@ health check, before anything else is known to be there.
 from __future__ import annotations
 
 # Services and the ports they listen on inside the container (published on 127.0.0.1).
-SERVICES = ("jupyter", "ssh", "tensorboard")
-PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006}
+SERVICES = ("jupyter", "ssh", "tensorboard", "metrics")
+# metrics: Prometheus metrics (torchrig.monitor.exporter), on NVIDIA's DCGM exporter's port.
+PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006, "metrics": 9400}
 JUPYTER_PORT, SSH_PORT, TENSORBOARD_PORT = PORTS["jupyter"], PORTS["ssh"], PORTS["tensorboard"]
 
 # Paths inside the image.

@@ -53,7 +53,9 @@ def test_plan_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert r["base"]["distribution"] == "ubuntu:noble"
     assert r["rejected"][0]["variant"] == "cu132" and r["rejected"][0]["reason"]
     assert data["lock"]["state"] == "missing"
-    assert data["up"]["ports"] == {"jupyter": "127.0.0.1:8888", "ssh": "127.0.0.1:2222"}
+    assert data["up"]["ports"] == {
+        "jupyter": "127.0.0.1:8888", "ssh": "127.0.0.1:2222", "metrics": "127.0.0.1:9400",
+    }  # fmt: skip
 
 
 def test_plan_variant_override(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

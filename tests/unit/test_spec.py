@@ -67,6 +67,10 @@ port = 2200
 enabled = true
 port = 0
 
+[services.metrics]
+enabled = false
+port = 9500
+
 [resources]
 gpus = ["0", "GPU-0f42dc1e-75c5-2bda-54ca-2a62d2c91151"]
 shm = "32g"
@@ -562,7 +566,7 @@ def test_missing_file(tmp_path: Path) -> None:
     ("text", "loc", "line"),
     [
         (FULL, ["services", "ssh", "port"], 33),
-        (FULL, ["resources", "gpus"], 40),
+        (FULL, ["resources", "gpus"], 44),
         (FULL, ["services", "ssh"], 31),
         (FULL, ["torch"], 4),
         ('a = 1\n["quoted.table"]\n"b" = 2\n', ["quoted.table", "b"], 3),

@@ -55,6 +55,8 @@ def render(status: WorkbenchStatus, engine: str) -> list[str]:
         rows.append(("SSH", status.ssh_command))
     if "tensorboard" in status.ports:
         rows.append(("TensorBoard", f"http://{status.ports['tensorboard']}/"))
+    if "metrics" in status.ports:
+        rows.append(("Metrics", f"http://{status.ports['metrics']}/metrics"))
     rows.append(("GPUs", "; ".join(status.gpus) if status.gpus else "none"))
     if status.workspace:
         free = status.workspace_free_bytes

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  SSH         {running.ssh_command}")
     if "tensorboard" in running.ports:
         print(f"  TensorBoard http://127.0.0.1:{running.ports['tensorboard']}/")
+    if "metrics" in running.ports:
+        print(f"  Metrics     http://127.0.0.1:{running.ports['metrics']}/metrics")
     owner = f"{running.uid}:{running.gid}"
     print(f"  Workspace   {running.workspace} → /workspace (files belong to {owner})")
     print(f"  State       volume {running.state_volume} → /home/{running.user}")

@@ -65,6 +65,8 @@ def stack_packages(spec: Spec) -> list[str]:
         wanted.append("jupyterlab")
     if spec.services.tensorboard.enabled and "tensorboard" not in wanted:
         wanted.append("tensorboard")
+    if spec.services.metrics.enabled:
+        wanted.append("prometheus-client")  # the metrics service (torchrig.monitor.exporter)
     wanted.extend(TORCHRIG_RUNTIME)
     wanted.extend(spec.python.packages)
     seen: set[str] = set()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from torchrig import contract
 from torchrig.compat.mirrors import find_preset
 from torchrig.compat.model import Compat
 from torchrig.compat.resolve import NoBuildFits, Resolution, resolve
@@ -286,7 +287,7 @@ def plan(
     engine, notes = _engine(host)
     ports = {
         name: f"127.0.0.1:{service.port or 'auto'}"
-        for name in ("jupyter", "ssh", "tensorboard")
+        for name in contract.SERVICES
         if (service := getattr(spec.services, name)).enabled
     }
     shm = shm_size(spec, host)

@@ -401,6 +401,10 @@ class TensorBoardService(Service):
     port: Port = Field(default=6006, description=_PORT_HELP)
 
 
+class MetricsService(Service):
+    port: Port = Field(default=9400, description=_PORT_HELP)
+
+
 class Services(_Section):
     jupyter: JupyterService = Field(
         default_factory=JupyterService,
@@ -413,6 +417,11 @@ class Services(_Section):
     tensorboard: TensorBoardService = Field(
         default_factory=TensorBoardService,
         description="TensorBoard on the workspace's runs/ folder.",
+    )
+    metrics: MetricsService = Field(
+        default_factory=MetricsService,
+        description="Prometheus metrics: the GPUs (NVML) and every job's training "
+        "(docs/monitoring.md).",
     )
 
 
@@ -762,7 +771,7 @@ class Spec(_Section):
     @model_validator(mode="after")
     def _ports_distinct(self) -> Spec:
         used: dict[int, str] = {}
-        for name in ("jupyter", "ssh", "tensorboard"):
+        for name in ("jupyter", "ssh", "tensorboard", "metrics"):
             service: Service = getattr(self.services, name)
             if service.enabled and service.port:
                 if service.port in used:
