@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.cli.common import project_from
     from torchrig.cli.output import print_json
     from torchrig.launch.running import workbench_status
-    from torchrig.plan.names import container_name
     from torchrig.launch.session import engine_for
+    from torchrig.plan.names import container_name
 
     project = project_from(args)
     engine = engine_for(project, args.engine)
