@@ -9,9 +9,11 @@ from torchrig.cli.common import add_host_option, add_spec_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from torchrig.cli import export_kubernetes
+    from torchrig.cli import export_kubernetes, export_monitoring
 
-    parser.add_argument("format", choices=("compose", "devcontainer", "kubernetes"))
+    parser.add_argument(
+        "format", choices=("compose", "devcontainer", "kubernetes", *export_monitoring.FORMATS)
+    )
     add_spec_option(parser)
     add_host_option(parser)
     parser.add_argument(
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
     export_kubernetes.add_arguments(parser)
+    export_monitoring.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     args.job = export_kubernetes.split_options(args)
     if args.format == "kubernetes":
         return export_kubernetes.run(args)
+    if args.format in ("prometheus", "grafana"):
+        from torchrig.cli import export_monitoring
+
+        return export_monitoring.run(args)
     if args.job:
         raise UsageError(
             f"export {args.format} takes no command ({' '.join(args.job)})",
