@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import sys
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    # uvicorn finishes the requests in flight, then re-raises the signal it caught: with
+    # this handler in place a SIGTERM stop ends here and exits 0 (it was asked for).
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uv.run()  # type: ignore[attr-defined]
     if state.failed and state.failed_internal:
         print(f"{state.failed} — this is a bug in torchrig; report it", file=sys.stderr)
