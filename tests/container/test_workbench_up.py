@@ -191,8 +191,13 @@ def test_up_reports_a_healthy_workbench(bench: Bench) -> None:
     assert float(bench.info["seconds_to_healthy"]) < 60  # type: ignore[arg-type]
     status = json.loads(bench.cli("status", "--json").stdout)
     assert status["state"] == "running" and status["health"] == "healthy"
-    assert set(status["ports"]) == {"jupyter", "ssh"}
+    assert set(status["ports"]) == {"jupyter", "ssh", "metrics"}
     assert all(p.startswith("127.0.0.1:") for p in status["ports"].values()), status["ports"]
+    # The metrics service (on by default): no GPU here, and it says why.
+    url = f"http://{status['ports']['metrics']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        metrics = resp.read().decode()
+    assert 'torchrig_gpu_metrics_available{reason="no NVIDIA driver reachable' in metrics
     assert status["jupyter_url"].endswith(f"token={bench.token}")
     assert status["ssh_command"] == f"ssh -p {bench.ssh_port} alice@127.0.0.1"
     assert status["uptime_s"] >= 0 and status["gpus"] == []
