@@ -35,7 +35,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torchrig.workbench import accounts, caches, jupyter, preflight, session_env, sshd
+from torchrig.workbench import (
+    accounts,
+    caches,
+    hub_mode,
+    jupyter,
+    preflight,
+    session_env,
+    sshd,
+)
 from torchrig.workbench.env import EX_CONFIG, EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import HomeError, Layout, hand_over, lay_out, write_private
 from torchrig.workbench.privileges import (
@@ -138,6 +146,17 @@ def check_programs(services: tuple[str, ...], root: Path = Path("/")) -> None:
                 f"{service} is enabled (TORCHRIG_SERVICES) but {program} is not in this image; "
                 f"rebuild it with `torchrig build`, or turn {service} off in torchrig.toml"
             )
+
+
+def check_hub_program(root: Path = Path("/")) -> None:
+    """A lab's server needs jupyterhub-singleuser, which only a lab image has."""
+    program = hub_mode.singleuser_program(VENV)
+    path = root / program.lstrip("/")
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise SetupError(
+            f"JupyterHub spawned this workbench but {program} is not in its image: add "
+            "jupyterhub to [python] packages (`torchrig lab init` does) and `torchrig lab up`"
+        )
 
 
 def session_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -281,6 +300,8 @@ def run(environ: Mapping[str, str], command: Sequence[str] = ()) -> int:
     """Set up, then run the supervisor; or `command` instead (a `torchrig run --fresh` job)."""
     settings = parse(environ)
     check_programs(settings.services)
+    if "jupyter" in settings.services and hub_mode.spawned_by_hub(environ):
+        check_hub_program()
     layout = Layout(settings.home)
     if os.geteuid() == 0:
         check_capabilities()

@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from torchrig.workbench import disk
+from torchrig.workbench import disk, hub_mode
 from torchrig.workbench.env import PORTS, EnvError, parse_id, parse_services
 from torchrig.workbench.privileges import StillPrivileged, drop
 
@@ -37,11 +37,13 @@ def drop_to_user(environ: Mapping[str, str]) -> None:
     drop(parse_id("TORCHRIG_UID", environ), parse_id("TORCHRIG_GID", environ))
 
 
-def jupyter_serves(port: int = PORTS["jupyter"], timeout: float = TIMEOUT_S) -> str | None:
+def jupyter_serves(
+    port: int = PORTS["jupyter"], timeout: float = TIMEOUT_S, prefix: str = "/"
+) -> str | None:
     """None when healthy, else what is wrong."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://127.0.0.1:{port}/api", timeout=timeout) as response:
+        with opener.open(f"http://127.0.0.1:{port}{prefix}api", timeout=timeout) as response:
             body = json.loads(response.read(4096).decode("utf-8"))
     except urllib.error.HTTPError as exc:
         return f"jupyter answered {exc.code} on /api"
@@ -69,7 +71,8 @@ def listening_ports(proc_net: Path = Path("/proc/net")) -> set[int]:
 def problems(services: tuple[str, ...], proc_net: Path = Path("/proc/net")) -> list[str]:
     found = []
     if "jupyter" in services:
-        problem = jupyter_serves()
+        # A lab's server answers under /user/NAME/ (workbench/hub_mode.py).
+        problem = jupyter_serves(prefix=hub_mode.service_prefix(os.environ))
         if problem:
             found.append(problem)
     listening = listening_ports(proc_net)

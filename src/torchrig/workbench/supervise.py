@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from torchrig import contract
+from torchrig.workbench import hub_mode
 from torchrig.workbench.env import EX_SOFTWARE, EX_USAGE, EnvError, Settings, parse
 from torchrig.workbench.home import Layout
 from torchrig.workbench.jupyter_guard import OriginError, origin_pattern, parse_origins
@@ -259,7 +260,11 @@ def services_for(settings: Settings, environ: Mapping[str, str], venv: str = VEN
     base = user_environment(settings, environ)
     found: list[Service] = []
     for name in settings.services:
-        if name == "jupyter":
+        if name == "jupyter" and hub_mode.spawned_by_hub(environ):
+            # A lab's server: the hub authenticates (workbench/hub_mode.py), not a token file.
+            argv = hub_mode.singleuser_argv(venv, str(settings.home))
+            found.append(Service(name, argv, dict(base), str(settings.home)))
+        elif name == "jupyter":
             env = dict(base)
             # The token comes from the file only: a JUPYTER_TOKEN from the env file would
             # win over it and make the URL `up` prints wrong.
