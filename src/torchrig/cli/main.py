@@ -46,7 +46,6 @@ VERBS: dict[str, str] = {
     "serve": "Serve a trained model over HTTP (OpenAI-compatible for LMs; batched predict).",
     "prepare": "As root, once per machine: fill the shared cache (bases, wheels) for every user.",
     "lab": "A GPU server for many people: JupyterHub, one image, per-user GPUs, keys and limits.",
-    "lab": "A GPU server for many people: JupyterHub, one image, per-user GPUs, keys and limits.",
 }
 
 
