@@ -113,6 +113,25 @@ start_dockerd() {
     log "dockerd answered after ${waited}s"
 }
 
+install_proxy() {
+    # configurable-http-proxy: JupyterHub's proxy for `torchrig lab` (npm, pinned; the
+    # Node.js it needs comes from the distribution). npm's cache sits with CI's other
+    # downloads, so a second run installs nothing and a fresh machine reuses the tarballs.
+    want=5.3.0
+    if [ "$(configurable-http-proxy --version 2>/dev/null)" = "$want" ]; then
+        log "configurable-http-proxy $want already installed"
+        return
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        log "installing nodejs and npm (for configurable-http-proxy)"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    log "installing configurable-http-proxy $want"
+    $SUDO npm install -g --no-fund --no-audit --cache "${NPM_CACHE:-/var/cache/torchrig-ci/npm}" \
+        "configurable-http-proxy@$want"
+}
+
 print_versions() {
     log "versions"
     printf 'docker client: %s\n' "$(docker version --format '{{.Client.Version}}' 2>/dev/null || echo '?')"
@@ -124,10 +143,12 @@ print_versions() {
     fi
     printf 'podman: %s\n' "$(podman version --format '{{.Client.Version}}' 2>/dev/null || echo '?')"
     printf 'runc: %s\n' "$(runc --version 2>/dev/null | head -n 1 || echo '?')"
+    printf 'configurable-http-proxy: %s\n' "$(configurable-http-proxy --version 2>/dev/null || echo '?')"
     printf 'debootstrap: %s\n' "$(dpkg-query -W -f='${Version}' debootstrap 2>/dev/null || echo '?')"
 }
 
 install_packages
+install_proxy
 configure_podman
 start_dockerd
 print_versions

@@ -39,7 +39,7 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   "${PIP[@]}" "${TORCHRIG_TEST_TORCH:-torch==2.13.0+cpu}" || "${PIP[@]}" torch
 fi
-"${PIP[@]}" -e '.[test,train,export,serve]'
+"${PIP[@]}" -e '.[test,train,export,serve,lab]'
 
 echo "== ruff"
 .venv/bin/ruff check src tests scripts benchmarks
