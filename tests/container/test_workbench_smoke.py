@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[2]
 USER, UID, GID = "alice", 4242, 4343
 SECRET = "hf_never-on-disk-or-in-logs-7c1e"
 HOST_FILE = "host file, must stay byte-identical\n"
-# What `torchrig up` grants (launch/runplan.py) plus KILL: tini is root as PID 1 and must pass
+# What `torchrig up` grants (plan/run.py) plus KILL: tini is root as PID 1 and must pass
 # `docker stop`'s SIGTERM on to the workbench user's processes, which root may only signal
 # with CAP_KILL. Without it tini dies ("Unexpected error when forwarding signal: 'Operation
 # not permitted'") and nothing stops gracefully; the entrypoint warns about it.
