@@ -86,11 +86,9 @@ def _up(args: argparse.Namespace) -> int:
     from torchrig.cli.common import session_from
     from torchrig.cli.output import print_json
     from torchrig.lab.lab import lab_up
-    from torchrig.launch.session import engine_for
 
     session = session_from(args)
-    engine = engine_for(session, args.engine or "docker")
-    done = lab_up(session, engine, progress_printer(args))
+    done = lab_up(session, args.engine, progress_printer(args))
     if args.json:
         print_json(done.__dict__)
         return 0
@@ -150,12 +148,11 @@ def _apply_if_up(args: argparse.Namespace) -> None:
     from torchrig.lab import hub
     from torchrig.lab.lab import lab_up
     from torchrig.lab.state import lab_state
-    from torchrig.launch.session import engine_for
 
     session = session_from(args)
     if hub.hub_pid(lab_state(session.spec.project.name)) is None:
         return
-    lab_up(session, engine_for(session, args.engine or "docker"), progress_printer(args))
+    lab_up(session, args.engine, progress_printer(args))
 
 
 def _add_user(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torchrig
 from torchrig.command import run_command
-from torchrig.engine.base import Engine, Progress
+from torchrig.engine.base import Progress
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.host.facts import HostFacts
 from torchrig.lab import hub, runtime
@@ -138,7 +138,7 @@ def check_image_has_hub(lock: LockFile, variant: str) -> None:
             "run `torchrig lab init` (it adds jupyterhub to [python] packages), then "
             "`torchrig lock`",
         )
-    import jupyterhub  # type: ignore[import-untyped]
+    import jupyterhub
 
     if found.split(".")[:1] != jupyterhub.__version__.split(".")[:1]:
         raise UsageError(
@@ -224,29 +224,29 @@ def write_keys(lab: Lab, state: LabState) -> dict[str, bool]:
 
 def lab_up(
     session: Session,
-    engine: Engine,
+    engine_name: str | None,
     progress: Progress,
-    *,
-    build: Any = None,
 ) -> LabUp:
-    """build: launch.up.build (passed in so tests can count builds)."""
+    """Every check on the input first (exit 2, nothing made), then build and start."""
     from torchrig.lab import passwords
+    from torchrig.launch.session import engine_for
     from torchrig.launch.up import build as build_image
 
     spec = session.spec
     lab = lab_of(spec)
-    if engine.name != "docker":
+    if engine_name not in (None, "docker"):
         raise UsageError("the lab runs on Docker (DockerSpawner)", "use --engine docker")
     state = lab_state(spec.project.name)
     pool = check_gpus(lab, session.host)
-    if pool and any(lab.gpus_of(u) for u in lab.users):
-        check_gpu_runtime("all", engine.name, session.host)
     running = hub.hub_pid(state)
     if running is None:
         check_ports(lab)
     check_files(session, lab, state)
     proxy = proxy_path()
-    built = (build or build_image)(session, engine, progress)
+    engine = engine_for(session, "docker")
+    if pool and any(lab.gpus_of(u) for u in lab.users):
+        check_gpu_runtime("all", engine.name, session.host)
+    built = build_image(session, engine, progress)
     the_plan: Plan = built.plan
     lock = session.lock()
     if lock is None:
@@ -294,9 +294,13 @@ def lab_up(
 
 
 def user_containers(lab_name: str) -> list[dict[str, Any]]:
-    out = run_command(
-        ["docker", "ps", "-a", "--filter", f"label={LAB_LABEL}={lab_name}", "-q"], 30
-    ).stdout.split()
+    try:
+        listed = run_command(
+            ["docker", "ps", "-a", "--filter", f"label={LAB_LABEL}={lab_name}", "-q"], 30
+        )
+    except OSError:  # no Docker here (status with --host FILE on a laptop)
+        return []
+    out = listed.stdout.split()
     if not out:
         return []
     found = json.loads(docker("inspect", *out))
