@@ -282,7 +282,7 @@ def test_files_others_can_change_are_refused(tmp_path: Path) -> None:
         check_trusted(spec, "torchrig.toml")
     spec.chmod(0o644)
     folder.chmod(0o777)
-    with pytest.raises(UsageError, match="the folder .* above it is writable by others"):
+    with pytest.raises(UsageError, match=r"the folder .* above it is writable by others"):
         check_trusted(spec, "torchrig.toml")
     folder.chmod(0o755)
     if os.geteuid() == 0:
