@@ -137,3 +137,21 @@ def test_without_a_lock_or_a_base_the_tag_is_unknown_and_says_why() -> None:
         target=cuda_target(),
     )
     assert no_base.image.tag is None and "base image" in no_base.image.pending[0]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_build_writes_the_context_the_tag_was_computed_from(case: str, tmp_path: Path) -> None:
+    """By construction for every spec here: build's context, written from the plan with
+    torchrig's real files, has the digest in the plan's tag (write_context refuses else)."""
+    from torchrig.image.build import write_context, written_context
+    from torchrig.launch.local import torchrig_files
+
+    text, host = CASES[case]
+    spec = parse_spec(text)
+    target = cpu_target() if spec.torch.variant == "cpu" else cuda_target()
+    local = Local(project_dir=WORKSPACE, base=BASE, torchrig_files=torchrig_files())
+    p = plan(spec, host, load_compat(), None, local, target=target)
+    write_context(p.image, tmp_path)
+    assert p.image.tag is not None
+    assert p.image.tag.endswith("-" + context_digest(written_context(tmp_path))[:12])
+    assert sorted(f.path for f in written_context(tmp_path)) == [f.path for f in p.image.context]
