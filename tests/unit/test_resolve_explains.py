@@ -199,3 +199,31 @@ def test_no_driver_loaded_is_said_first_with_the_same_driver_rule() -> None:
     # The rule the checks use: the toolkit's own driver clears the caveat, one below does not.
     clean = run(f'[torch]\nvariant = "{result.variant}"\n', host(H100, driver=toolkit.min_driver))
     assert not any("minor-version" in w for w in clean.warnings)
+
+
+def test_a_release_with_no_build_for_the_arch_says_none_rather_than_an_empty_list() -> None:
+    # A data set whose 2.8 lists nothing for aarch64 once read "(it lists  for aarch64)".
+    compat = load_compat()
+    releases = [
+        release.model_copy(
+            update={
+                "variants": [
+                    variant.model_copy(update={"platforms": ["x86_64"]})
+                    for variant in release.variants
+                ]
+            }
+        )
+        if release.line == "2.8"
+        else release
+        for release in compat.releases
+    ]
+    spec = parse_spec('[project]\nname = "t"\n[torch]\nversion = "2.8"\n')
+    with pytest.raises(ResolutionError) as caught:
+        resolve(
+            spec,
+            host(GH200, driver="580.95.05", arch="aarch64"),
+            compat.model_copy(update={"releases": releases}),
+        )
+    text = caught.value.one_line()
+    assert "none for aarch64" in text
+    assert "it lists  for" not in text and "lists  " not in text

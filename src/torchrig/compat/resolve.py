@@ -350,11 +350,8 @@ def _check(req: _Request, release: Release, version: str, variant: Variant) -> _
     if arch not in variant.platforms:
         # Never "does not exist": the data leaves out builds whose facts it cannot source.
         listed = [v.name for v in release.variants if arch in v.platforms]
-        return _Verdict(
-            False,
-            f"{label}: no {arch} build in torchrig's data (it lists {', '.join(listed)} "
-            f"for {arch})",
-        )
+        others = f"it lists {', '.join(listed)} for {arch}" if listed else f"none for {arch}"
+        return _Verdict(False, f"{label}: no {arch} build in torchrig's data ({others})")
     problems: list[str] = []
     if not variant.cuda and gpu_ccs and spec.torch.variant == "auto":
         problems.append(
