@@ -21,6 +21,9 @@ Steps, all in one process:
 3. The baseline in the same process: the same model and micro-batch, compiled, bf16
    autocast, channels_last, fused AdamW, on tensors made on the GPU up front — the plain
    loop of `torchrig bench` (FACTS.md: 5,493 images/s for ResNet-50 on an H100).
+4. GPU JPEG decoding (nvjpeg, `torchvision.io.decode_jpeg(device="cuda")`) of --nvjpeg-images
+   of the same files, with the cache build's resize and the copy back to the host, against
+   the recipe's CPU cache build rate from step 2 ("nvjpeg_vs_cpu_cache"; --no-nvjpeg skips).
 
 The result JSON goes to --out (default benchmarks/results/train-image-classify-MODEL-GPU-DATE.json).
 """
@@ -151,6 +154,46 @@ def recipe_run(args: argparse.Namespace, tree: Path, run_dir: Path) -> dict[str,
     }
 
 
+def nvjpeg_decode(tree: Path, size: int, limit: int, batch: int = 256) -> dict[str, Any]:
+    """GPU JPEG decoding as the cache build would use it: files read on the host,
+    `torchvision.io.decode_jpeg(device="cuda")` on a batch of 256, each image's centre
+    square resized to `size` (bilinear, antialiased) on the GPU, the uint8 [size, size, 3]
+    copied back to the host (the cache is a file). Images/s over `limit` files, end to
+    end, to set against the recipe's CPU cache build (all cores, Pillow with JPEG draft
+    mode) in the same run."""
+    import torch
+    import torch.nn.functional as F
+    from torchvision.io import decode_jpeg, read_file
+
+    files = sorted(tree.rglob("*.jpg"))[:limit]
+
+    def run(paths: list[Path]) -> int:
+        done = 0
+        for i in range(0, len(paths), batch):
+            data = [read_file(str(f)) for f in paths[i : i + batch]]
+            images = decode_jpeg(data, device="cuda")
+            out = torch.empty(len(images), size, size, 3, dtype=torch.uint8, device="cuda")
+            for j, im in enumerate(images):
+                _, h, w = im.shape
+                side = min(h, w)
+                top, left = (h - side) // 2, (w - side) // 2
+                square = im[None, :, top : top + side, left : left + side].float()
+                resized = F.interpolate(
+                    square, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+                )
+                out[j] = resized[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0)
+            out.cpu()  # the cache is on disk: every image comes back to the host
+            done += len(images)
+        torch.cuda.synchronize()
+        return done
+
+    run(files[:batch])  # nvjpeg handles, kernels
+    start = time.perf_counter()
+    n = run(files)
+    seconds = time.perf_counter() - start
+    return {"images": n, "seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
+
+
 def _train_count(lines: list[tuple[float, str]]) -> list[str]:
     """The training image count from the recipe's "data: ..." note."""
     for _, line in lines:
@@ -270,6 +313,8 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--workers", type=int, help="cache decoding processes (default: all CPUs)")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--no-nvjpeg", action="store_true", help="skip the GPU JPEG decode measure")
+    p.add_argument("--nvjpeg-images", type=int, default=8000, help="files the GPU decodes")
     p.add_argument(
         "--cpu-smoke", action="store_true", help="check the harness on a CPU (tiny-cnn, fp32)"
     )
@@ -296,6 +341,14 @@ def main() -> None:
             f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
         )
         run = recipe_run(args, tree, run_dir)
+        if not args.cpu_smoke and not args.no_nvjpeg:
+            try:
+                run["nvjpeg_decode"] = nvjpeg_decode(tree, run["cache_size"], args.nvjpeg_images)
+            except Exception as exc:  # torchvision without nvjpeg: say so, measure the rest
+                run["nvjpeg_decode"] = {"error": repr(exc)[:500]}
+            gpu_rate = run["nvjpeg_decode"].get("images_per_s")
+            if gpu_rate:
+                run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / run["cache_build"]["images_per_s"], 3)
         if not args.no_baseline:
             import torch
 
@@ -331,6 +384,7 @@ def main() -> None:
         "cache_images_per_s": run["cache_build"]["images_per_s"],
         **run["recipe"],
         "first_epoch_s": run["first_epoch_s"],
+        "nvjpeg_vs_cpu_cache": run.get("nvjpeg_vs_cpu_cache"),
     }
     if "baseline" in run:
         short["baseline_images_per_s"] = run["baseline"]["images_per_s"]

@@ -126,6 +126,10 @@ def build_task(cfg: ImageClassifyConfig, dist: D.Dist, say: Say = print) -> Clas
         # NHWC: the layout cuDNN's tensor-core convolutions run in, matching the inputs
         # prepare() makes; otherwise every convolution would transpose its weights.
         model = model.to(memory_format=torch.channels_last)
+        # Training batches all have one shape ([micro_batch, 3, image_size, image_size]), so
+        # timing cuDNN's convolution algorithms once per shape pays back within a few
+        # steps; the plain loop it is measured against does the same (issue 18, item 3).
+        torch.backends.cudnn.benchmark = True
 
     batches = ImageBatches(
         train_cache.images, train_rows, train_labels, cfg.micro_batch, cfg.seed,
