@@ -1,0 +1,252 @@
+"""Serving speed: a classifier's throughput batched vs unbatched, and an LM's tokens/s with
+the KV cache vs without.
+
+    # this CPU (2 cores): tiny-bert classifier, tiny-gpt2 LM with a 128-token context
+    python benchmarks/serve.py --cpu
+    # a GPU: BERT-base classifier (bert-base preset), GPT-2 124M LM (gpt2-124m preset)
+    python benchmarks/serve.py
+
+Models: trained for a few steps by the recipes themselves in --work (throughput does not
+depend on what the weights learned; the shapes are the presets'). Classifier: the real
+`torchrig serve` (a subprocess on 127.0.0.1, --no-auth) driven by --clients concurrent
+httpx clients, each sending one short text per request until --requests are answered;
+once with --max-batch 32 (dynamic batching, --max-wait-ms 5) and once with --max-batch 1.
+Reported: requests/s, p50/p99 latency, the mean batch the server formed (its /metrics).
+LM: `serve.generate` in this process, greedy, a 16-token prompt, --new-tokens new tokens,
+three runs each after one warm-up; tokens/s with the cache and without (every step
+recomputes the whole sequence). The result JSON goes to --out (default
+benchmarks/results/serve-{cpu2|GPU}-DATE.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import datetime as dt
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import RESULTS, machine
+
+WORDS = [
+    "refund",
+    "invoice",
+    "password",
+    "locked",
+    "parcel",
+    "late",
+    "charge",
+    "account",
+    "courier",
+    "please",
+    "help",
+]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def train_classifier(work: Path, preset: str) -> Path:
+    from torchrig.recipes.text_classify.config import from_preset
+    from torchrig.recipes.text_classify.train import train
+
+    rng = random.Random(0)
+    data = work / "tickets.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(400):
+            writer.writerow([" ".join(rng.choices(WORDS, k=12)), f"intent{i % 4}"])
+    out = work / f"classifier-{preset}"
+    if (out / "final").is_dir():
+        return out  # trained by an earlier run of this script
+    train(from_preset(preset, data=data, out=out, steps=4, tensorboard=False), say=_quiet)
+    return out
+
+
+def train_lm(work: Path, preset: str, seq_len: int) -> Path:
+    from torchrig.recipes.causal_lm.config import from_preset
+    from torchrig.recipes.causal_lm.train import train
+
+    rng = random.Random(0)
+    corpus = work / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(rng.choices(WORDS, k=20)) for _ in range(3000)))
+    out = work / f"lm-{preset}"
+    if (out / "final").is_dir():
+        return out
+    cfg = from_preset(
+        preset, data=[corpus], out=out, steps=2, seq_len=seq_len, micro_batch=2, grad_accum=1,
+        vocab_size=512, warmup=1, log_every=1, ckpt_every=2, tensorboard=False, compile=False,
+    )  # fmt: skip
+    train(cfg, say=_quiet)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _drive(url: str, clients: int, requests: int) -> dict[str, float]:
+    import httpx
+
+    latencies: list[float] = []
+    left = list(range(requests))
+    async with httpx.AsyncClient(
+        base_url=url, limits=httpx.Limits(max_connections=clients), timeout=120
+    ) as client:
+
+        async def worker() -> None:
+            while left:
+                i = left.pop()
+                text = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(10))
+                start = time.perf_counter()
+                response = await client.post("/v1/predict", json={"inputs": [text]})
+                latencies.append(time.perf_counter() - start)
+                if response.status_code != 200:
+                    raise SystemExit(f"request failed: {response.status_code} {response.text}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        wall = time.perf_counter() - start
+        metrics = (await client.get("/metrics")).text
+    values = {
+        row.split(" ")[0]: float(row.split(" ")[1])
+        for row in metrics.splitlines()
+        if row and not row.startswith("#")
+    }
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "requests_per_s": round(requests / wall, 1),
+        "p50_ms": round(q[49] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+        "mean_batch": round(
+            values["torchrig_batch_size_sum"] / values["torchrig_batch_size_count"], 2
+        ),
+    }
+
+
+def bench_classifier(run: Path, clients: int, requests: int, max_batch: int) -> dict[str, Any]:
+    import httpx
+
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "torchrig.cli.main", "serve", str(run), "--no-auth",
+        "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", "5",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"serve exited: {proc.stderr.read() if proc.stderr else ''}")
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("serve was not ready in 300 s")
+            time.sleep(0.2)
+        asyncio.run(_drive(url, clients, clients * 2))  # warm-up
+        result = asyncio.run(_drive(url, clients, requests))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return {"max_batch": max_batch, "clients": clients, "requests": requests, **result}
+
+
+def bench_lm(run: Path, new_tokens: int, device: str) -> dict[str, Any]:
+    from torchrig.serve import generate, kinds, lm
+    from torchrig.serve.sampling import Sampling
+
+    model = lm.load(kinds.find(run).path, device)
+    prompt = list(model.tokenizer(" ".join(WORDS[:8]))["input_ids"])[:16]
+    out: dict[str, Any] = {"context": model.context, "prompt_tokens": len(prompt)}
+    for cache in (True, False):
+        req = generate.Request(prompt, new_tokens, Sampling(0.0), use_cache=cache)
+        generate.complete(model, req)  # warm-up
+        rates = []
+        for _ in range(3):
+            if model.device.type == "cuda":
+                import torch
+
+                torch.cuda.synchronize()
+            result = generate.complete(model, req)
+            rates.append(result.completion_tokens / result.seconds)
+        out["with_cache" if cache else "without_cache"] = {
+            "tokens_per_s": round(statistics.median(rates), 1),
+            "new_tokens": result.completion_tokens,  # greedy: the same tokens both ways
+        }
+    out["cache_speedup"] = round(
+        out["with_cache"]["tokens_per_s"] / out["without_cache"]["tokens_per_s"], 2
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cpu", action="store_true", help="tiny models on this CPU")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/torchrig-bench-serve"))
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--requests", type=int, default=0, help="default 640 CPU, 4096 GPU")
+    parser.add_argument("--new-tokens", type=int, default=0, help="default 100 CPU, 512 GPU")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.cpu:
+        classifier_preset, lm_preset, seq_len, device = "tiny", "tiny", 128, "cpu"
+    else:
+        classifier_preset, lm_preset, seq_len, device = "bert-base", "gpt2-124m", 1024, "cuda"
+    requests = args.requests or (640 if args.cpu else 4096)
+    new_tokens = args.new_tokens or (100 if args.cpu else 512)
+    started = time.perf_counter()
+    classifier = train_classifier(args.work, classifier_preset)
+    language_model = train_lm(args.work, lm_preset, seq_len)
+    setup_s = time.perf_counter() - started
+    batched = bench_classifier(classifier, args.clients, requests, 32)
+    unbatched = bench_classifier(classifier, args.clients, requests, 1)
+    result = {
+        "what": "serve: classifier batched vs unbatched; LM tokens/s with and without KV cache",
+        "device": device,
+        "gpu": _gpu_name(),
+        "classifier": {
+            "preset": classifier_preset,
+            "batched": batched,
+            "unbatched": unbatched,
+            "speedup": round(batched["requests_per_s"] / unbatched["requests_per_s"], 2),
+        },
+        "lm": {"preset": lm_preset, **bench_lm(language_model, new_tokens, device)},
+        "setup_s": round(setup_s, 1),
+        # This machine is shared: its load says how far the CPU numbers are from idle ones.
+        "load_average_1_5_15m": [round(x, 2) for x in os.getloadavg()],
+    }
+    tag = "cpu2" if args.cpu else (result["gpu"] or "gpu").split()[-1].lower()
+    out = args.out or RESULTS / f"serve-{tag}-{dt.date.today().isoformat()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written: {out}")
+
+
+def _gpu_name() -> str | None:
+    import torch
+
+    return str(torch.cuda.get_device_name(0)) if torch.cuda.is_available() else None
+
+
+if __name__ == "__main__":
+    main()
