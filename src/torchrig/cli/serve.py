@@ -78,7 +78,24 @@ def read_or_make_token(path: Path) -> str:
     return token
 
 
+SERVE_FIX = (
+    "pip install 'torchrig[serve]' (in the workbench: add fastapi, uvicorn and "
+    "prometheus-client to [python].packages in torchrig.toml and run torchrig up)"
+)
+
+
+def _require_server_packages() -> None:
+    for name in ("fastapi", "uvicorn", "prometheus_client"):
+        try:
+            __import__(name)
+        except ImportError:
+            raise UsageError(
+                f"torchrig serve needs {name}, which is not installed", SERVE_FIX
+            ) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    _require_server_packages()
     from torchrig.serve import classifier, kinds, lm, server
     from torchrig.serve.app import Settings, State, create_app
     from torchrig.serve.limits import BodyLimit

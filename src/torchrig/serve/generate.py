@@ -19,6 +19,7 @@ rules, chosen by the caller:
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
@@ -95,6 +96,18 @@ def plan_lengths(lm: LanguageModel, req: Request) -> tuple[list[int], int, bool]
     return list(req.prompt_ids), req.max_new_tokens, False
 
 
+def _cache_argument(model: Any) -> str:
+    """transformers renamed forward's `past_key_values` to `cache` (5.2x; the old name is
+    deprecated, to go in 5.40): use whichever this version's model takes."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _returned_cache(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
 def token_ids(
     lm: LanguageModel,
     ids: list[int],
@@ -109,6 +122,7 @@ def token_ids(
 
     window = list(ids)
     past: Any = None
+    cache_arg = _cache_argument(lm.model)
     model, device, eos = lm.model, lm.device, lm.eos_id
     with torch.inference_mode():
         for _ in range(count):
@@ -121,11 +135,11 @@ def token_ids(
                 past, slid = None, True
             if use_cache and past is not None:
                 step = torch.tensor([window[-1:]], device=device)
-                out = model(input_ids=step, cache=past, use_cache=True, logits_to_keep=1)
+                out = model(input_ids=step, use_cache=True, logits_to_keep=1, **{cache_arg: past})
             else:
                 step = torch.tensor([window], device=device)
                 out = model(input_ids=step, use_cache=use_cache, logits_to_keep=1)
-            past = out.cache if use_cache else None
+            past = _returned_cache(out) if use_cache else None
             logits = out.logits[0, -1, : lm.vocab]
             token = next_token(logits, sampling, generator)
             yield token, slid

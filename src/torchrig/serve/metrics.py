@@ -23,7 +23,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-disable_created_metrics()  # the *_created series double the output and nobody graphs them
+# The *_created series double the output and nobody graphs them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
