@@ -111,22 +111,34 @@ class SlurmLab:
         return lab
 
     def _network(self) -> None:
-        bridge = f"tsl{self.tag}b"
-        _run("ip", "link", "add", bridge, "type", "bridge")
-        self.links.append(bridge)
-        _run("ip", "addr", "add", f"{self.controller_addr}/24", "dev", bridge)
-        _run("ip", "link", "set", bridge, "up")
-        for i, node in enumerate(NODES, 1):
-            ns, host_end, node_end = self.netns(node), f"tsl{self.tag}h{i}", f"tsl{self.tag}n{i}"
+        """A switch namespace holding the bridge, with a veth to the host (the controller's
+        and registry's address) and one to each node. The bridge lives outside the host's
+        namespace so the host's firewall (Docker's FORWARD DROP, applied to bridged
+        traffic by br_netfilter) never sees node-to-node traffic."""
+        switch = f"t-slurm-{self.tag}-sw"
+        _run("ip", "netns", "add", switch)
+        self.namespaces.append(switch)
+        in_switch = ("ip", "-n", switch)
+        _run(*in_switch, "link", "add", "br0", "type", "bridge")
+        _run(*in_switch, "link", "set", "br0", "up")
+        ends = [("host", f"tsl{self.tag}h", None)]
+        ends += [(node, f"tsl{self.tag}n{i}", self.netns(node)) for i, node in enumerate(NODES)]
+        for index, (who, name, ns) in enumerate(ends):
+            port = f"p{index}"
+            _run("ip", "link", "add", name, "type", "veth", "peer", "name", port)
+            _run("ip", "link", "set", port, "netns", switch)
+            _run(*in_switch, "link", "set", port, "master", "br0", "up")
+            if ns is None:
+                self.links.append(name)
+                _run("ip", "addr", "add", f"{self.controller_addr}/24", "dev", name)
+                _run("ip", "link", "set", name, "up")
+                continue
             _run("ip", "netns", "add", ns)
             self.namespaces.append(ns)
-            _run("ip", "link", "add", host_end, "type", "veth", "peer", "name", node_end)
-            self.links.append(host_end)
-            _run("ip", "link", "set", host_end, "master", bridge, "up")
-            _run("ip", "link", "set", node_end, "netns", ns)
-            inside = ("ip", "netns", "exec", ns, "ip")
-            _run(*inside, "link", "set", node_end, "name", "eth0")
-            _run(*inside, "addr", "add", f"{self.node_addr(node)}/24", "dev", "eth0")
+            _run("ip", "link", "set", name, "netns", ns)
+            inside = ("ip", "-n", ns)
+            _run(*inside, "link", "set", name, "name", "eth0")
+            _run(*inside, "addr", "add", f"{self.node_addr(who)}/24", "dev", "eth0")
             _run(*inside, "link", "set", "eth0", "up")
             _run(*inside, "link", "set", "lo", "up")
 

@@ -1,4 +1,5 @@
-"""`torchrig export compose|devcontainer|kubernetes`: the run plan for other tools."""
+"""`torchrig export compose|devcontainer|kubernetes|slurm|apptainer`: the run plan for other
+tools."""
 
 from __future__ import annotations
 
@@ -9,10 +10,18 @@ from torchrig.cli.common import add_host_option, add_spec_option
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from torchrig.cli import export_kubernetes, export_monitoring
+    from torchrig.cli import export_kubernetes, export_monitoring, export_slurm
 
     parser.add_argument(
-        "format", choices=("compose", "devcontainer", "kubernetes", *export_monitoring.FORMATS)
+        "format",
+        choices=(
+            "compose",
+            "devcontainer",
+            "kubernetes",
+            "slurm",
+            "apptainer",
+            *export_monitoring.FORMATS,
+        ),
     )
     add_spec_option(parser)
     add_host_option(parser)
@@ -22,11 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="where to write (default: compose.yaml, or .devcontainer/devcontainer.json; "
-        "kubernetes: a folder, default kubernetes/)",
+        "kubernetes: a folder, default kubernetes/; slurm: torchrig.sbatch; apptainer: "
+        "torchrig.def)",
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
     export_kubernetes.add_arguments(parser)
     export_monitoring.add_arguments(parser)
+    export_slurm.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
         from torchrig.cli import export_monitoring
 
         return export_monitoring.run(args)
+    if args.format in ("slurm", "apptainer"):
+        from torchrig.cli import export_slurm
+
+        return export_slurm.run(args)
     if args.job:
         raise UsageError(
             f"export {args.format} takes no command ({' '.join(args.job)})",

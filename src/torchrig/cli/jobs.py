@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
                 "dir": str(job.dir),
             }
         )
+    from torchrig.cli.slurm_jobs import slurm_rows
+
+    rows += slurm_rows(project.project_dir)
     if args.json:
         print_json(rows)
         return 0

@@ -67,10 +67,16 @@ def follow_job(
 def run(args: argparse.Namespace) -> int:
     from torchrig.cli.common import project_from
     from torchrig.errors import UsageError
-    from torchrig.plan.names import container_name
     from torchrig.launch.session import engine_for
+    from torchrig.plan.names import container_name
 
     project = project_from(args)
+    if args.job:
+        from torchrig.cli.slurm_jobs import slurm_logs
+
+        code = slurm_logs(project.project_dir, args.job, follow_it=args.follow)
+        if code is not None:
+            return code
     engine = engine_for(project, args.engine)
     if args.job:
         from torchrig.jobs.launch import workspace_of

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-f", "--follow", action="store_true", help="follow the job's output (Ctrl-C leaves it)"
     )
+    from torchrig.cli import slurm_jobs
+
+    slurm_jobs.add_arguments(parser)
     parser.add_argument(
         "job",
         nargs=argparse.REMAINDER,
@@ -92,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.jobs.launch import start_job
     from torchrig.launch.session import engine_for
 
+    if args.on == "slurm":
+        from torchrig.cli.slurm_jobs import run_on_slurm
+
+        return run_on_slurm(args)
     request = job_request(args)
     session = session_from(args)
     engine = engine_for(session, args.engine)

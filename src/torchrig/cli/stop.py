@@ -32,6 +32,11 @@ def run(args: argparse.Namespace) -> int:
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout {args.timeout:g} is not a positive number of seconds")
     project = project_from(args)
+    from torchrig.cli.slurm_jobs import slurm_stop
+
+    code = slurm_stop(project.project_dir, args.job)
+    if code is not None:
+        return code
     engine = engine_for(project, args.engine)
     job = find_job(jobs_root(workspace_of(project, engine)), args.job)
     timeout = args.timeout if args.timeout is not None else project.spec.resources.stop_timeout

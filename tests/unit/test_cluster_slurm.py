@@ -1,0 +1,147 @@
+"""The Slurm and Apptainer files: golden per runtime, and the rules they follow (digest
+only, torchrun for python scripts and modules, bad input one line with exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.golden_util import GOLDEN, assert_golden
+from torchrig.cli.main import main
+from torchrig.cluster.apptainer import render_definition
+from torchrig.cluster.slurm import enroot_ref, render_sbatch
+from torchrig.cluster.target import ClusterJob, torchrun_command
+from torchrig.spec.cluster import Cluster
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+IMAGE = f"registry.example:5000/team/demo@{DIGEST}"
+RECIPE = (
+    "python", "-m", "torchrig.recipes.causal_lm", "--preset", "tiny",
+    "--tokens", "/shared/demo/corpus.bin", "--out", "/shared/demo/runs/tiny", "--resume",
+)  # fmt: skip
+
+
+def _job(runtime: str, gpus: int = 8, command: tuple[str, ...] = RECIPE) -> ClusterJob:
+    cluster = Cluster.model_validate(
+        {
+            "nodes": 2,
+            "gpus_per_node": gpus,
+            "time_limit": "2:00:00",
+            "shared_dir": "/shared/demo",
+            "socket_ifname": "ib0",
+            "env": {"NCCL_IB_HCA": "mlx5"},
+            "slurm": {
+                "partition": "gpu",
+                "account": "ml",
+                "runtime": runtime,
+                "extra": ["--constraint=h100"],
+            },
+        }
+    )
+    return ClusterJob(
+        project="demo",
+        image=IMAGE,
+        command=command,
+        cluster=cluster,
+        nodes=2,
+        gpus_per_node=gpus,
+        runtime=runtime,
+        name="causal-lm-20261207-010000",
+        resume_flag=command is RECIPE,
+    )
+
+
+@pytest.mark.parametrize("runtime", ["pyxis", "apptainer", "podman", "docker"])
+def test_sbatch_per_runtime_is_golden_and_valid_bash(runtime: str, tmp_path: Path) -> None:
+    text = render_sbatch(_job(runtime))
+    assert_golden(GOLDEN / "cluster" / f"{runtime}.sbatch", text)
+    script = tmp_path / "job.sbatch"
+    script.write_text(text)
+    checked = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert "@sha256:" in text and ":latest" not in text
+    assert "--rdzv-backend=c10d" in text and "--nproc-per-node=8" in text
+
+
+def test_cpu_job_runs_one_process_per_node_without_gpu_flags() -> None:
+    text = render_sbatch(_job("podman", gpus=0))
+    assert "--nproc-per-node=1" in text
+    assert "--gpus" not in text and "nvidia.com/gpu" not in text
+
+
+def test_apptainer_definition_is_golden() -> None:
+    assert_golden(GOLDEN / "cluster" / "torchrig.def", render_definition(_job("apptainer")))
+
+
+def test_a_plain_command_runs_as_given_and_never_requeues_itself() -> None:
+    text = render_sbatch(_job("podman", gpus=0, command=("python", "-c", "exit(3)")))
+    assert "torchrun --" not in text and "python -c 'exit(3)'" in text
+    assert "scontrol requeue" not in text
+
+
+def test_torchrun_takes_modules_and_scripts_only() -> None:
+    assert torchrun_command(("python", "-m", "a.b", "x")) == ("-m", "a.b", "x")
+    assert torchrun_command(("python3", "train.py", "--lr", "1")) == ("train.py", "--lr", "1")
+    assert torchrun_command(("python", "-c", "print()")) is None
+    assert torchrun_command(("bash", "run.sh")) is None
+
+
+def test_enroot_names_the_registry_with_a_hash() -> None:
+    assert enroot_ref(IMAGE) == f"registry.example:5000#team/demo@{DIGEST}"
+    assert enroot_ref(f"team/demo@{DIGEST}") == f"team/demo@{DIGEST}"
+
+
+SPEC = """[project]
+name = "demo"
+
+[cluster]
+nodes = 2
+shared_dir = "/shared/demo"
+
+[cluster.slurm]
+runtime = "podman"
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "args", "says"),
+    [
+        (SPEC, ["--image", "registry.example/demo:latest"], "is a tag"),
+        ('[project]\nname = "demo"\n', ["--image", IMAGE], "no [cluster] section"),
+        (SPEC.replace("nodes = 2", 'engine = "kubernetes"'), ["--image", IMAGE],
+         "not slurm"),
+        (SPEC, ["--image", IMAGE, "--nodes", "0"], "--nodes 0 is less than 1"),
+    ],
+)  # fmt: skip
+def test_bad_export_is_one_line_and_exit_2(
+    spec: str, args: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "torchrig.toml").write_text(spec)
+    (tmp_path / "torchrig.images").write_text(
+        f'[[pushed]]\nimage = "torchrig/demo:cpu-0123456789ab"\nref = "{IMAGE}"\n'
+        'tag = "registry.example:5000/team/demo:cpu"\nengine = "podman"\n'
+    )
+    code = main(
+        ["export", "slurm", "--spec", str(tmp_path / "torchrig.toml"), "--stdout", *args,
+         "--", "python", "-c", "pass"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and says in err[0] and "Traceback" not in err[0]
+
+
+def test_export_with_a_digest_writes_the_script(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "torchrig.toml").write_text(SPEC)
+    out = tmp_path / "job.sbatch"
+    code = main(
+        ["export", "slurm", "--spec", str(tmp_path / "torchrig.toml"), "--image", IMAGE,
+         "-o", str(out), "--name", "t1", "causal-lm", "--preset", "tiny", "--out", "/shared/r"]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    text = out.read_text()
+    assert f"TORCHRIG_IMAGE={IMAGE}" in text and "#SBATCH --job-name=t1" in text
+    assert "-m torchrig.recipes.causal_lm --preset tiny --out /shared/r --resume" in text
