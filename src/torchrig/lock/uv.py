@@ -1,9 +1,16 @@
 """Pin a requirement set with uv, called as a subprocess through its documented CLI.
 
-Two uv runs per target: `uv pip compile --format pylock.toml` gives every package's wheel URL,
-size and sha256 for the target Python and platform; a second, `--no-deps` run over the exact
-pins with `--emit-index-annotation` says which index each one came from (pylock.toml does
-not record it). The second run hits uv's cache and takes well under a second.
+`uv pip compile --format pylock.toml` gives every package's wheel URL, size and sha256 for the
+target Python and platform. pylock.toml does not say which index a package came from:
+
+- with one index and no wheelhouse there is nothing to say, every registry file came from it,
+  so one uv run is the whole lock (the default; `torchrig lock` then costs what a bare
+  `uv pip compile --generate-hashes` does, benchmarks/lock_speed.py);
+- with several sources a second run with `--emit-index-annotation` over the same inputs
+  names each package's index. It runs beside the first, not after it (a `--no-deps` run over
+  the pins afterwards re-validated every package's index page: 3.5-4 s of a 5.6 s lock,
+  2026-12-07). If the index changed between the two runs and the pins differ, the old
+  `--no-deps` run over the exact pins settles it.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import re
 import tempfile
 import tomllib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -91,23 +99,45 @@ def compile_lock(request: UvRequest) -> list[LockedPackage]:
         work = Path(tmp)
         (work / "requirements.in").write_text("\n".join(request.requirements) + "\n")
         out = work / "pylock.toml"
-        _run(
-            ["pip", "compile", "requirements.in", "--format", "pylock.toml", "-o", str(out)],
-            request,
-            work,
-        )
-        packages = _parse_pylock(out.read_text("utf-8"))
-        (work / "pinned.in").write_text("".join(f"{p['name']}=={p['version']}\n" for p in packages))
-        annotated = _run(
-            ["pip", "compile", "pinned.in", "--no-deps", "--emit-index-annotation", "--no-header"],
-            request,
-            work,
-        )
-    index_of = _parse_index_annotations(annotated)
+        compile_args = ["pip", "compile", "requirements.in", "--format", "pylock.toml"]
+        if _single_source(request):
+            _run([*compile_args, "-o", str(out)], request, work)
+            packages = _parse_pylock(out.read_text("utf-8"))
+            index_of = {_normalise(str(p["name"])): request.default_index for p in packages}
+        else:
+            packages, index_of = _compile_with_indexes(compile_args, out, request, work)
     return sorted(
         (_locked(p, index_of.get(_normalise(str(p["name"])), "")) for p in packages),
         key=lambda p: p.name,
     )
+
+
+def _single_source(request: UvRequest) -> bool:
+    """Only the main index can have served the files: no other index, no wheelhouse."""
+    return bool(request.default_index) and not request.indexes and not request.find_links
+
+
+def _compile_with_indexes(
+    compile_args: list[str], out: Path, request: UvRequest, work: Path
+) -> tuple[list[dict[str, object]], dict[str, str]]:
+    """The pylock run and the index-annotation run of the same inputs, side by side."""
+    annotate = ["pip", "compile", "requirements.in", "--emit-index-annotation", "--no-header"]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        locked = pool.submit(_run, [*compile_args, "-o", str(out)], request, work)
+        annotated = pool.submit(_run, annotate, request, work)
+        locked.result()
+        text = annotated.result()
+    packages = _parse_pylock(out.read_text("utf-8"))
+    pins = {(_normalise(str(p["name"])), str(p["version"])) for p in packages}
+    if _parse_pins(text) != pins:
+        # The index moved between the two runs: ask again for exactly the locked pins.
+        (work / "pinned.in").write_text("".join(f"{p['name']}=={p['version']}\n" for p in packages))
+        text = _run(
+            ["pip", "compile", "pinned.in", "--no-deps", "--emit-index-annotation", "--no-header"],
+            request,
+            work,
+        )
+    return packages, _parse_index_annotations(text)
 
 
 def _run(args: Sequence[str], request: UvRequest, cwd: Path) -> str:
@@ -193,6 +223,12 @@ def _parse_pylock(text: str) -> list[dict[str, object]]:
 
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _parse_pins(text: str) -> set[tuple[str, str]]:
+    """The `name==version` lines of a requirements.txt uv wrote."""
+    found = (re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line) for line in text.splitlines())
+    return {(_normalise(m.group(1)), m.group(2)) for m in found if m}
 
 
 def _parse_index_annotations(text: str) -> dict[str, str]:
