@@ -41,7 +41,10 @@ install_packages() {
     # torchrig's own ACL xattr writing against (torchrig itself needs no package for it).
     # prometheus: the monitoring test starts the real server, scraping a workbench's metrics
     # service; chromium: the run report is rendered in a real headless browser.
-    wanted="acl docker.io podman runc catatonit uidmap slirp4netns debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry prometheus chromium"
+    # slurmctld, slurmd, slurm-client, munge: the two-node Slurm cluster of the cluster
+    # test (tests/container/slurmlab.py), started by the test with its own config, munge
+    # key and network namespaces; the packages' own services stay off.
+    wanted="slurmctld slurmd slurm-client munge acl docker.io podman runc catatonit uidmap slirp4netns debootstrap debian-archive-keyring openssh-client openssh-server fonts-noto-cjk fonts-symbola docker-registry prometheus chromium"
     if apt-cache policy ubuntu-keyring 2>/dev/null | grep -q 'Candidate: [^(]'; then
         wanted="$wanted ubuntu-keyring"
     else
