@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "kubernetes",
             "slurm",
             "apptainer",
+            "serving",
             *export_monitoring.FORMATS,
         ),
     )
@@ -35,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "torchrig.def)",
     )
     parser.add_argument("--stdout", action="store_true", help="print instead of writing")
+    parser.add_argument(
+        "--run", type=Path, metavar="RUN", help="serving: the trained run to put in the image"
+    )
     export_kubernetes.add_arguments(parser)
     export_monitoring.add_arguments(parser)
     export_slurm.add_arguments(parser)
@@ -57,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         from torchrig.cli import export_monitoring
 
         return export_monitoring.run(args)
+    if args.format == "serving":
+        from torchrig.cli import export_serving
+
+        return export_serving.run(args)
     if args.format in ("slurm", "apptainer"):
         from torchrig.cli import export_slurm
 

@@ -70,11 +70,17 @@ def read_or_make_token(path: Path) -> str:
                 "put a long random token there (or delete the file to get one made)",
             )
         return token
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+    except OSError as exc:
+        raise UsageError(
+            f"--token-file {path} does not exist and cannot be made ({exc.strerror or exc})",
+            "put a token there (e.g. mount it read-only), or set $TORCHRIG_SERVE_TOKEN",
+        ) from None
     return token
 
 
