@@ -64,3 +64,28 @@ def test_a_bad_interval_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     assert main(["top", "--workspace", str(tmp_path), "--interval", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--interval 0" in err
+
+
+def _proc(root: Path, pid: int, ppid: int, nspid: str, ns: str) -> None:
+    (root / str(pid) / "ns").mkdir(parents=True)
+    (root / str(pid) / "status").write_text(f"Name:\tpython\nPPid:\t{ppid}\nNSpid:\t{nspid}\n")
+    (root / str(pid) / "ns" / "pid").symlink_to(ns)  # as the kernel shows it: a link
+
+
+def test_a_gpu_process_is_matched_to_its_job_across_pid_namespaces(tmp_path: Path) -> None:
+    """NVML's PIDs are the host's; job.json's are the container's. The host sees a worker
+    (host pid 5003, pid 41 in the container) whose parent is the job (host 5002, container
+    pid 40); the job recorded pid 40. Another container's pid 40 (host 6001, its own PID
+    namespace) is not it."""
+    from torchrig.monitor.holders import holders_of
+
+    proc = tmp_path / "proc"
+    ours, theirs = "pid:[4026532001]", "pid:[4026532999]"
+    _proc(proc, 5001, 1, "5001\t1", ours)  # the workbench's init
+    _proc(proc, 5002, 5001, "5002\t40", ours)  # the job (torchrun, say)
+    _proc(proc, 5003, 5002, "5003\t41", ours)  # its worker, on the GPU
+    _proc(proc, 6001, 1, "6001\t40", theirs)  # pid 40 of another container
+    found = holders_of([5003, 6001, 7777], {"lm-1": 40}, proc, pid_ns=ours)
+    assert found == {5003: "lm-1"}
+    # Where the namespace is unknown, the number alone decides (docs/monitoring.md).
+    assert holders_of([6001], {"lm-1": 40}, proc) == {6001: "lm-1"}

@@ -23,19 +23,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def workspace(args: argparse.Namespace) -> Path:
+def workbench(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """The workspace whose jobs to show, and the workbench's PID namespace (None: unknown,
+    e.g. --workspace, no engine, or not allowed to read it)."""
     if args.workspace is not None:
-        return Path(args.workspace)
+        return Path(args.workspace), None
     from torchrig.cli.common import project_from
     from torchrig.errors import TorchrigError
     from torchrig.jobs.launch import workspace_of
     from torchrig.launch.session import engine_for
+    from torchrig.monitor.holders import pid_namespace
+    from torchrig.plan.names import container_name
 
     project = project_from(args)
     try:
-        return workspace_of(project, engine_for(project, args.engine))
+        engine = engine_for(project, args.engine)
     except TorchrigError:
-        return project.project_dir  # no engine here: the project folder is the workspace
+        return project.project_dir, None  # no engine here: the project folder is the workspace
+    info = engine.inspect(container_name(project.spec)) or {}
+    init = (info.get("State") or {}).get("Pid")
+    ns = pid_namespace(init) if isinstance(init, int) and init > 0 else None
+    return workspace_of(project, engine), ns
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,13 +55,13 @@ def run(args: argparse.Namespace) -> int:
     if args.interval <= 0:
         raise UsageError(f"--interval {args.interval} is not a positive number of seconds",
                          "give e.g. --interval 1")  # fmt: skip
-    folder = workspace(args)
+    folder, pid_ns = workbench(args)
     reader = Reader()
     followers: dict[Path, Follower] = {}  # each metrics.jsonl read incrementally
 
     def take() -> dict[str, object]:
         # local=False: the job PIDs are the container's; their records speak for them.
-        return snapshot(folder, reader, local=False, followers=followers)
+        return snapshot(folder, reader, local=False, followers=followers, pid_ns=pid_ns)
 
     if args.json:
         from torchrig.cli.output import print_json

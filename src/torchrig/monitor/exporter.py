@@ -26,7 +26,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from torchrig.monitor.gpu import MIB, Gpu, GpuSnapshot, Reader
-from torchrig.monitor.holders import Holders, holders_of
+from torchrig.monitor.holders import Holders, holders_of, pid_namespace
 from torchrig.monitor.training import STATES, JobView, read_jobs
 from torchrig.train.timeline import Follower
 
@@ -194,6 +194,7 @@ class WorkbenchCollector(Collector):
         holders = holders_of(
             [p.pid for g in snap.gpus for p in g.processes],
             {v.id: v.pid for v in views if v.pid is not None and v.state == "running"},
+            pid_ns=pid_namespace(),  # the workbench's: the exporter runs in it
         )
         yield from gpu_families(snap, self.host, holders)
         yield from training_families(views, self.clock())

@@ -6,6 +6,12 @@ in every namespace it belongs to, innermost last, so each GPU process is walked 
 parents (PPid) and matched on the innermost number of each ancestor: the same on the host
 and inside the workbench. A GPU process whose PID is not visible here (another container's
 PID namespace) has no holder.
+
+The same innermost number exists in every container, so a match also needs the ancestor to
+live in the workbench's PID namespace (`pid_ns`, the /proc/PID/ns/pid link of a process in
+it: the exporter's own; on the host, the container's init as the engine reports it). Where
+that link cannot be read (another user's process, for a user who is not root) the number
+alone decides.
 """
 
 from __future__ import annotations
@@ -34,8 +40,19 @@ def _status(pid: int, proc: Path) -> tuple[int, int] | None:
     return inner, ppid
 
 
+def pid_namespace(pid: int | str = "self", proc: Path = Path("/proc")) -> str | None:
+    """The PID namespace a process lives in ('pid:[4026531836]'), or None if unreadable."""
+    try:
+        return str((proc / str(pid) / "ns" / "pid").readlink())
+    except OSError:
+        return None
+
+
 def holders_of(
-    gpu_pids: Iterable[int], job_pids: Mapping[str, int], proc: Path = Path("/proc")
+    gpu_pids: Iterable[int],
+    job_pids: Mapping[str, int],
+    proc: Path = Path("/proc"),
+    pid_ns: str | None = None,
 ) -> Holders:
     """GPU process PID → the id of the job it descends from (absent: none found)."""
     by_pid = {pid: job for job, pid in job_pids.items()}
@@ -50,8 +67,10 @@ def holders_of(
                 break
             inner, ppid = status
             if inner in by_pid:
-                found[pid] = by_pid[inner]
-                break
+                ns = pid_namespace(current, proc) if pid_ns else None
+                if ns is None or ns == pid_ns:
+                    found[pid] = by_pid[inner]
+                    break
             if ppid <= 1:
                 break
             current = ppid

@@ -26,12 +26,15 @@ def snapshot(
     local: bool,
     now: float | None = None,
     followers: dict[Path, Follower] | None = None,
+    pid_ns: str | None = None,
 ) -> dict[str, Any]:
+    """pid_ns: the workbench's PID namespace (holders.py), None where it is unknown."""
     views = read_jobs(workspace, local=local, followers=followers)
     snap = reader.read()
     holders = holders_of(
         [p.pid for g in snap.gpus for p in g.processes],
         {v.id: v.pid for v in views if v.pid is not None and v.state == "running"},
+        pid_ns=pid_ns,
     )
     gpus = []
     for g in snap.gpus:
