@@ -268,3 +268,18 @@ def test_the_workbench_supervises_the_metrics_service() -> None:
         "--port", str(PORTS["metrics"]), "--workspace", "/workspace",
     )  # fmt: skip
     assert required_programs(("metrics",)) == {"/opt/venv/bin/python": "metrics"}
+
+
+def test_the_service_without_prometheus_client_says_so_in_one_line() -> None:
+    """An image without the package: one line and exit 78 (EX_CONFIG), not a traceback."""
+    import subprocess
+    import sys
+
+    code = (
+        "import runpy, sys; sys.modules['prometheus_client'] = None; sys.argv = ['x']; "
+        "runpy.run_module('torchrig.monitor.exporter', run_name='__main__')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 78
+    assert done.stderr.count("\n") == 1 and "prometheus-client is not in this image" in done.stderr

@@ -22,8 +22,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector, CollectorRegistry
+try:
+    from prometheus_client.core import GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector, CollectorRegistry
+except ImportError:
+    if __name__ == "__main__":  # the service: one line for the workbench's log, not a trace
+        print(
+            "torchrig: prometheus-client is not in this image; rebuild it with `torchrig "
+            "build`, or set [services.metrics] enabled = false",
+            file=sys.stderr,
+        )
+        sys.exit(78)
+    raise
 
 from torchrig.monitor.gpu import MIB, Gpu, GpuSnapshot, Reader
 from torchrig.monitor.holders import Holders, holders_of, pid_namespace
