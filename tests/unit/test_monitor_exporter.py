@@ -283,3 +283,14 @@ def test_the_service_without_prometheus_client_says_so_in_one_line() -> None:
                           timeout=60)  # fmt: skip
     assert done.returncode == 78
     assert done.stderr.count("\n") == 1 and "prometheus-client is not in this image" in done.stderr
+
+
+def test_jobs_that_ended_over_an_hour_ago_leave_the_metrics(tmp_path: Path) -> None:
+    """A workspace keeps every job it ever ran; the series of old ones would pile up."""
+    now = 2_000_000_000.0  # 2033-05-18T03:33:20Z
+    write_job(tmp_path, "old", "runs/x", exit={"returncode": 0, "ended": "2033-05-18T01:33:20Z"})
+    write_job(tmp_path, "recent", "runs/x",
+              exit={"returncode": 0, "ended": "2033-05-18T03:23:20Z"})  # fmt: skip
+    found = scrape(tmp_path, FakeNvml(), now=now)
+    jobs = {lab["torchrig_job"] for lab, _ in found["torchrig_job_state"]}
+    assert jobs == {"recent"}

@@ -189,8 +189,10 @@ class WorkbenchCollector(Collector):
         host: str | None = None,
         clock: Callable[[], float] = time.time,
         local: bool = True,
+        keep_ended_s: float = 3600.0,
     ) -> None:
         self.workspace = workspace
+        self.keep_ended_s = keep_ended_s
         self.reader = reader or Reader()
         self.host = host or socket.gethostname()
         self.clock = clock
@@ -199,7 +201,13 @@ class WorkbenchCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         began = time.perf_counter()
-        views = read_jobs(self.workspace, local=self.local, followers=self.followers)
+        now = self.clock()
+        views = [
+            v
+            for v in read_jobs(self.workspace, local=self.local, followers=self.followers)
+            # Jobs that ended long ago leave the metrics (a workspace keeps every job).
+            if v.ended is None or now - v.ended <= self.keep_ended_s
+        ]
         snap = self.reader.read()
         holders = holders_of(
             [p.pid for g in snap.gpus for p in g.processes],
@@ -207,7 +215,7 @@ class WorkbenchCollector(Collector):
             pid_ns=pid_namespace(),  # the workbench's: the exporter runs in it
         )
         yield from gpu_families(snap, self.host, holders)
-        yield from training_families(views, self.clock())
+        yield from training_families(views, now)
         took = GaugeMetricFamily(
             "torchrig_exporter_collect_seconds", "Time this scrape took to read GPUs and jobs."
         )

@@ -45,6 +45,8 @@ class JobView:
     """Unix time the newest complete checkpoint was written (its manifest says)."""
     log_time: float | None
     """When metrics.jsonl was last written (its mtime)."""
+    ended: float | None = None
+    """Unix time the job ended (exit.json), None while it runs."""
 
     @property
     def throughput(self) -> float | None:
@@ -188,6 +190,7 @@ def read_jobs(
                 last_checkpoint_step=ckpt_step,
                 last_checkpoint_time=ckpt_time,
                 log_time=log_time,
+                ended=_parse_time((job.exit or {}).get("ended")),
             )
         )
     if followers is not None:
