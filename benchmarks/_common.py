@@ -46,7 +46,14 @@ def machine() -> dict[str, Any]:
         "os": platform.platform(),
         "torchrig": __version__,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_average_at_write": load_average(),
     }
+
+
+def load_average() -> list[float]:
+    """The host's 1, 5 and 15 minute load: the 2-core machine is shared, so a result says
+    how busy it was (compare a run only with its baseline from the same run)."""
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def write_result(name: str, data: dict[str, Any]) -> Path:
