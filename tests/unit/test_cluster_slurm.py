@@ -145,3 +145,26 @@ def test_export_with_a_digest_writes_the_script(
     text = out.read_text()
     assert f"TORCHRIG_IMAGE={IMAGE}" in text and "#SBATCH --job-name=t1" in text
     assert "-m torchrig.recipes.causal_lm --preset tiny --out /shared/r --resume" in text
+
+
+def test_the_node_check_names_the_missing_node_and_the_causes() -> None:
+    from torchrig.cluster.nodecheck import explain, missing_nodes
+
+    missing = missing_nodes(["node1", "node2", "node3"], ["node1", "node3"])
+    assert missing == ["node2"]
+    line = explain(missing, "10.0.0.1:29500", 60)
+    assert line.startswith("node(s) node2 did not join the rendezvous at 10.0.0.1:29500")
+    for cause in ("firewall", "NCCL_SOCKET_IFNAME", "InfiniBand", "memlock"):
+        assert cause in line
+
+
+def test_verify_nodes_runs_the_check_once_per_node_without_torchrun() -> None:
+    import dataclasses
+
+    job = dataclasses.replace(
+        _job("podman", gpus=0, command=("python", "-m", "torchrig.cluster.nodecheck")),
+        torchrun=False,
+    )
+    text = render_sbatch(job)
+    assert "torchrun --" not in text and "python -m torchrig.cluster.nodecheck" in text
+    assert "--env SLURMD_NODENAME" in text and "--env TORCHRIG_NODE_ADDRS" in text

@@ -36,6 +36,7 @@ def cluster_job(
     image: str | None,
     name: str | None,
     runtime: str | None,
+    engine_name: str | None = None,
     now: datetime.datetime | None = None,
 ) -> ClusterJob:
     from torchrig.cli.export_kubernetes import _count, job_command
@@ -58,7 +59,7 @@ def cluster_job(
     tag: str = ""
     if requested is None:
         try:
-            engine = engine_for(session, None)
+            engine = engine_for(session, engine_name)
         except TorchrigError:
             engine = None
         plan = session.plan(

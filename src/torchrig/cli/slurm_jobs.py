@@ -38,6 +38,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    from torchrig.cli.common import add_engine_option, add_host_option, add_spec_option
+
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        nargs="?",
+        const=0,
+        metavar="N",
+        help="on the Slurm cluster of [cluster]: check that N nodes (default: [cluster] nodes) "
+        "join and all-reduce correctly, naming any node that does not",
+    )
+    add_spec_option(parser)
+    add_host_option(parser)
+    add_engine_option(parser)
+    parser.add_argument("--image", metavar="NAME@sha256:…", help=argparse.SUPPRESS)
+    parser.add_argument("--runtime", choices=RUNTIMES, help="--nodes: how nodes run the image")
+
+
+RUNTIMES = ("pyxis", "apptainer", "podman", "docker")
+
+
+def verify_nodes(args: argparse.Namespace) -> int:
+    """Submit the node check (cluster/nodecheck.py, once per node) and follow it."""
+    import dataclasses
+
+    from torchrig.cli.common import session_from
+    from torchrig.cli.export_slurm import cluster_job
+    from torchrig.cluster.records import submit_job
+    from torchrig.cluster.submit import follow
+
+    session = session_from(args)
+    job = cluster_job(
+        session,
+        ["--", "python", "-m", "torchrig.cluster.nodecheck"],
+        nodes=args.nodes or None,
+        gpus_per_node=None,
+        image=args.image,
+        name=None,
+        runtime=args.runtime,
+        engine_name=args.engine,
+    )
+    job = dataclasses.replace(job, name=job.name.replace("nodecheck", "verify-nodes", 1),
+                              torchrun=False)  # fmt: skip
+    record = submit_job(session.project_dir, job)
+    print(f"checking {job.nodes} node(s): Slurm job {record.slurm_id}", file=sys.stderr)
+    return follow(record.slurm_id, record.job_dir)
+
+
 def run_on_slurm(args: argparse.Namespace) -> int:
     from torchrig.cli.common import session_from
     from torchrig.cli.export_slurm import cluster_job
@@ -62,6 +111,7 @@ def run_on_slurm(args: argparse.Namespace) -> int:
         image=args.image,
         name=args.name,
         runtime=args.runtime,
+        engine_name=args.engine,
     )
     record = submit_job(session.project_dir, job)
     if args.json:

@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"run only these check groups, comma-separated: {GROUPS_HELP}",
     )
     parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result here")
+    from torchrig.cli import slurm_jobs
+
+    slurm_jobs.add_verify_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     from torchrig.verify.result import CheckResult
     from torchrig.verify.runner import GROUPS, parse_only, run_verify
 
+    if args.nodes is not None:
+        from torchrig.cli.slurm_jobs import verify_nodes
+
+        return verify_nodes(args)
     groups = parse_only(args.only, GROUPS)
     torch = require_cuda()
     out = console()

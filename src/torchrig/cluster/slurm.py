@@ -83,7 +83,7 @@ def _environment(job: ClusterJob) -> dict[str, str]:
 def _launch(job: ClusterJob) -> str:
     """What runs in the image on each node: shell words, "$…" expanded by the node's shell
     (the Slurm variables and is_host are not in the container's environment)."""
-    inner = torchrun_command(job.command)
+    inner = torchrun_command(job.command) if job.torchrun else None
     if inner is None:
         return shlex.join(job.command)
     per_node = job.gpus_per_node or 1
@@ -123,7 +123,8 @@ def _node_function(job: ClusterJob) -> list[str]:
             '--user "$(id -u):$(id -g)" --entrypoint=',
             '--volume "$TORCHRIG_SHARED:$TORCHRIG_SHARED" --workdir "$TORCHRIG_JOB_DIR"',
             '--env HOME="$TORCHRIG_JOB_DIR" --env SLURM_JOB_ID --env SLURM_NODEID',
-            "--env TORCHRIG_RDZV_ENDPOINT",
+            "--env SLURM_JOB_NUM_NODES --env SLURMD_NODENAME",
+            "--env TORCHRIG_RDZV_ENDPOINT --env TORCHRIG_NODE_ADDRS",
         ]
         args += [f"--env {_q(f'{k}={v}')}" for k, v in env.items()]
         if job.gpus_per_node:
@@ -137,7 +138,9 @@ def _node_function(job: ClusterJob) -> list[str]:
         lines.append(
             f"    exec apptainer exec{nv} --cleanenv --env TORCHRIG_RDZV_ENDPOINT"
             '="$TORCHRIG_RDZV_ENDPOINT",SLURM_JOB_ID="$SLURM_JOB_ID",SLURM_NODEID'
-            '="$SLURM_NODEID" --bind "$TORCHRIG_SHARED" --pwd "$TORCHRIG_JOB_DIR" '
+            '="$SLURM_NODEID",SLURM_JOB_NUM_NODES="$SLURM_JOB_NUM_NODES",SLURMD_NODENAME'
+            '="$SLURMD_NODENAME",TORCHRIG_NODE_ADDRS="$TORCHRIG_NODE_ADDRS" '
+            '--bind "$TORCHRIG_SHARED" --pwd "$TORCHRIG_JOB_DIR" '
             f'"$TORCHRIG_SIF" {launch}'
         )
     else:  # pyxis: srun itself started the container; this runs inside it

@@ -33,6 +33,8 @@ class ClusterJob:
     resume_flag: bool = False
     """The command is a recipe: a requeued run continues from its last checkpoint."""
     env: dict[str, str] = field(default_factory=dict)
+    torchrun: bool = True
+    """False: the command runs once per node as given (the node check)."""
 
     @property
     def job_dir(self) -> str:
