@@ -44,7 +44,7 @@ def load_spec_from(args: argparse.Namespace) -> tuple[Spec, str]:
     return spec, spec_digest(spec)
 
 
-def host_facts(args: argparse.Namespace, *, engines: bool = True) -> HostFacts:
+def host_facts(args: argparse.Namespace, *, engines: bool | tuple[str, ...] = True) -> HostFacts:
     from torchrig.host.facts import load_host_facts
 
     if args.host is not None:
@@ -58,7 +58,17 @@ def project_from(args: argparse.Namespace) -> Project:
     """The project of a verb that only reaches its workbench: no PyTorch resolution."""
     from torchrig.launch.session import open_project
 
-    return open_project(Path(args.spec), host_facts(args), host_from_file=args.host is not None)
+    return open_project(
+        Path(args.spec),
+        host_facts(args, engines=_engines(args)),
+        host_from_file=args.host is not None,
+    )
+
+
+def _engines(args: argparse.Namespace) -> bool | tuple[str, ...]:
+    """--engine NAME: only that engine is probed (the other is never used)."""
+    name = getattr(args, "engine", None)
+    return (name,) if name else True
 
 
 def session_from(args: argparse.Namespace) -> Session:
@@ -73,7 +83,10 @@ def session_from(args: argparse.Namespace) -> Session:
 
         spec = with_variant(spec, args.variant)
     return open_session(
-        Path(args.spec), host_facts(args), host_from_file=args.host is not None, spec=spec
+        Path(args.spec),
+        host_facts(args, engines=_engines(args)),
+        host_from_file=args.host is not None,
+        spec=spec,
     )
 
 

@@ -15,7 +15,7 @@ from torchrig.engine.base import Engine, Progress, RunSpec
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.image.build import BuildResult, build_image, locked_target
-from torchrig.launch import workspace_access
+from torchrig.launch import rlimits, workspace_access
 from torchrig.launch.envfile import check_env_file
 from torchrig.launch.local import (
     authorized_keys,
@@ -310,16 +310,23 @@ def give_workspace_access(workspace: Path, spec: Spec, who: Identity, progress: 
 
 def run_with_fallback(engine: Engine, run: RunSpec, progress: Progress) -> None:
     """Run; if this host forbids raising rlimits (no CAP_SYS_RESOURCE for the daemon, or
-    rootful Podman 4 refusing any --ulimit), run without them and say what that costs."""
+    rootful Podman 4 refusing any --ulimit), run without them and say what that costs.
+    A refusal is remembered until the next boot (launch/rlimits.py): no failed run each time."""
+    without = (
+        "this host does not let containers raise memlock/stack limits: running without "
+        "them (NCCL over RDMA may fail with 'ibv_reg_mr failed: Cannot allocate memory')"
+    )
+    if run.ulimits and rlimits.refused(engine.name):
+        progress(without)
+        engine.run(replace(run, ulimits={}))
+        return
     try:
         engine.run(run)
     except ToolError as exc:
         if "rlimit" not in str(exc).lower() or not run.ulimits:
             raise
-        progress(
-            "this host does not let containers raise memlock/stack limits: running without "
-            "them (NCCL over RDMA may fail with 'ibv_reg_mr failed: Cannot allocate memory')"
-        )
+        progress(without)
+        rlimits.remember_refused(engine.name)
         engine.remove(run.name or "", force=True)
         engine.run(replace(run, ulimits={}))
 
