@@ -188,7 +188,6 @@ def _runtime(tmp: Path) -> dict[str, object]:
             "ulimits": [{"name": "memlock", "soft": -1, "hard": -1}],
             "init": False,
         },
-        "healthcheck": None,
         "stop_timeout": 120,
         "ssh_ip": "127.0.0.1",
         "datasets": "/srv/datasets",
@@ -207,6 +206,7 @@ def _runtime(tmp: Path) -> dict[str, object]:
                 "ssh_port": 22001,
                 "keys_file": "/state/keys/alice",
                 "volume": "torchrig-t-lab-unit-home-alice",
+                "healthcheck": {"test": ["CMD-SHELL", "setpriv --reuid=71001 …"], "retries": 3},
             },
             "bob": {
                 "uid": 71002,
@@ -217,6 +217,7 @@ def _runtime(tmp: Path) -> dict[str, object]:
                 "ssh_port": 22002,
                 "keys_file": "",
                 "volume": "torchrig-t-lab-unit-home-bob",
+                "healthcheck": None,
             },
         },
     }
@@ -241,6 +242,8 @@ def test_each_user_gets_their_uid_home_keys_port_and_gpus(tmp_path: Path) -> Non
         {"driver": "nvidia", "device_ids": ["GPU-a"], "capabilities": [["gpu"]]}
     ]
     assert config["cap_drop"] == ["ALL"] and "no-new-privileges:true" in config["security_opt"]
+    # The health check runs as the user, not as the Plan's default identity.
+    assert "--reuid=71001" in alice["extra_create_kwargs"]["healthcheck"]["test"][1]
     bob = container_settings(lab, "bob", [])
     # No GPUs, no keys: no card is visible and sshd is not started.
     assert bob["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
@@ -264,7 +267,10 @@ def test_jupyterhub_config_is_golden(tmp_path: Path) -> None:
     assert_golden(GOLDEN / "lab" / "jupyterhub_config.py", text)
     compile(text, "jupyterhub_config.py", "exec")
     assert "c.NativeAuthenticator.enable_signup = False" in text
-    assert "c.JupyterHub.admin_access = False" in text
+    # Lab admins are never JupyterHub admins (that role may open every server).
+    assert "c.Authenticator.admin_users = set()" in text
+    admin_role = text.rsplit("lab-admin", 1)[1]
+    assert "'access:servers" not in admin_role and "'tokens'" not in admin_role
     assert 'bind_url = "http://127.0.0.1:8000"' in text
 
 

@@ -65,7 +65,7 @@ def container_settings(lab: dict[str, Any], name: str, gpus: list[str]) -> dict[
             "hostname": name,
             "stop_signal": "SIGTERM",
             "stop_timeout": int(lab["stop_timeout"]),
-            **({"healthcheck": lab["healthcheck"]} if lab.get("healthcheck") else {}),
+            **({"healthcheck": user["healthcheck"]} if user.get("healthcheck") else {}),
         },
     }
 

@@ -25,6 +25,20 @@ TORCHRIG_SCOPES = [
     "tokens",
 ]
 
+# A lab admin sees users and starts or stops their servers. Left out on purpose, as each
+# would let them into someone's server: access:servers; tokens (make a token as alice);
+# admin:users (make yourself a full admin); shares; proxy (reroute /user/alice/);
+# admin:services.
+LAB_ADMIN_SCOPES = [
+    "admin-ui",
+    "list:users",
+    "read:users",
+    "read:users:activity",
+    "read:servers",
+    "admin:servers",
+    "read:hub",
+]
+
 
 @dataclass(frozen=True)
 class HubAddresses:
@@ -67,8 +81,6 @@ def render_config(lab: Lab, runtime: dict[str, Any], state: LabState, at: HubAdd
         f'c.ConfigurableHTTPProxy.pid_file = "{state.proxy_pid}"',
         "# A restart of the hub leaves the users' servers (and their files) as they are.",
         "c.JupyterHub.cleanup_servers = False",
-        "# Admins manage users and servers; they cannot open someone's notebooks.",
-        "c.JupyterHub.admin_access = False",
     ]
     if lab.tls_cert:
         lines += [
@@ -94,7 +106,9 @@ def render_config(lab: Lab, runtime: dict[str, Any], state: LabState, at: HubAdd
         lines += ['c.JupyterHub.authenticator_class = "pam"']
     lines += [
         f"c.Authenticator.allowed_users = {_set(users)}",
-        f"c.Authenticator.admin_users = {_set(sorted(lab.admins))}",
+        "# lab.admins get the lab-admin role below, never JupyterHub's admin: that role holds",
+        "# access:servers (open anyone's notebooks) whatever admin_access says since 2.0.",
+        "c.Authenticator.admin_users = set()",
         "",
         "# --- each user's server: a workbench container from the lab's one image -------------",
         'c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"',
@@ -144,6 +158,8 @@ def render_config(lab: Lab, runtime: dict[str, Any], state: LabState, at: HubAdd
         ]
     lines += [
         f'    {{"name": "torchrig", "scopes": {TORCHRIG_SCOPES!r}, "services": ["torchrig"]}},',
+        f'    {{"name": "lab-admin", "scopes": {LAB_ADMIN_SCOPES!r}, '
+        f'"users": {sorted(lab.admins)!r}}},',
         "]",
     ]
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from torchrig import contract
 from torchrig.engine.base import RunSpec
 from torchrig.lab.state import LabState
 from torchrig.plan.plan import Plan
+from torchrig.plan.run import Identity, health_check
 from torchrig.spec.lab import Lab
 from torchrig.spec.model import parse_size
 from torchrig.workbench.jupyter_guard import ORIGIN_ENV
@@ -59,10 +60,11 @@ def host_config(run: RunSpec) -> dict[str, Any]:
     }
 
 
-def healthcheck(run: RunSpec) -> dict[str, Any] | None:
-    check = run.healthcheck
-    if check is None:
+def healthcheck(run: RunSpec, user: str, uid: int) -> dict[str, Any] | None:
+    """The Plan's health check (plan/run.health_check), run as this user, not the Plan's."""
+    if run.healthcheck is None:
         return None
+    check = health_check(Identity(user, uid, uid))
     return {
         "test": ["CMD-SHELL", check.command],
         "interval": int(check.interval_s * NANOSECONDS),
@@ -91,7 +93,6 @@ def lab_runtime(
         "container_prefix": f"{plan.names.container}-u-",
         "env": {k: v for k, v in sorted(run.env.items()) if k not in PER_USER_ENV},
         "host_config": host_config(run),
-        "healthcheck": healthcheck(run),
         "stop_timeout": run.stop_timeout or 120,
         "ssh_ip": lab.ssh_ip,
         "datasets": lab.datasets,
@@ -110,6 +111,7 @@ def lab_runtime(
                 "ssh_port": u.ssh_port,
                 "keys_file": str(state.keys_file(u.name)) if keys.get(u.name) else "",
                 "volume": user_volume(plan.names.container, u.name),
+                "healthcheck": healthcheck(run, u.name, u.uid),
             }
             for u in lab.users
         },

@@ -17,7 +17,6 @@ LAB = {'container_prefix': 'torchrig-t-lab-unit-u-',
  'gpu_policy': 'exclusive',
  'gpu_pool': ['GPU-a'],
  'gpu_state': '/root/.local/state/torchrig/t-lab-unit/lab/gpus.json',
- 'healthcheck': None,
  'host_config': {'cap_add': ['CHOWN', 'DAC_READ_SEARCH', 'KILL', 'SETGID', 'SETUID'],
                  'cap_drop': ['ALL'],
                  'init': False,
@@ -33,6 +32,8 @@ LAB = {'container_prefix': 'torchrig-t-lab-unit-u-',
  'stop_timeout': 120,
  'users': {'alice': {'cpus': 4.0,
                      'gpus': 1,
+                     'healthcheck': {'retries': 3,
+                                     'test': ['CMD-SHELL', 'setpriv --reuid=71001 …']},
                      'keys_file': '/state/keys/alice',
                      'memory': '16g',
                      'memory_bytes': 17179869184,
@@ -41,6 +42,7 @@ LAB = {'container_prefix': 'torchrig-t-lab-unit-u-',
                      'volume': 'torchrig-t-lab-unit-home-alice'},
            'bob': {'cpus': 2.0,
                    'gpus': 0,
+                   'healthcheck': None,
                    'keys_file': '',
                    'memory': '8g',
                    'memory_bytes': 8589934592,
@@ -61,8 +63,6 @@ c.ConfigurableHTTPProxy.auth_token = Path("/root/.local/state/torchrig/t-lab-uni
 c.ConfigurableHTTPProxy.pid_file = "/root/.local/state/torchrig/t-lab-unit/lab/proxy.pid"
 # A restart of the hub leaves the users' servers (and their files) as they are.
 c.JupyterHub.cleanup_servers = False
-# Admins manage users and servers; they cannot open someone's notebooks.
-c.JupyterHub.admin_access = False
 
 # --- who may log in -----------------------------------------------------------------
 c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
@@ -74,7 +74,9 @@ c.NativeAuthenticator.minimum_password_length = 12
 c.NativeAuthenticator.allowed_failed_logins = 5
 c.NativeAuthenticator.seconds_before_next_try = 60
 c.Authenticator.allowed_users = {'alice', 'bob'}
-c.Authenticator.admin_users = {'alice'}
+# lab.admins get the lab-admin role below, never JupyterHub's admin: that role holds
+# access:servers (open anyone's notebooks) whatever admin_access says since 2.0.
+c.Authenticator.admin_users = set()
 
 # --- each user's server: a workbench container from the lab's one image -------------
 c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
@@ -112,4 +114,5 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {"name": "idle-culler", "scopes": ['list:users', 'read:users:activity', 'read:servers', 'delete:servers'], "services": ["idle-culler"]},
     {"name": "torchrig", "scopes": ['list:users', 'read:users', 'read:users:activity', 'read:servers', 'servers', 'tokens'], "services": ["torchrig"]},
+    {"name": "lab-admin", "scopes": ['admin-ui', 'list:users', 'read:users', 'read:users:activity', 'read:servers', 'admin:servers', 'read:hub'], "users": ['alice']},
 ]
