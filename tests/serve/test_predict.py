@@ -176,19 +176,19 @@ def _batch_sizes(server: Server) -> tuple[float, float]:
 def test_load_with_and_without_batching(
     text_run: Path, text_server: Server, tmp_path: Path
 ) -> None:
-    """A bounded load test (32 clients, 320 requests each way); the numbers are printed
+    """A bounded load test (32 clients, 192 requests each way); the numbers are printed
     (pytest -s) and what must hold is asserted: every request answered, batches formed."""
     before = _batch_sizes(text_server)
-    batched = asyncio.run(_load(text_server.url, text_server.headers, 32, 320))
+    batched = asyncio.run(_load(text_server.url, text_server.headers, 32, 192))
     after = _batch_sizes(text_server)
     mean_batch = (after[0] - before[0]) / (after[1] - before[1])
     single = Server(text_run, "--max-batch", "1", tmp=tmp_path)
     try:
-        unbatched = asyncio.run(_load(single.url, single.headers, 32, 320))
+        unbatched = asyncio.run(_load(single.url, single.headers, 32, 192))
         assert _batch_sizes(single)[0] == _batch_sizes(single)[1]  # every batch was one
     finally:
         single.stop()
-    print(f"\nload (32 clients, 320 requests, CPU): batched {batched} mean batch {mean_batch:.1f}; "
+    print(f"\nload (32 clients, 192 requests, CPU): batched {batched} mean batch {mean_batch:.1f}; "
           f"unbatched {unbatched}")  # fmt: skip
     assert mean_batch > 2
     assert batched["p99_ms"] < 30_000 and unbatched["p99_ms"] < 30_000
