@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from torchrig.compat.model import Compat
 from torchrig.engine.base import Engine
 from torchrig.errors import ToolError, UsageError
 from torchrig.image.wheels import fetch_all, link_into
-from torchrig.image.wheelserver import PROXY_BUILD_ARG, serve
+from torchrig.image.wheelserver import PROXY_BUILD_ARG, UV_PATH, Shelf, serve
 from torchrig.lock.lockfile import LockFile, Target
 from torchrig.lock.make import check_lock
 from torchrig.plan.image import (
@@ -125,20 +126,54 @@ def build_image(
     if not no_cache and engine.image_exists(tag):
         say(f"{tag} is up to date (nothing changed since it was built)")
         return BuildResult(tag, False, time.perf_counter() - start, 0, dockerfile)
-    files, downloaded = fetch_all(target.packages, progress=say)
     with tempfile.TemporaryDirectory(prefix="torchrig-build-") as tmp:
         context, wheels = Path(tmp) / "context", Path(tmp) / "wheels"
         context.mkdir()
-        link_into(files.values(), wheels)
+        wheels.mkdir()
         write_context(image, context)
-        with serve(wheels) as proxy:
-            engine.build(
-                context,
-                context / "Dockerfile",
-                tag,
-                build_args={PROXY_BUILD_ARG: proxy},
-                no_cache=no_cache,
-                network="host",
+        # The download runs beside the build: the engine does the base and apt layers while
+        # the host fetches, and the server holds a wheel request until its file is here.
+        shelf = Shelf(wheels, [p.file for p in target.packages], tools=_uv_for(target))
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fetching = pool.submit(
+                fetch_all,
+                target.packages,
                 progress=say,
+                on_ready=lambda path: link_into([path], wheels),
             )
+            fetching.add_done_callback(lambda _done: shelf.finish())
+            with serve(shelf) as proxy:
+                try:
+                    engine.build(
+                        context,
+                        context / "Dockerfile",
+                        tag,
+                        build_args={PROXY_BUILD_ARG: proxy},
+                        no_cache=no_cache,
+                        network="host",
+                        progress=say,
+                    )
+                except BaseException:
+                    # A failed download (a hash that does not match) is the better reason.
+                    if fetching.done() and fetching.exception() is not None:
+                        fetching.result()
+                    raise
+            _files, downloaded = fetching.result()
     return BuildResult(tag, True, time.perf_counter() - start, downloaded, dockerfile)
+
+
+def _uv_for(target: Target) -> dict[str, Path]:
+    """The host's uv for the wheel layers, when it can run in the image: Linux, same
+    architecture (else the layers fall back to pip; image/dockerfile.py)."""
+    import platform
+    import sys
+
+    from torchrig.errors import HostError
+    from torchrig.lock.uv import uv_binary
+
+    if sys.platform != "linux" or platform.machine() != target.platform.split("-", 1)[0]:
+        return {}
+    try:
+        return {UV_PATH: Path(uv_binary())}
+    except HostError:
+        return {}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from torchrig import contract
 from torchrig.image.wheelserver import HOST as WHEELS_HOST
-from torchrig.image.wheelserver import PROXY_BUILD_ARG, WHEELS_URL
+from torchrig.image.wheelserver import PROXY_BUILD_ARG, UV_PATH, WHEELS_URL
 
 # Packages every workbench needs. gcc/g++ and the Python headers are what torch.compile
 # (Inductor's C++ and Triton launcher builds) needs at run time, so even "runtime" has them.
@@ -41,6 +41,10 @@ PORTS = contract.PORTS
 PIP_INSTALL = (
     f"{VENV}/bin/python -m pip install --no-cache-dir --no-deps --require-hashes "
     "--no-index --disable-pip-version-check"
+)
+UV_INSTALL = (
+    f"pip install --python {VENV}/bin/python --no-config --no-deps --require-hashes "
+    "--no-index --no-cache --compile-bytecode"
 )
 
 
@@ -96,20 +100,37 @@ def _system(inputs: ImageInputs) -> list[str]:
 
 
 def _layer(name: str, requirements: str) -> list[str]:
-    """pip reaches the build's wheel server through the proxy whose address the engine gets
-    as the FTP_PROXY build argument: no address or port is written here, so a taken port
-    changes neither the tag nor the layer cache (see image/wheelserver.py)."""
+    """The installer reaches the build's wheel server through the proxy whose address the
+    engine gets as the FTP_PROXY build argument: no address or port is written here, so a
+    taken port changes neither the tag nor the layer cache (see image/wheelserver.py).
+
+    uv installs when the server hands out the host's uv (fetched, run and deleted in this
+    RUN, so no layer keeps it): it unpacks and byte-compiles in parallel where pip does one
+    file after another (the cold CUDA build took 318 s with pip against the naive
+    Dockerfile's 258 s, 2026-12-02; benchmarks/build_image.py). pip stays the fallback for
+    a host whose uv cannot run in the image (another OS or architecture). Both wait up to
+    an hour for a file the host is still downloading, and both check every file against
+    the lock's sha256 (--require-hashes)."""
     target = f"/tmp/torchrig/{requirements.rsplit('/', 1)[-1]}"
-    # --trusted-host: pip ignores plain-http hosts other than localhost; every wheel is still
-    # checked against the lock's sha256 (--require-hashes).
-    pip = (
-        f'http_proxy="${PROXY_BUILD_ARG}" {PIP_INSTALL} --trusted-host {WHEELS_HOST} '
-        f"--find-links {WHEELS_URL}"
+    uv = "/tmp/torchrig/uv"
+    proxy = f'http_proxy="${PROXY_BUILD_ARG}"'
+    fetch_uv = f'curl -fsS --proxy "${PROXY_BUILD_ARG}" -o {uv} {WHEELS_URL}{UV_PATH}'
+    with_uv = (
+        f"{proxy} UV_HTTP_TIMEOUT=3600 {uv} {UV_INSTALL} --find-links {WHEELS_URL} -r {target}"
+    )
+    # --trusted-host: pip ignores plain-http hosts other than localhost.
+    with_pip = (
+        f"{proxy} {PIP_INSTALL} --timeout 3600 --trusted-host {WHEELS_HOST} "
+        f"--find-links {WHEELS_URL} -r {target}"
     )
     return [
         f"# {name}",
         f"COPY {requirements} {target}",
-        _run(f"{pip} -r {target}", f"rm -f {target}"),
+        _run(
+            f"if {fetch_uv}; \\\n    then chmod 0755 {uv} && {with_uv}; \\\n"
+            f"    else {with_pip}; fi",
+            f"rm -f {uv} {target}",
+        ),
     ]
 
 

@@ -44,8 +44,11 @@ def fetch_all(
     root: Path | None = None,
     workers: int = 6,
     progress: Progress | None = None,
+    on_ready: Callable[[Path], None] | None = None,
 ) -> tuple[dict[str, Path], int]:
     """Every package's file in the cache: name → path, and the bytes downloaded this time.
+    `on_ready(path)` is called for each file as soon as it is in the cache and checked (a
+    build serves it from then on, while the rest still download: image/build.py).
 
     Without `root`: files already in the shared cache (`sudo torchrig prepare`) are used
     when they check out (see `_shared_copy`); the rest are downloaded into the shared cache
@@ -65,14 +68,26 @@ def fetch_all(
             else:
                 roots[p.name] = mine  # includes shared copies that did not check out
     missing = [p for p in wanted if not cached_path(p, roots[p.name]).exists()]
+    ready = on_ready or (lambda _path: None)
+    for p in wanted:
+        if p not in missing:
+            ready(cached_path(p, roots[p.name]))
     if missing and progress:
         total = sum(p.size or 0 for p in missing)
         where = ", ".join(sorted({str(roots[p.name]) for p in missing}))
         progress(f"downloading {len(missing)} files ({total / 1e6:.0f} MB) into {where}")
     downloaded = 0
     if missing:
+
+        def fetch(package: LockedPackage) -> int:
+            size = _fetch(package, roots[package.name])
+            ready(cached_path(package, roots[package.name]))
+            return size
+
+        # Largest first: torch and the CUDA libraries bound the time, so they start at once.
+        missing.sort(key=lambda p: p.size or 0, reverse=True)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            for size in pool.map(lambda p: _fetch(p, roots[p.name]), missing):
+            for size in pool.map(fetch, missing):
                 downloaded += size
     return {p.name: cached_path(p, roots[p.name]) for p in wanted}, downloaded
 
