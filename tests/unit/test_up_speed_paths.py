@@ -4,11 +4,15 @@
   fail, remove it and run it again (1.1 s); the refusal is now remembered until reboot.
 - `up --engine docker` ran `podman version` and `podman info` too (3-7 s on the busy test
   host) before anything started; a named engine is now the only one probed.
+- `up` returned only at the engine's first health check, 5 s after the start (Docker 20.10
+  and Podman 4 have no start interval); it now runs the same check itself meanwhile.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -16,11 +20,11 @@ import pytest
 
 from torchrig.cli.main import main
 from torchrig.engine import RecordingEngine
-from torchrig.engine.base import RunSpec
+from torchrig.engine.base import HealthCheck, RunSpec
 from torchrig.errors import ToolError
 from torchrig.host.facts import HostFacts, System
 from torchrig.launch import rlimits
-from torchrig.launch.up import run_with_fallback
+from torchrig.launch.up import run_with_fallback, wait_healthy
 
 IMAGE = "torchrig/demo:cpu-0123456789ab"
 LIMITED = RunSpec(image=IMAGE, name="torchrig-demo", ulimits={"memlock": -1})
@@ -98,3 +102,36 @@ def test_a_named_engine_is_the_only_one_probed(
     main(["status", "--engine", "podman", "--spec", str(spec)])
     main(["status", "--spec", str(spec)])
     assert calls == [("docker",), ("podman",), True]
+
+
+class SlowHealth(RecordingEngine):
+    """The engine's health stays "starting" (its first check is 5 s away); the check itself,
+    run now through exec, passes once the services answer (`ready`)."""
+
+    def __init__(self, ready: bool) -> None:
+        super().__init__()
+        self.add_image(IMAGE)
+        super().run(RunSpec(image=IMAGE, name="torchrig-demo"))
+        self.ready = ready
+        self.exec_handler = lambda _c, cmd: subprocess.CompletedProcess(
+            list(cmd), 0 if self.ready else 1, "", ""
+        )
+
+    def health(self, container: str) -> str:
+        return "starting"
+
+
+def test_up_returns_when_its_own_check_passes_not_at_the_engines_first_check() -> None:
+    check = HealthCheck("exec python -m torchrig.workbench.health", interval_s=5, timeout_s=3)
+    engine = SlowHealth(ready=True)
+    started = time.monotonic()
+    wait_healthy(engine, "torchrig-demo", timeout=3, check=check)
+    assert time.monotonic() - started < 2
+    (probe,) = engine.called("exec")
+    assert probe.args[1] == ["/bin/sh", "-c", check.command]
+
+
+def test_a_check_that_fails_still_waits_for_the_engine() -> None:
+    check = HealthCheck("exec false", interval_s=5, timeout_s=3)
+    with pytest.raises(ToolError, match="not healthy within"):
+        wait_healthy(SlowHealth(ready=False), "torchrig-demo", timeout=1, check=check)

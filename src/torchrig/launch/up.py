@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from torchrig import contract, userfiles
-from torchrig.engine.base import Engine, Progress, RunSpec
+from torchrig.engine.base import Engine, HealthCheck, Progress, RunSpec
 from torchrig.errors import HostError, ToolError, UsageError
 from torchrig.fsutil import write_atomically
 from torchrig.image.build import BuildResult, build_image, locked_target
@@ -219,7 +219,7 @@ def up(
     start = time.perf_counter()
     try:
         run_with_fallback(engine, run, progress)
-        wait_healthy(engine, name)
+        wait_healthy(engine, name, check=run.healthcheck)
     except BaseException:
         # Nothing half-built: the container goes, and the volume and network too if this
         # run made them.
@@ -331,7 +331,16 @@ def run_with_fallback(engine: Engine, run: RunSpec, progress: Progress) -> None:
         engine.run(replace(run, ulimits={}))
 
 
-def wait_healthy(engine: Engine, name: str, timeout: float = HEALTHY_TIMEOUT_S) -> None:
+def wait_healthy(
+    engine: Engine,
+    name: str,
+    timeout: float = HEALTHY_TIMEOUT_S,
+    check: HealthCheck | None = None,
+) -> None:
+    """Until the engine reports the container healthy, or `check` (the run's own health
+    check) passes when run now: the engine runs it first `interval` (5 s) after the start,
+    so JupyterLab answered 3-5 s before `up` could say so (issue 18; Docker 20.10 and
+    Podman 4 have no start interval)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = engine.inspect(name)
@@ -341,6 +350,15 @@ def wait_healthy(engine: Engine, name: str, timeout: float = HEALTHY_TIMEOUT_S) 
         health = engine.health(name)
         if health == "healthy":
             return
+        if check is not None and health == "starting" and state.get("Running"):
+            try:
+                probe = engine.exec(
+                    name, ["/bin/sh", "-c", check.command], timeout_s=check.timeout_s + 5
+                )
+            except ToolError:
+                probe = None  # slow or refused now: the engine's own check still decides
+            if probe is not None and probe.returncode == 0:
+                return
         if not state.get("Running") or health == "unhealthy":
             tail = " | ".join(list(engine.logs(name, tail=15)))
             raise ToolError(
