@@ -71,7 +71,8 @@ def train_classifier(work: Path, preset: str) -> Path:
     out = work / f"classifier-{preset}"
     if (out / "final").is_dir():
         return out  # trained by an earlier run of this script
-    train(from_preset(preset, data=data, out=out, steps=4, tensorboard=False), say=_quiet)
+    cfg = from_preset(preset, data=data, out=out, steps=4, tensorboard=False, compile=False)
+    train(cfg, say=_quiet)
     return out
 
 
