@@ -15,7 +15,7 @@ from pathlib import Path
 def first_passwords(database: Path, users: list[str]) -> dict[str, str]:
     """user -> the password made now, for users who have none yet (others untouched)."""
     import bcrypt
-    from nativeauthenticator.orm import UserInfo  # type: ignore[import-untyped]
+    from nativeauthenticator.orm import UserInfo
     from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
