@@ -444,3 +444,33 @@ def test_lab_status_without_a_hub(tmp_path: Path) -> None:
     assert found["gpus"] == [
         {"gpu": "GPU-0f42dc1e-75c5-2bda-54ca-2a62d2c91151", "holders": [], "utilisation_pct": None}
     ]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_tls_makes_the_hub_serve_https_and_its_key_must_be_roots(tmp_path: Path) -> None:
+    cert, key = tmp_path / "hub.crt", tmp_path / "hub.key"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    key.chmod(0o664)  # a group that may write the key could swap in its own
+    ports = f"hub_port = {_free_port()}\nproxy_api_port = {_free_port()}\n"
+    tls = f'tls_cert = "{cert}"\ntls_key = "{key}"\nhub_ip = "0.0.0.0"\n'
+    text = SPEC.replace("[lab]\n", f"[lab]\n{ports}{tls}")
+    spec = parse_spec(text)
+    assert spec.lab is not None
+    state = LabState(tmp_path / "state")
+    at = HubAddresses(gateway="172.30.0.1", python="/p", proxy="/chp")
+    rendered = render_config(spec.lab, _runtime(tmp_path), state, at)
+    assert 'c.JupyterHub.bind_url = "https://0.0.0.0:' in rendered
+    assert f'c.JupyterHub.ssl_key = "{key}"' in rendered
+    (tmp_path / "torchrig.toml").write_text(text)
+    done = _cli("lab", "up", "--host", str(H100), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"lab.tls_key {key} is writable by its group" in done.stderr
+    assert not (tmp_path / "state").exists()
+    with pytest.raises(SpecError, match="tls_cert and tls_key go together"):
+        parse_spec(SPEC.replace("[lab]\n", f'[lab]\ntls_cert = "{cert}"\n'))
