@@ -474,3 +474,34 @@ def test_tls_makes_the_hub_serve_https_and_its_key_must_be_roots(tmp_path: Path)
     assert not (tmp_path / "state").exists()
     with pytest.raises(SpecError, match="tls_cert and tls_key go together"):
         parse_spec(SPEC.replace("[lab]\n", f'[lab]\ntls_cert = "{cert}"\n'))
+
+
+def test_the_spawn_hook_tells_the_user_their_queue_place(tmp_path: Path) -> None:
+    """What the hub shows: a 503 with the queue line, never "Internal Server Error"; the
+    GPUs a spawn took go back when it stops."""
+    import logging
+    from types import SimpleNamespace
+
+    from tornado import web
+
+    from torchrig.lab.hooks import post_stop, pre_spawn
+
+    lab = _runtime(tmp_path)
+    lab["users"]["bob"]["gpus"] = 1  # type: ignore[index]
+
+    def spawner(name: str) -> SimpleNamespace:
+        return SimpleNamespace(user=SimpleNamespace(name=name), log=logging.getLogger("t"))
+
+    alice = spawner("alice")
+    pre_spawn(lab, alice)
+    assert alice.extra_host_config["device_requests"][0]["device_ids"] == ["GPU-a"]
+    with pytest.raises(web.HTTPError) as refused:
+        pre_spawn(lab, spawner("bob"))
+    assert refused.value.status_code == 503
+    assert "you are number 1 in the queue" in refused.value.jupyterhub_message  # type: ignore[attr-defined]
+    with pytest.raises(web.HTTPError, match="mallory is not a user of this lab"):
+        pre_spawn(lab, spawner("mallory"))
+    post_stop(lab, alice)
+    bob = spawner("bob")
+    pre_spawn(lab, bob)
+    assert bob.extra_host_config["device_requests"][0]["device_ids"] == ["GPU-a"]

@@ -88,11 +88,24 @@ def give_back_gpus(lab: dict[str, Any], name: str) -> list[str]:
         return release(pool, name)
 
 
+def refusal(status: int, message: str) -> Exception:
+    """An HTTP error whose one line the user sees: in the REST API's JSON and on the hub's
+    spawn page (JupyterHub shows `jupyterhub_message`), instead of "Internal Server Error"."""
+    from tornado import web
+
+    error = web.HTTPError(status, message.replace("%", "%%"))
+    error.jupyterhub_message = message  # type: ignore[attr-defined]
+    return error
+
+
 def pre_spawn(lab: dict[str, Any], spawner: Any) -> None:
     name = spawner.user.name
     if name not in lab["users"]:
-        raise NotALabUser(f"{name} is not a user of this lab: ask its admin to add you")
-    gpus = take_gpus(lab, name)
+        raise refusal(403, f"{name} is not a user of this lab: ask its admin to add you")
+    try:
+        gpus = take_gpus(lab, name)
+    except NoGpuFree as exc:
+        raise refusal(503, str(exc)) from None
     try:
         for key, value in container_settings(lab, name, gpus).items():
             setattr(spawner, key, value)
