@@ -115,6 +115,13 @@ def check_files(session: Session, lab: Lab, state: LabState) -> None:
     check_trusted(session.spec_path, "torchrig.toml")
     check_trusted(state.root.parent, "the state folder")
     check_trusted(Path(torchrig.__file__).parent, "torchrig's code")
+    import dockerspawner  # type: ignore[import-untyped]
+    import jupyterhub
+
+    # What the root hub imports and runs: its packages, the interpreter, the proxy.
+    check_trusted(Path(jupyterhub.__file__).parent, "JupyterHub's code")
+    check_trusted(Path(dockerspawner.__file__).parent, "DockerSpawner's code")
+    check_trusted(Path(sys.executable), "the hub's Python")
     for path, what in ((lab.tls_cert, "lab.tls_cert"), (lab.tls_key, "lab.tls_key")):
         if path:
             if not Path(path).is_file():
@@ -243,6 +250,7 @@ def lab_up(
         check_ports(lab)
     check_files(session, lab, state)
     proxy = proxy_path()
+    check_trusted(Path(proxy), "configurable-http-proxy")
     engine = engine_for(session, "docker")
     if pool and any(lab.gpus_of(u) for u in lab.users):
         check_gpu_runtime("all", engine.name, session.host)
