@@ -121,7 +121,7 @@ class SlurmLab:
         in_switch = ("ip", "-n", switch)
         _run(*in_switch, "link", "add", "br0", "type", "bridge")
         _run(*in_switch, "link", "set", "br0", "up")
-        ends = [("host", f"tsl{self.tag}h", None)]
+        ends: list[tuple[str, str, str | None]] = [("host", f"tsl{self.tag}h", None)]
         ends += [(node, f"tsl{self.tag}n{i}", self.netns(node)) for i, node in enumerate(NODES)]
         for index, (who, name, ns) in enumerate(ends):
             port = f"p{index}"
