@@ -192,17 +192,26 @@ def worker(args: argparse.Namespace) -> None:
         "checkpoint_bytes": _size(run_dir / "checkpoints"),
         "run_s": round(run_s, 1),
     }
+    if dist_rank0():
+        # Each phase's number as soon as it exists: a run cut short by its time limit
+        # still leaves what it measured in its log.
+        print(f"result recipe: {json.dumps(out['recipe'])}", flush=True)
     if world == 1 and not (args.no_baseline or args.cpu_smoke):
         # The recipe's model and compiled graphs went with train()'s frame; drop the
         # compile caches and cached blocks so the baseline starts from a clean GPU.
         torch._dynamo.reset()
         torch.cuda.empty_cache()
         out["baseline"] = baseline(args.model, vocab, micro, seq, args.warmup_steps, args.steps)
+        print(f"result baseline: {json.dumps(out['baseline'])}", flush=True)
         out["recipe_vs_baseline"] = round(
             out["recipe"]["tokens_per_s"] / out["baseline"]["tokens_per_s"], 4
         )
     shutil.rmtree(run_dir, ignore_errors=True)
     Path(args.result).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def dist_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _sdpa_name() -> str:

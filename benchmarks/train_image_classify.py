@@ -341,11 +341,14 @@ def main() -> None:
             f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
         )
         run = recipe_run(args, tree, run_dir)
+        # Each phase's number as soon as it exists: a run cut short still leaves it.
+        print(f"result recipe: {json.dumps(run)}", flush=True)
         if not args.cpu_smoke and not args.no_nvjpeg:
             try:
                 run["nvjpeg_decode"] = nvjpeg_decode(tree, run["cache_size"], args.nvjpeg_images)
             except Exception as exc:  # torchvision without nvjpeg: say so, measure the rest
                 run["nvjpeg_decode"] = {"error": repr(exc)[:500]}
+            print(f"result nvjpeg: {json.dumps(run['nvjpeg_decode'])}", flush=True)
             gpu_rate = run["nvjpeg_decode"].get("images_per_s")
             if gpu_rate:
                 run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / run["cache_build"]["images_per_s"], 3)
@@ -358,6 +361,7 @@ def main() -> None:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             run["baseline"] = baseline(args, args.classes)
+            print(f"result baseline: {json.dumps(run['baseline'])}", flush=True)
             run["recipe_vs_baseline"] = round(
                 run["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
             )

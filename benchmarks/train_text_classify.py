@@ -142,6 +142,9 @@ def recipe_run(
         "run_s": round(run_s, 1),
     }
     shutil.rmtree(out, ignore_errors=True)
+    # Each phase's number as soon as it exists: a run cut short still leaves it in the log.
+    print(f"result recipe (CUDA graphs {out_json['cuda_graphs']}): "
+          f"{json.dumps(out_json['recipe'])}", flush=True)  # fmt: skip
     return out_json
 
 
@@ -204,6 +207,7 @@ def baseline(
     sync()
     wall = time.perf_counter() - t0
     per_s = micro * args.steps / wall
+    print(f"result baseline (mode {mode}): {per_s:.1f} sequences/s", flush=True)
     peak, _ = peak_tflops(device, precision.name)
     return {
         "sequences_per_s": round(per_s, 1),

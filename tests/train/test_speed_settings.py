@@ -35,8 +35,19 @@ def _task(static: bool) -> ClassifyTask:
 
 
 def test_cuda_graphs_where_the_step_allows_them() -> None:
-    # Opt-in until a GPU run has measured them (issue 18).
-    assert not _cuda_graphs(ClassifyConfig(), _task(True), _dist("cuda"), "none", compiled=True)
+    # On by default wherever they can run (measured on an H100, issue 18); silently off by
+    # default where they cannot.
+    assert _cuda_graphs(ClassifyConfig(), _task(True), _dist("cuda"), "none", compiled=True)
+    for task, dist, strategy, compiled in [
+        (_task(False), _dist("cuda"), "none", True),
+        (_task(True), _dist("cpu"), "none", True),
+        (_task(True), _dist("cuda"), "none", False),
+        (_task(True), _dist("cuda", 2), "ddp", True),
+    ]:
+        assert not _cuda_graphs(ClassifyConfig(), task, dist, strategy, compiled=compiled)
+    assert not _cuda_graphs(
+        ClassifyConfig(grad_accum=2), _task(True), _dist("cuda"), "none", compiled=True
+    )
     cfg = ClassifyConfig(cuda_graphs=True)
     assert _cuda_graphs(cfg, _task(True), _dist("cuda"), "none", compiled=True)
     # Each condition alone makes the ask one clear error naming it.

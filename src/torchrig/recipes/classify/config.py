@@ -34,8 +34,8 @@ class ClassifyConfig:
     device: str = "auto"  # auto | cuda | cpu
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool | None = None  # None: on CUDA, off on CPU
-    # True: where the step allows them (loop._cuda_graphs says when); off by default until
-    # measured on a GPU (issue 18).
+    # None: wherever the step allows them (loop._cuda_graphs says when); True: required
+    # (an error where they cannot run); False: never.
     cuda_graphs: bool | None = None
     strategy: str = "auto"  # auto | none | ddp (these models fit one GPU: no FSDP)
     log_every: int = 10
@@ -108,7 +108,7 @@ def add_training_arguments(p: argparse.ArgumentParser) -> None:
     graphs = r.add_mutually_exclusive_group()
     graphs.add_argument(
         "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None,
-        help="replay the compiled step as CUDA graphs (off by default until measured on a GPU)",
+        help="require CUDA graphs for the compiled step (default: used wherever the step allows)",
     )  # fmt: skip
     graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false")
     r.add_argument("--log-every", type=int)

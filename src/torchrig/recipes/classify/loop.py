@@ -288,12 +288,13 @@ def _train(
 def _cuda_graphs(
     cfg: ClassifyConfig, task: ClassifyTask, dist: D.Dist, strategy: str, compiled: bool
 ) -> bool:
-    """Whether the compiled step runs as CUDA graphs. A replay writes its outputs (the
-    gradients too) into the same memory every time, so it needs fixed shapes (the task's
-    batches all alike), one micro-step per optimizer step (accumulated gradients would be
-    overwritten by the next micro-step's replay) and one process (DDP's all-reduce hooks
-    run inside the backward). Opt-in (--cuda-graphs) until a GPU benchmark run has measured
-    it against the plain loop (issue 18): no lent GPU started in the session that wrote it."""
+    """Whether the compiled step runs as CUDA graphs: on by default wherever the step
+    allows them (--no-cuda-graphs turns them off; --cuda-graphs where they cannot run is an
+    error). A replay writes its outputs (the gradients too) into the same memory every
+    time, so it needs fixed shapes (the task's batches all alike), one micro-step per
+    optimizer step (accumulated gradients would be overwritten by the next micro-step's
+    replay) and one process (DDP's all-reduce hooks run inside the backward). What they
+    gave on an H100: docs/performance.md."""
     reasons = []
     if not compiled or dist.device.type != "cuda":
         reasons.append("a compiled step on CUDA")
@@ -307,7 +308,7 @@ def _cuda_graphs(
         raise UsageError(
             f"--cuda-graphs needs {', '.join(reasons)}", "drop --cuda-graphs, or meet those"
         )
-    return bool(cfg.cuda_graphs) and not reasons
+    return cfg.cuda_graphs is not False and not reasons
 
 
 def _check_same_labels(run: Path, labels: list[str]) -> None:
