@@ -200,9 +200,7 @@ def _train(
         run.timer.exclude(time.perf_counter() - began)
 
     # --- the loop ---------------------------------------------------------------------
-    # Batches are copied to the GPU by the prefetch thread on a stream of its own, so the
-    # copy overlaps the previous step (prefetch.py); the .to() below is then a no-op.
-    feed = Prefetcher(task.train, depth=2 * cfg.grad_accum + 2, device=dist.device)
+    feed = Prefetcher(task.train, depth=2 * cfg.grad_accum + 2, pin=dist.device.type == "cuda")
     data_state = feed.state  # the data position after the last batch trained on
     timer = run.timer
     t_start = time.perf_counter()
