@@ -60,3 +60,26 @@ def test_write_final_replaces_final_or_keeps_the_old_one(tmp_path: Path) -> None
     write_final(tmp_path, fill("two"))
     assert (tmp_path / "final" / "weights").read_text() == "two"
     assert _leftovers(tmp_path) == []
+
+
+def test_write_final_puts_the_old_final_back_when_the_last_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "final").mkdir()
+    (tmp_path / "final" / "weights").write_text("one")
+    rename = Path.rename
+
+    def failing(self: Path, target: str | Path) -> Path:
+        if self.name.startswith(".tmp-final-"):
+            raise OSError(5, "Input/output error")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+
+    def fill(tmp: Path) -> None:
+        (tmp / "weights").write_text("two")
+
+    with pytest.raises(OSError, match="Input/output"):
+        write_final(tmp_path, fill)
+    assert (tmp_path / "final" / "weights").read_text() == "one"
+    assert _leftovers(tmp_path) == []

@@ -4,7 +4,7 @@ The recipes (causal_lm/train.py, classify/loop.py) keep their step loop readable
 bottom; this module holds what they share and must not drift apart:
 
     ckpts, latest = find_checkpoint(cfg, dist, say)   # a run with checkpoints needs --resume
-    with staged_run(cfg, dist, ckpts, latest) as run:  # the run folder; failure: discarded
+    with staged_run(cfg, dist, say, ckpts, latest) as run:  # failure: folder discarded
         ...data and model, written into run.work...
         start = run.resume(model=..., optimizer=..., ...)   # --resume: state + data position
         result = run.begin(start, ...)                      # metrics log, the RunResult
@@ -284,17 +284,20 @@ def write_final(out: Path, fill: Callable[[Path], None]) -> Path:
     earlier final/ stays as it was."""
     final = out / FINAL
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-final-", dir=out))
+    old: Path | None = None  # the earlier final/, moved aside until the new one is in place
     try:
         fill(tmp)
         if final.exists():
-            # Out of the way by rename first: a failure in between keeps a whole final/.
             old = Path(tempfile.mkdtemp(prefix=".old-final-", dir=out))
             final.rename(old / FINAL)
-            tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(final)
+        tmp.rename(final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and (old / FINAL).exists() and not final.exists():
+            (old / FINAL).rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return final
