@@ -168,3 +168,27 @@ def test_verify_nodes_runs_the_check_once_per_node_without_torchrun() -> None:
     text = render_sbatch(job)
     assert "torchrun --" not in text and "python -m torchrig.cluster.nodecheck" in text
     assert "--env SLURMD_NODENAME" in text and "--env TORCHRIG_NODE_ADDRS" in text
+
+
+def test_follow_prints_every_attempt_and_returns_the_exit_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requeued job goes back to PENDING: following goes on to the last attempt's end."""
+    from torchrig.cluster import submit
+
+    states = iter(["RUNNING", "PENDING", "RUNNING", "COMPLETED"])
+    log = tmp_path / "output.log"
+
+    def state(job_id: int) -> submit.SlurmState:
+        current = next(states)
+        with log.open("a") as out:
+            out.write(f"{current}\n")
+        if current == "COMPLETED":
+            (tmp_path / "exit").write_text("3\n")
+        return submit.SlurmState(state=current, exit_code=0, restarts=1)
+
+    monkeypatch.setattr(submit, "job_state", state)
+    seen: list[str] = []
+    code = submit.follow(7, tmp_path, out=seen.append, sleep=lambda _: None)
+    assert code == 3
+    assert "".join(seen) == "RUNNING\nPENDING\nRUNNING\nCOMPLETED\n"
