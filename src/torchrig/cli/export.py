@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Options after the format reach `job` too (argparse's REMAINDER): take them back.
     args.job = export_kubernetes.split_options(args)
+    _refuse_options_of_other_formats(args)
     if args.format == "kubernetes":
         return export_kubernetes.run(args)
     if args.format in ("prometheus", "grafana"):
@@ -107,3 +108,35 @@ def run(args: argparse.Namespace) -> int:
     write_atomically(target, text)
     print(f"wrote {target}")
     return 0
+
+
+# Which formats read each format-specific option: one given to a format that ignores it
+# would be silently dropped (`export compose --nodes 4` writing a one-node file).
+_CLUSTER = ("kubernetes", "slurm", "apptainer")
+_MONITORING = ("prometheus", "grafana")
+_OPTION_FORMATS = {
+    "nodes": _CLUSTER,
+    "gpus_per_node": _CLUSTER,
+    "image": _CLUSTER,
+    "name": _CLUSTER,
+    "runtime": ("slurm", "apptainer"),
+    "interval": _MONITORING,
+    "target": _MONITORING,
+    "prometheus_url": _MONITORING,
+    "run": ("serving",),
+}
+
+
+def _refuse_options_of_other_formats(args: argparse.Namespace) -> None:
+    from torchrig.errors import UsageError
+
+    parser: argparse.ArgumentParser = args._export_parser
+    for dest, formats in _OPTION_FORMATS.items():
+        given = getattr(args, dest, None)
+        if args.format in formats or given is None or given == parser.get_default(dest):
+            continue
+        option = "--" + dest.replace("_", "-")
+        raise UsageError(
+            f"export {args.format} does not use {option}",
+            f"drop it; it is read by export {', '.join(formats)}",
+        )
