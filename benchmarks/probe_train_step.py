@@ -8,6 +8,8 @@ tc-after     the same with CUDA graphs, and
 tc-plain     its plain loop, each under torch.profiler for a few steady steps: per-step
              host (CPU) time against device (kernel) time, host-device syncs and the ops
              that caused them, the top host-side ops, dynamo's graph and recompile counts.
+ic           the image recipe (ResNet-50, micro-batch 256) under torch.profiler, the same
+             summaries as tc-before (host gaps; the prefetch thread's gather and pinning).
 tc-variants  the plain BERT loop with the recipe's real padding mask, with the recipe's
              step end (clip + schedule), and with CUDA graphs (mode="reduce-overhead").
 gpt2         the plain GPT-2 124M loop at micro-batch 32 and 64 with FlashAttention and
@@ -278,6 +280,54 @@ def tc_plain(
     return res
 
 
+# --- image-classify ------------------------------------------------------------------------
+
+
+def ic_recipe(work: Path, out: Path, images: int) -> dict[str, Any]:
+    """The image recipe (ResNet-50, 224 px, micro-batch 256, compiled bf16) on a generated
+    JPEG tree, profiled like tc_recipe: host time against kernel time per step, the
+    syncs, the top host ops (the prefetch thread's gather and pinning show up here)."""
+    from train_image_classify import make_tree
+
+    from torchrig.recipes.classify import loop
+    from torchrig.recipes.image_classify.config import from_preset
+    from torchrig.recipes.image_classify.train import train
+
+    tree, run = work / "images", work / "ic-run"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.rmtree(run, ignore_errors=True)
+    made = make_tree(tree, images, 10, 256, 320)
+    wait, active = 28, 6
+    total = wait + 2 + active + 4
+    cfg = from_preset(
+        "resnet50", data=tree, out=run, steps=total, warmup=10, micro_batch=256,
+        log_every=7, ckpt_every=total, keep=1, compile=True, precision="bf16",
+        device="cuda", tensorboard=False, export=False,
+    )  # fmt: skip
+    prof = _profiler(wait, active)
+    original = loop.optimizer_step
+
+    def stepped(*a: Any, **k: Any) -> Any:
+        r = original(*a, **k)
+        prof.step()
+        return r
+
+    loop.optimizer_step = stepped
+    try:
+        with prof:
+            result = train(cfg, say=lambda line: None)
+    finally:
+        loop.optimizer_step = original
+    recs = [r for r in result.records if "loss" in r]
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.rmtree(tree, ignore_errors=True)
+    return {
+        "images": made["images"],
+        "interval_rates": [r["samples_per_s"] for r in recs],
+        "profile": summarize(prof, active, "ic-recipe-b256", out),
+    }
+
+
 # --- GPT-2 --------------------------------------------------------------------------------
 
 
@@ -351,6 +401,7 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=8000)
     p.add_argument("--gpt2", nargs="+", default=["32:cudnn", "64:flash", "64:cudnn"])
     p.add_argument("--gpt2-steps", type=int, default=12)
+    p.add_argument("--ic-images", type=int, default=3000, help="JPEGs for the ic part")
     args = p.parse_args()
     import torch
     import transformers
@@ -387,6 +438,8 @@ def main() -> None:
                 f"gpt2_b{micro}_{backend}",
                 lambda m=int(micro), b=backend: gpt2_plain(m, b, args.out, args.gpt2_steps),
             )
+    if "ic" in args.parts:
+        attempt("ic_recipe_b256", lambda: ic_recipe(args.work, args.out, args.ic_images))
     if any(part.startswith("tc") for part in args.parts):
         prep = tc_prepare(args.work, args.rows)
     work = args.work
