@@ -96,3 +96,18 @@ def test_plan_bad_input(
     assert main([*argv, *argv_tail]) == code
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_plan_json_run_names_the_env_file_up_would_pass(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run spec is what `up` runs: with a torchrig.env, up passes --env-file (a private
+    copy of it), so the plan says so instead of leaving the secrets file out."""
+    argv = _plan(tmp_path, SPECS["default"], "h100", "--json")
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["run"]["env_file"] is None
+    (tmp_path / "torchrig.env").write_text("HF_TOKEN=never-printed\n")
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out)["run"]["env_file"] == str(tmp_path / "torchrig.env")
+    assert "never-printed" not in out

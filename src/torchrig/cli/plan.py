@@ -55,7 +55,12 @@ def run(args: argparse.Namespace) -> int:
             base = None
     # The mounts' host paths are this machine's: checked (exit 2 on a bad one) unless the plan
     # is for another host (--host FILE), whose files this machine cannot see.
-    plan = session.plan(local_facts(session, base=base), lock=lock)
+    # The env file is shown as the person's own; `up` hands the engine a private copy of it.
+    env_file = session.project_dir / "torchrig.env"
+    plan = session.plan(
+        local_facts(session, base=base, env_file=env_file if env_file.is_file() else None),
+        lock=lock,
+    )
     if args.json:
         print_json(plan.model_dump(mode="json"))
     else:
