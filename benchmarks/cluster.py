@@ -38,10 +38,15 @@ def first_step_s(cluster: Cluster, name: str, steps: int, nodes: int) -> float:
     return time.monotonic() - began
 
 
-def finish(cluster: Cluster, name: str) -> None:
+def finish(cluster: Cluster, name: str) -> int:
+    """Follow the run to its end; how many times Slurm restarted it (0 for a clean run)."""
     done = cluster.cli("logs", name, "-f", check=False)
     if done.returncode != 0:
         raise SystemExit(f"{name} failed:\n{done.stdout[-3000:]}")
+    attempts = done.stdout.count("torchrig: job ")
+    if attempts != 1:
+        print(done.stdout[-4000:], file=sys.stderr)
+    return attempts - 1
 
 
 def main() -> None:
@@ -57,9 +62,13 @@ def main() -> None:
         for nodes in (2, 1):
             name = f"t-slurm-bench-{nodes}n"
             to_first = first_step_s(cluster, name, args.steps, nodes)
-            finish(cluster, name)
+            restarts = finish(cluster, name)
             rate = steady(cluster.records(name), 5, "tokens_per_s", "tokens_per_s")
-            runs[f"{nodes}_nodes"] = {"first_step_s": round(to_first, 2), **rate}
+            runs[f"{nodes}_nodes"] = {
+                "first_step_s": round(to_first, 2),
+                "restarts": restarts,
+                **rate,
+            }
             print(f"{nodes} node(s): first step after {to_first:.1f} s, {rate}", flush=True)
     two, one = runs["2_nodes"]["tokens_per_s"], runs["1_nodes"]["tokens_per_s"]
     path = write_result(
