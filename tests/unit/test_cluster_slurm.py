@@ -192,3 +192,17 @@ def test_follow_prints_every_attempt_and_returns_the_exit_file(
     code = submit.follow(7, tmp_path, out=seen.append, sleep=lambda _: None)
     assert code == 3
     assert "".join(seen) == "RUNNING\nPENDING\nRUNNING\nCOMPLETED\n"
+
+
+@pytest.mark.parametrize("seconds", ["0", "-5", "7200", "nan"])
+def test_verify_nodes_refuses_a_bad_join_timeout(
+    seconds: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "torchrig.toml").write_text(SPEC)
+    code = main(
+        ["verify", "--nodes", "--spec", str(tmp_path / "torchrig.toml"),
+         f"--join-timeout={seconds}"]
+    )  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, err
+    assert len(err) == 1 and "--join-timeout" in err[0] and "Traceback" not in err[0]

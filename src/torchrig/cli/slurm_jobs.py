@@ -55,6 +55,13 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_option(parser)
     parser.add_argument("--image", metavar="NAME@sha256:…", help=argparse.SUPPRESS)
     parser.add_argument("--runtime", choices=RUNTIMES, help="--nodes: how nodes run the image")
+    parser.add_argument(
+        "--join-timeout",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="--nodes: seconds to wait for every node to join (default 60)",
+    )
 
 
 RUNTIMES = ("pyxis", "apptainer", "podman", "docker")
@@ -68,11 +75,17 @@ def verify_nodes(args: argparse.Namespace) -> int:
     from torchrig.cli.export_slurm import cluster_job
     from torchrig.cluster.records import submit_job
     from torchrig.cluster.submit import follow
+    from torchrig.errors import UsageError
 
+    if not 0 < args.join_timeout <= 3600:
+        raise UsageError(
+            f"--join-timeout {args.join_timeout:g} is not a number of seconds from 1 to 3600",
+            "e.g. --join-timeout 60",
+        )
     session = session_from(args)
     job = cluster_job(
         session,
-        ["--", "python", "-m", "torchrig.cluster.nodecheck"],
+        ["--", "python", "-m", "torchrig.cluster.nodecheck", f"{args.join_timeout:g}"],
         nodes=args.nodes or None,
         gpus_per_node=None,
         image=args.image,

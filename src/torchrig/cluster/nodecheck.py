@@ -1,8 +1,8 @@
 """`torchrig verify --nodes`: does every node of the allocation join, and does an all-reduce
 across them give the right answer? Runs once per node (srun, one task each) in the image.
 
-    python -m torchrig.cluster.nodecheck     (env: SLURM_NODEID, SLURM_JOB_NUM_NODES,
-                                               SLURMD_NODENAME, TORCHRIG_RDZV_ENDPOINT)
+    python -m torchrig.cluster.nodecheck [SECONDS]   (env: SLURM_NODEID, SLURMD_NODENAME,
+                                        SLURM_JOB_NUM_NODES, TORCHRIG_RDZV_ENDPOINT)
 
 Node 0 hosts a TCP store at the rendezvous endpoint; every node writes its name there. A
 node missing after the timeout is named, with the likely causes, before any collective
@@ -51,9 +51,12 @@ def explain(missing: list[str], endpoint: str, waited: float) -> str:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     import torch
     import torch.distributed as dist
+
+    words = sys.argv[1:] if argv is None else argv
+    join_s = float(words[0]) if words else JOIN_TIMEOUT_S
 
     rank = int(_env("SLURM_NODEID"))
     world = int(_env("SLURM_JOB_NUM_NODES"))
@@ -61,14 +64,15 @@ def main() -> int:
     endpoint = _env("TORCHRIG_RDZV_ENDPOINT")
     expected = [p.split("=", 1)[0] for p in os.environ.get("TORCHRIG_NODE_ADDRS", "").split()]
     host, _, port = endpoint.rpartition(":")
+    # The others give up later than node 0, so node 0 is the one that names who is missing.
     store = dist.TCPStore(
         host, int(port) + 1, world_size=None, is_master=rank == 0,
-        timeout=timedelta(seconds=JOIN_TIMEOUT_S), wait_for_workers=False,
+        timeout=timedelta(seconds=join_s + (0 if rank == 0 else 30)), wait_for_workers=False,
     )  # fmt: skip
     store.set(f"joined/{rank}", me)
     if rank == 0:
         began = time.monotonic()
-        while time.monotonic() - began < JOIN_TIMEOUT_S:
+        while time.monotonic() - began < join_s:
             if store.add("joined-count", 0) >= world - 1:
                 break
             time.sleep(0.2)
@@ -80,18 +84,18 @@ def main() -> int:
         missing = missing_nodes(expected or joined, joined)
         if len(joined) < world:
             store.set("verdict", "missing")
-            print(f"torchrig verify: {explain(missing or ['?'], endpoint, JOIN_TIMEOUT_S)}")
+            print(f"torchrig verify: {explain(missing or ['?'], endpoint, join_s)}", flush=True)
             return 1
         store.set("verdict", "ok")
     else:
         store.add("joined-count", 1)
-        store.wait(["verdict"], timedelta(seconds=JOIN_TIMEOUT_S + 30))
+        store.wait(["verdict"], timedelta(seconds=join_s + 30))
         if store.get("verdict") != b"ok":
             return 1
     use_cuda = torch.cuda.is_available()
     dist.init_process_group(
         "nccl" if use_cuda else "gloo", store=dist.PrefixStore("pg", store), rank=rank,
-        world_size=world, timeout=timedelta(seconds=JOIN_TIMEOUT_S),
+        world_size=world, timeout=timedelta(seconds=join_s),
     )  # fmt: skip
     value = torch.tensor([float(rank + 1)], device="cuda" if use_cuda else "cpu")
     began = time.monotonic()
