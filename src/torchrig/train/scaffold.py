@@ -42,6 +42,7 @@ from torchrig.train.checkpoint import (
     save_training_state,
 )
 from torchrig.train.metrics import MetricsLog, StepTimer, log_line, plot_loss
+from torchrig.train.report import write_report
 from torchrig.train.result import RunResult
 from torchrig.train.rundir import RunFolder
 
@@ -179,9 +180,11 @@ class Scaffold:
 
     def begin(self, start_step: int, *, strategy: str, precision: str, compiled: bool) -> RunResult:
         """Open the metrics log (its notes are said) and the run's result."""
+        resumed = self.cfg.resume and self.latest is not None and start_step > 0
         self._log = MetricsLog(
-            self.work, enabled=self.dist.is_main, tensorboard=self.cfg.tensorboard
-        )
+            self.work, enabled=self.dist.is_main, tensorboard=self.cfg.tensorboard,
+            resumed_from=start_step if resumed else None,  # marks it; no step drawn twice
+        )  # fmt: skip
         for note in self._log.notes:
             self.say(note)
         self._result = RunResult(
@@ -276,6 +279,10 @@ class Scaffold:
         if self.dist.is_main:
             self.log.close()
             plot_loss(self.work / "metrics.jsonl", self.work / "loss.png", title=title)
+            try:
+                write_report(self.work, title=title)
+            except Exception as exc:  # the run is done: say so, do not fail it
+                self.say(f"report.html not written ({type(exc).__name__}: {exc})")
 
 
 def write_final(out: Path, fill: Callable[[Path], None]) -> Path:

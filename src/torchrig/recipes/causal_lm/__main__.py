@@ -61,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         help="write into a non-empty --out without checkpoints (same-named files are replaced)",
     )  # fmt: skip
     r.add_argument("--stop-after", type=int, help="steps in this invocation, then save and exit")
+    r.add_argument(
+        "--val-fraction", type=float,
+        help="hold out this share of the pretraining tokens: validation loss and perplexity",
+    )  # fmt: skip
+    r.add_argument("--eval-every", type=int, help="steps between evaluations (0: at checkpoints)")
     r.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", default=None)
     r.add_argument("--no-export", dest="export", action="store_false", default=None)
     return p

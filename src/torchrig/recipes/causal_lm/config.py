@@ -62,6 +62,10 @@ class TrainConfig:
     resume: bool = False
     force: bool = False  # write into a non-empty --out that holds no checkpoints
     stop_after: int | None = None  # optimizer steps in this run, then save and exit
+    # Held-out evaluation (torchrig.train.heldout): the last share of the pretraining tokens,
+    # never trained on; a loss and perplexity every eval_every steps (0: at each checkpoint).
+    val_fraction: float = 0.0
+    eval_every: int = 0
     tensorboard: bool = True
     export: bool = True  # save the final model (save_pretrained) in OUT/final
     # Set by from_preset when the preset's micro-batch follows the GPU's memory and neither
@@ -90,6 +94,21 @@ class TrainConfig:
             raise UsageError(f"--warmup must be 0 or more, not {self.warmup}", "e.g. --warmup 100")
         if self.stop_after is not None and self.stop_after < 1:
             raise UsageError("--stop-after must be at least 1", "give a number of steps")
+        if not 0.0 <= self.val_fraction < 0.5:
+            raise UsageError(
+                f"--val-fraction must be at least 0 and below 0.5, not {self.val_fraction}",
+                "e.g. --val-fraction 0.05 (5% of the tokens held out)",
+            )
+        if self.eval_every < 0:
+            raise UsageError(
+                f"--eval-every must be 0 or more, not {self.eval_every}",
+                "0 evaluates at each checkpoint",
+            )
+        if self.val_fraction and self.sft is not None:
+            raise UsageError(
+                "--val-fraction holds out pretraining tokens, and --sft data has none",
+                "drop --val-fraction, or pretrain with --data or --tokens",
+            )
         sources = [bool(self.data), self.tokens is not None, self.sft is not None]
         if sum(sources) != 1:
             raise UsageError(

@@ -40,6 +40,7 @@ from torchrig.recipes.causal_lm.tokenizer import (
 )
 from torchrig.train import attention
 from torchrig.train import distributed as D
+from torchrig.train.heldout import HeldOut
 from torchrig.train.metrics import mfu, peak_memory_gib, peak_tflops, round_or_none
 from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
 from torchrig.train.precision import resolve_precision, should_compile
@@ -49,6 +50,7 @@ from torchrig.train.scaffold import FINAL, Scaffold, find_checkpoint, staged_run
 from torchrig.train.signals import StopFlag
 
 Say = Callable[[str], None]
+VAL_BATCHES = 8  # micro-batches per held-out evaluation
 
 
 class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
@@ -125,9 +127,28 @@ def _tokenizer_and_data(
         D.barrier(dist)
         vocab = len(tokenizer)
     batches = data_mod.PretrainBatches(
-        bin_path, cfg.micro_batch, cfg.seq_len, cfg.seed, dist.rank, dist.world_size
-    )
+        bin_path, cfg.micro_batch, cfg.seq_len, cfg.seed, dist.rank, dist.world_size,
+        val_fraction=cfg.val_fraction,
+    )  # fmt: skip
     return tokenizer, batches, vocab
+
+
+def _heldout(cfg: TrainConfig, batches: Any, dist: D.Dist) -> HeldOut | None:
+    """The held-out evaluation of --val-fraction: the same windows of the held-out tokens
+    every time (torchrig.train.heldout). Made now, so too few tokens fail before training;
+    its memmap stays open when the staging folder holding the token file is committed."""
+    if not cfg.val_fraction:
+        return None
+    val = data_mod.PretrainBatches(
+        batches.bin_path, cfg.micro_batch, cfg.seq_len, cfg.seed + 1, dist.rank,
+        dist.world_size, split="val", val_fraction=cfg.val_fraction,
+    )  # fmt: skip
+
+    def from_the_start() -> Any:
+        val.step = 0  # batch k is a function of (seed, rank, k): the same windows again
+        return val
+
+    return HeldOut(from_the_start, cfg.eval_every or cfg.ckpt_every, VAL_BATCHES)
 
 
 def _build_model(cfg: TrainConfig, vocab: int) -> Any:
@@ -252,6 +273,7 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     )
     if run.nothing_to_do():
         return result
+    heldout = _heldout(cfg, batches, dist)
 
     # --- the loop ---------------------------------------------------------------------
     # Batches come from a background thread, pinned, so the copy to the GPU overlaps.
@@ -330,6 +352,13 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
             stop_here = run.stop_after_reached(step)
             if run.checkpoint_due(step, stop_here):
                 run.save(step, loss_sum, data_state)
+            if heldout is not None and heldout.due(step, cfg.steps):
+                began = time.perf_counter()
+                rec = heldout.evaluate(model, step, dist, precision.autocast)
+                run.log.write(rec)
+                say(f"eval step {step}: val loss {rec['val_loss']:.4f}, "
+                    f"perplexity {rec['perplexity']:.2f}")  # fmt: skip
+                timer.exclude(time.perf_counter() - began)
             if stop_here:
                 break
     finally:
