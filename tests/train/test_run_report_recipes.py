@@ -49,9 +49,10 @@ def test_a_resumed_classifier_run_is_marked_and_reported(tmp_path: Path) -> None
 
 def test_causal_lm_measures_held_out_loss_and_perplexity(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "lm"
-    cfg = from_preset("tiny", data=[corpus], out=out, steps=20, log_every=5,
-                      val_fraction=0.1, eval_every=10)  # fmt: skip
-    train(cfg, say=quiet)
+    common = {"data": [corpus], "out": out, "steps": 20, "log_every": 5, "val_fraction": 0.1,
+              "eval_every": 10}  # fmt: skip
+    train(from_preset("tiny", stop_after=10, **common), say=quiet)
+    train(from_preset("tiny", resume=True, **common), say=quiet)  # (its token file is remade)
     evals = read_history(out / "metrics.jsonl").evals
     assert [e["step"] for e in evals] == [10, 20]
     for e in evals:

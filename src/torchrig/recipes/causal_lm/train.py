@@ -224,6 +224,8 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
 
     # --- data and model ---------------------------------------------------------------
     tokenizer, batches, vocab = _tokenizer_and_data(cfg, out, dist, say)
+    # Now, while the token file is where it was made (a resume commits the staging folder).
+    heldout = _heldout(cfg, batches, dist)
     model = _build_model(cfg, vocab).to(dist.device)
     precision = resolve_precision(cfg.precision, dist.device)
     n_params = model_mod.count_parameters(model)
@@ -273,7 +275,6 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     )
     if run.nothing_to_do():
         return result
-    heldout = _heldout(cfg, batches, dist)
 
     # --- the loop ---------------------------------------------------------------------
     # Batches come from a background thread, pinned, so the copy to the GPU overlaps.
