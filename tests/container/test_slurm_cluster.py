@@ -110,3 +110,23 @@ def test_verify_nodes_sees_every_node_join_and_all_reduce(cluster: Cluster) -> N
     done = cluster.cli("verify", "--nodes", "--engine", "podman", check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 node(s) joined (node1, node2); all-reduce over gloo: ok" in done.stdout
+
+
+def test_verify_nodes_names_the_node_that_cannot_reach_the_first(cluster: Cluster) -> None:
+    """node2 may not open a connection to node1's rendezvous store (a firewall rule in its
+    namespace): the check names node2 and the likely causes, exit 1, no hang."""
+    lab = cluster.lab
+    rule = [
+        "OUTPUT", "-p", "tcp", "-d", lab.node_addr("node1"), "--dport", "29501", "-j", "DROP",
+    ]  # fmt: skip
+    firewall = [*lab.enter("node2"), "iptables"]
+    subprocess.run([*firewall, "-A", *rule], check=True, capture_output=True)
+    try:
+        done = cluster.cli(
+            "verify", "--nodes", "--engine", "podman", "--join-timeout", "10", check=False
+        )
+    finally:
+        subprocess.run([*firewall, "-D", *rule], check=False, capture_output=True)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "node(s) node2 did not join the rendezvous at" in done.stdout
+    assert "firewall" in done.stdout and "NCCL_SOCKET_IFNAME" in done.stdout

@@ -79,6 +79,8 @@ def test_a_plain_command_runs_as_given_and_never_requeues_itself() -> None:
     text = render_sbatch(_job("podman", gpus=0, command=("python", "-c", "exit(3)")))
     assert "torchrun --" not in text and "python -c 'exit(3)'" in text
     assert "scontrol requeue" not in text
+    # srun's code is its tasks' highest: killing the other node would turn 3 into 137.
+    assert "--kill-on-bad-exit" not in text
 
 
 def test_torchrun_takes_modules_and_scripts_only() -> None:
@@ -173,10 +175,11 @@ def test_verify_nodes_runs_the_check_once_per_node_without_torchrun() -> None:
 def test_follow_prints_every_attempt_and_returns_the_exit_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A requeued job goes back to PENDING: following goes on to the last attempt's end."""
+    """A requeued job goes back to PENDING, and a busy slurmctld may not answer: following
+    goes on to the last attempt's end."""
     from torchrig.cluster import submit
 
-    states = iter(["RUNNING", "PENDING", "RUNNING", "COMPLETED"])
+    states = iter(["RUNNING", "UNANSWERED", "PENDING", "RUNNING", "COMPLETED"])
     log = tmp_path / "output.log"
 
     def state(job_id: int) -> submit.SlurmState:
@@ -185,13 +188,15 @@ def test_follow_prints_every_attempt_and_returns_the_exit_file(
             out.write(f"{current}\n")
         if current == "COMPLETED":
             (tmp_path / "exit").write_text("3\n")
+        if current == "UNANSWERED":
+            return submit.UNANSWERED
         return submit.SlurmState(state=current, exit_code=0, restarts=1)
 
     monkeypatch.setattr(submit, "job_state", state)
     seen: list[str] = []
     code = submit.follow(7, tmp_path, out=seen.append, sleep=lambda _: None)
     assert code == 3
-    assert "".join(seen) == "RUNNING\nPENDING\nRUNNING\nCOMPLETED\n"
+    assert "".join(seen) == "RUNNING\nUNANSWERED\nPENDING\nRUNNING\nCOMPLETED\n"
 
 
 @pytest.mark.parametrize("seconds", ["0", "-5", "7200", "nan"])

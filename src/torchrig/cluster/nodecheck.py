@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     # The others give up later than node 0, so node 0 is the one that names who is missing.
     store = dist.TCPStore(
         host, int(port) + 1, world_size=None, is_master=rank == 0,
-        timeout=timedelta(seconds=join_s + (0 if rank == 0 else 30)), wait_for_workers=False,
+        timeout=timedelta(seconds=join_s + (0 if rank == 0 else 5)), wait_for_workers=False,
     )  # fmt: skip
     store.set(f"joined/{rank}", me)
     if rank == 0:
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         store.set("verdict", "ok")
     else:
         store.add("joined-count", 1)
-        store.wait(["verdict"], timedelta(seconds=join_s + 30))
+        store.wait(["verdict"], timedelta(seconds=join_s + 5))
         if store.get("verdict") != b"ok":
             return 1
     use_cuda = torch.cuda.is_available()

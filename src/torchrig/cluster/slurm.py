@@ -177,7 +177,11 @@ def render_sbatch(job: ClusterJob) -> str:
     ]
     lines += _node_function(job)
     lines += ["export -f torchrig_node", ""]
-    srun = "srun --ntasks-per-node=1 --kill-on-bad-exit=1"
+    # A torchrun process whose peer died waits on it: end every node when one fails. A plain
+    # command runs on each node alone, and srun's exit code is the highest of its tasks', so
+    # killing the others would replace the command's own code with theirs (137).
+    uses_torchrun = job.torchrun and torchrun_command(job.command) is not None
+    srun = "srun --ntasks-per-node=1" + (" --kill-on-bad-exit=1" if uses_torchrun else "")
     if job.runtime in ("podman", "docker"):
         lines += [
             "# Every node pulls the image by digest (a no-op where it is already there).",

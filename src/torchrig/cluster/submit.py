@@ -55,11 +55,16 @@ class SlurmState:
     restarts: int
 
 
+UNANSWERED = SlurmState(state="UNANSWERED", exit_code=None, restarts=0)
+GIVE_UP_S = 120.0  # slurmctld not answering for this long ends following
+
+
 def job_state(job_id: int) -> SlurmState | None:
-    """State, exit code and restart count from `scontrol show job`; None once Slurm forgot it."""
+    """State, exit code and restart count from `scontrol show job`; None once Slurm forgot
+    it; UNANSWERED when slurmctld did not answer (a busy controller times out RPCs)."""
     done = _slurm("scontrol", "show", "job", "-o", str(job_id))
     if done.returncode != 0:
-        return None
+        return None if "Invalid job id" in done.stderr else UNANSWERED
     fields = dict(re.findall(r"(\w+)=(\S*)", done.stdout))
     code = fields.get("ExitCode", "")
     exit_code = int(code.split(":", 1)[0]) if re.match(r"^\d+:\d+$", code) else None
@@ -90,8 +95,18 @@ def follow(
     """
     log = job_dir / LOG_FILE
     offset = 0
+    unanswered_since: float | None = None
     while True:
         state = job_state(job_id)
+        if state is UNANSWERED:
+            unanswered_since = unanswered_since or time.monotonic()
+            if time.monotonic() - unanswered_since > GIVE_UP_S:
+                raise ToolError(
+                    f"slurmctld did not answer about job {job_id} for {GIVE_UP_S:g} s",
+                    f"the job may still run: torchrig logs again, or scontrol show job {job_id}",
+                )
+        else:
+            unanswered_since = None
         if log.exists():
             with log.open("rb") as handle:
                 handle.seek(offset)
@@ -99,7 +114,7 @@ def follow(
             offset += len(chunk)
             if chunk:
                 out(chunk.decode("utf-8", errors="replace"))
-        if state is None or state.state in DONE_STATES:
+        if state is None or (state is not UNANSWERED and state.state in DONE_STATES):
             return _exit_code(state, job_dir)
         sleep(POLL_S)
 
