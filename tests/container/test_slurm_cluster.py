@@ -58,12 +58,13 @@ def test_two_nodes_train_resume_after_a_node_dies_and_match_an_uninterrupted_run
     assert "2 process(es)" in done.stdout
 
     slurm_id = _submit(cluster, "t-slurm-split")
+    lab = cluster.lab
     run = cluster.lab.shared / "runs" / "t-slurm-split"
     wait_until(lambda: max(cluster.losses("t-slurm-split"), default=0) >= KILL_AFTER, 300,
                f"step {KILL_AFTER} of the run to be killed")  # fmt: skip
     # A node dies: its training container is killed outright, no checkpoint on the way out.
     subprocess.run(
-        ["podman", "kill", "--signal", "KILL", f"torchrig-{slurm_id}-1"],
+        ["podman", "kill", "--signal", "KILL", f"torchrig-tslurm{lab.tag}-{slurm_id}-0-1"],
         capture_output=True,
         check=True,
     )
@@ -84,7 +85,8 @@ def test_two_nodes_train_resume_after_a_node_dies_and_match_an_uninterrupted_run
 
     wait_until(requeued, 120, "the failed run to requeue itself")
     done = cluster.cli("logs", "t-slurm-split", "-f", check=False)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    job = cluster.slurm("scontrol", "show", "job", "-o", slurm_id)
+    assert done.returncode == 0, f"{job}\n{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
     assert "the run failed" in done.stdout and "attempt 2" in done.stdout
     resumed = [line for line in done.stdout.splitlines() if "resum" in line.lower()]
     assert any(f"step {KILL_AFTER // CKPT_EVERY * CKPT_EVERY}" in line for line in resumed), resumed

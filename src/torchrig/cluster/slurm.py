@@ -104,7 +104,19 @@ def _launch(job: ClusterJob) -> str:
 def _node_function(job: ClusterJob) -> list[str]:
     env = _environment(job)
     launch = _launch(job)
-    lines = [
+    lines = []
+    if job.runtime in ("podman", "docker"):
+        lines += [
+            "# Unique per cluster, job, attempt and node: job ids start again on another",
+            "# cluster, and a requeued attempt may start before the last one's container is gone.",
+            "container_name() {",
+            '    echo "torchrig-${SLURM_CLUSTER_NAME:-slurm}-$SLURM_JOB_ID-'
+            '${SLURM_RESTART_COUNT:-0}-$SLURM_NODEID"',
+            "}",
+            "export -f container_name",
+            "",
+        ]
+    lines += [
         "# One task per node: start the image and, in it, torchrun.",
         "torchrig_node() {",
         "    local is_host=0 local_addr=$SLURMD_NODENAME pair",
@@ -119,7 +131,7 @@ def _node_function(job: ClusterJob) -> list[str]:
         engine = job.runtime
         args = [
             f"    exec {engine} run --rm --network=host --ipc=host",
-            '--name "torchrig-$SLURM_JOB_ID-$SLURM_NODEID"',
+            '--name "$(container_name)"',
             '--user "$(id -u):$(id -g)" --entrypoint=',
             '--volume "$TORCHRIG_SHARED:$TORCHRIG_SHARED" --workdir "$TORCHRIG_JOB_DIR"',
             '--env HOME="$TORCHRIG_JOB_DIR" --env SLURM_JOB_ID --env SLURM_NODEID',
