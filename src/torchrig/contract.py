@@ -41,3 +41,17 @@ SHM_ENGINE_DEFAULT = 64 * 2**20
 
 # Raised limits every workbench runs with: memlock for NCCL over RDMA, an 8x stack.
 ULIMITS = {"memlock": -1, "stack": 67108864}
+
+# The public-key types the workbench's sshd accepts (sshd.py sets PubkeyAcceptedAlgorithms
+# to match); the lab checks users' keys against the same set.
+KEY_TYPES = frozenset(
+    {
+        "ssh-ed25519",
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+    }
+)

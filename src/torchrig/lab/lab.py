@@ -9,7 +9,6 @@ jupyterhub_config.py, and (re)start the hub. Bad input changes nothing.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torchrig
 from torchrig.command import run_command
 from torchrig.engine.base import Progress
 from torchrig.errors import HostError, ToolError, UsageError
+from torchrig.freeport import port_is_free
 from torchrig.host.facts import HostFacts
 from torchrig.lab import hub, runtime
 from torchrig.lab.gpus import read_pool
@@ -78,13 +78,7 @@ def check_gpus(lab: Lab, host: HostFacts) -> list[str]:
 
 
 def port_taken(ip: str, port: int) -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((ip, port))
-        except OSError:
-            return True
-    return False
+    return not port_is_free(port, ip)
 
 
 def check_ports(lab: Lab) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from torchrig.contract import KEY_TYPES
 from torchrig.spec.invalid import Invalid as LabInvalid
 
 # A Unix login that is also safe in a container, volume and DNS name: no dots, no upper case
@@ -35,17 +36,6 @@ RESERVED_USERS = frozenset(
         "user",
         "services",
         "torchrig",
-    }
-)
-KEY_TYPES = frozenset(
-    {
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
     }
 )
 SIZE_RE = re.compile(r"^[1-9][0-9]*[mg]$")

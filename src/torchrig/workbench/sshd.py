@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchrig import contract
+from torchrig.contract import KEY_TYPES
 
 SSHD = "/usr/sbin/sshd"
 SSH_KEYGEN = "/usr/bin/ssh-keygen"
@@ -60,17 +61,6 @@ MACS = (
 # 10:30:100 lets a flood hold 100 slots open for LoginGraceTime each).
 MAX_STARTUPS = "3:50:10"
 
-KEY_TYPES = frozenset(
-    {
-        "ssh-ed25519",
-        "ssh-rsa",
-        "ecdsa-sha2-nistp256",
-        "ecdsa-sha2-nistp384",
-        "ecdsa-sha2-nistp521",
-        "sk-ssh-ed25519@openssh.com",
-        "sk-ecdsa-sha2-nistp256@openssh.com",
-    }
-)
 CERT_SUFFIX = "-cert-v01@openssh.com"
 # authorized_keys options (sshd(8) "AUTHORIZED_KEYS FILE FORMAT"); matched case-insensitively.
 KEY_OPTIONS = frozenset(
