@@ -127,7 +127,24 @@ def stream_command(
     return proc.wait()
 
 
-def start_daemon(argv: Sequence[str], log: IO[bytes]) -> None:
-    """Start a long-running program in its own session, its output to `log`, and return."""
-    _show(argv, None, (), None)
-    subprocess.Popen(list(argv), stdout=log, stderr=log, start_new_session=True)
+def start_daemon(
+    argv: Sequence[str],
+    log: IO[bytes],
+    *,
+    cwd: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Start a long-running program in its own session, its output to `log`; return its pid.
+
+    `environ` replaces this process's environment (a daemon that must not inherit it)."""
+    _show(argv, None, (), cwd)
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(environ) if environ is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    return proc.pid

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import ssl
-import subprocess
 import sys
 import time
 import urllib.error
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchrig.command import command_line, debug_enabled
+from torchrig.command import start_daemon
 from torchrig.errors import HostError
 from torchrig.lab.state import LabState
 
@@ -45,21 +44,11 @@ def hub_pid(state: LabState) -> int | None:
 
 def start_hub(state: LabState, python: str = sys.executable) -> int:
     argv = [python, "-I", "-m", "jupyterhub", "-f", str(state.config)]
-    if debug_enabled():
-        print("+ " + command_line(argv, cwd=state.root), file=sys.stderr, flush=True)
+    # The hub runs as root: no PYTHON*/JUPYTER* variable of the caller may steer it.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "JUPYTER"))}
     with state.log.open("ab") as log:
         state.log.chmod(0o600)
-        proc = subprocess.Popen(
-            argv,
-            cwd=state.root,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    return proc.pid
+        return start_daemon(argv, log, cwd=state.root, environ=env)
 
 
 def wait_ready(url: str, pid: int, log: Path, timeout: float = READY_TIMEOUT_S) -> float:
