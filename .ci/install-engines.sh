@@ -100,8 +100,10 @@ start_dockerd() {
         $SUDO systemctl start docker
     else
         log "starting dockerd in the background (log: $DOCKERD_LOG)"
-        # No systemd (containers, CI sandboxes): run the daemon detached from this shell.
-        $SUDO sh -c "nohup dockerd >'$DOCKERD_LOG' 2>&1 </dev/null &"
+        # No systemd (containers, CI sandboxes): run the daemon detached from this shell, in
+        # a session of its own (setsid), so that ending the caller's process group (a CI
+        # step, a terminal closing) does not take the daemon with it.
+        $SUDO sh -c "setsid nohup dockerd >'$DOCKERD_LOG' 2>&1 </dev/null &"
     fi
     waited=0
     until [ -S "$DOCKER_SOCK" ] && docker_answers; do
