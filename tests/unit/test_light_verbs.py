@@ -19,7 +19,7 @@ import pytest
 from torchrig.cli.main import main
 from torchrig.cli.status import human_duration, render
 from torchrig.engine import RecordingEngine
-from torchrig.engine.base import Mount, Port, RunSpec
+from torchrig.engine.base import HealthCheck, Mount, Port, RunSpec
 from torchrig.launch.running import WorkbenchStatus, uptime_seconds, workbench_status
 
 SPEC = (
@@ -236,3 +236,21 @@ def test_a_stopped_workbench_shows_no_urls() -> None:
     engine.stop("torchrig-x")
     status = workbench_status(engine, "torchrig-x")
     assert status.state != "running" and status.jupyter_url == "" and status.uptime_s is None
+
+
+@pytest.mark.parametrize(("check_exit", "said"), [(0, "healthy"), (1, "starting")])
+def test_status_agrees_with_up_before_the_engines_first_check(check_exit: int, said: str) -> None:
+    """`up` returns once the workbench's own check passes (the engine runs its first check
+    5 s later); `status` right after it said "starting" of a workbench `up` called healthy."""
+    engine = RecordingEngine()
+    engine.add_image("i")
+    check = HealthCheck(command="torchrig-health --as ada", timeout_s=5)
+    user = {"TORCHRIG_UID": "1", "TORCHRIG_GID": "1", "TORCHRIG_USER": "ada"}
+    engine.run(RunSpec(image="i", name="torchrig-x", env=user, healthcheck=check))
+
+    def answer(container: str, cmd: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        ran = list(cmd) == ["/bin/sh", "-c", check.command]
+        return subprocess.CompletedProcess(list(cmd), check_exit if ran else 1, "", "")
+
+    engine.exec_handler = answer
+    assert workbench_status(engine, "torchrig-x").health == said

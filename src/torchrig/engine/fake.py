@@ -271,6 +271,11 @@ class RecordingEngine(Engine):
                 "Image": found.spec.image,
                 "Labels": dict(found.spec.labels),
                 "Env": [f"{k}={v}" for k, v in found.spec.env.items()],
+                **(
+                    {"Healthcheck": {"Test": ["CMD-SHELL", found.spec.healthcheck.command]}}
+                    if found.spec.healthcheck and not found.spec.no_healthcheck
+                    else {}
+                ),
             },
             "Mounts": [
                 {

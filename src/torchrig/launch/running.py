@@ -16,7 +16,7 @@ from typing import Any
 from torchrig import contract
 from torchrig.engine.base import Engine, ports_from_inspect
 from torchrig.errors import ToolError
-from torchrig.launch.up import TOKEN_FILE
+from torchrig.launch.up import TOKEN_FILE, passes_now
 
 
 def container_env(info: Mapping[str, Any]) -> dict[str, str]:
@@ -92,6 +92,15 @@ def published(info: Mapping[str, Any]) -> dict[str, str]:
     return found
 
 
+def health_command(info: Mapping[str, Any]) -> str:
+    """The shell command of the container's health check, as the engine recorded it."""
+    config = info.get("Config") or {}
+    test = (config.get("Healthcheck") or config.get("HealthCheck") or {}).get("Test") or []
+    if len(test) == 2 and test[0] == "CMD-SHELL":
+        return str(test[1])
+    return ""
+
+
 def workbench_status(
     engine: Engine, name: str, now: datetime.datetime | None = None
 ) -> WorkbenchStatus:
@@ -103,6 +112,9 @@ def workbench_status(
     # Podman without systemd runs the check in health(): its output is in a new inspect.
     health = engine.health(name) if running else ""
     info = engine.inspect(name) or info
+    check = health_command(info)
+    if running and health == "starting" and check and passes_now(engine, name, check, 10):
+        health = "healthy"  # as `up` said: the engine has not run its first check yet
     env = container_env(info)
     ports = published(info)
     user = env.get(contract.ENV_USER, "")

@@ -350,15 +350,13 @@ def wait_healthy(
         health = engine.health(name)
         if health == "healthy":
             return
-        if check is not None and health == "starting" and state.get("Running"):
-            try:
-                probe = engine.exec(
-                    name, ["/bin/sh", "-c", check.command], timeout_s=check.timeout_s + 5
-                )
-            except ToolError:
-                probe = None  # slow or refused now: the engine's own check still decides
-            if probe is not None and probe.returncode == 0:
-                return
+        if (
+            check is not None
+            and health == "starting"
+            and state.get("Running")
+            and passes_now(engine, name, check.command, check.timeout_s)
+        ):
+            return
         if not state.get("Running") or health == "unhealthy":
             tail = " | ".join(list(engine.logs(name, tail=15)))
             raise ToolError(
@@ -368,6 +366,17 @@ def wait_healthy(
             )
         time.sleep(0.2)
     raise ToolError(f"{name} was not healthy within {timeout:.0f} s", "see `torchrig logs`")
+
+
+def passes_now(engine: Engine, name: str, command: str, timeout_s: float) -> bool:
+    """Whether the container's health check passes when run now, through exec as the
+    engine runs it. Until the engine's first check (5 s after the start) the engine says
+    "starting" of a workbench that already answers; `up` and `status` ask this instead."""
+    try:
+        probe = engine.exec(name, ["/bin/sh", "-c", command], timeout_s=timeout_s + 5)
+    except ToolError:
+        return False  # slow or refused now: the engine's own check still decides
+    return probe.returncode == 0
 
 
 def _describe(
