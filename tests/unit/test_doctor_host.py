@@ -447,6 +447,8 @@ def busy_port() -> Iterator[int]:
 
 def test_a_busy_port_warns_and_names_the_next_free_one(busy_port: int) -> None:
     body = f"[services.jupyter]\nport = {busy_port}\n[services.ssh]\nenabled = false\n"
+    # Only the port under test: the metrics port (9400) may be held on a busy host.
+    body += "[services.metrics]\nenabled = false\n"
     result = doctor.check_ports(ctx(gpu_host(), body))
     assert result.status == "warn"
     assert f"127.0.0.1:{busy_port} (jupyter) in use" in result.finding
@@ -456,6 +458,8 @@ def test_a_busy_port_warns_and_names_the_next_free_one(busy_port: int) -> None:
 def test_free_ports_pass_and_saved_facts_skip(busy_port: int) -> None:
     free = busy_port + 1 if busy_port < 65000 else busy_port - 1
     body = f"[services.jupyter]\nport = {free}\n[services.ssh]\nenabled = false\n"
+    # Only the port under test: the metrics port (9400) may be held on a busy host.
+    body += "[services.metrics]\nenabled = false\n"
     result = doctor.check_ports(ctx(gpu_host(), body))
     assert result.status == "pass" or "in use" in result.finding  # another test may hold it
     assert doctor.check_ports(ctx(gpu_host(), body, live=False)).status == "skip"
