@@ -274,6 +274,14 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
     # --- stop -------------------------------------------------------------------------------
 
     def close(self) -> None:
+        # Job containers the nodes started (named torchrig-CLUSTER-…): their conmon dies
+        # with the namespaces below, which would leave the container records behind.
+        listed = _run(
+            "podman", "ps", "-a", "--format", "{{.Names}}",
+            "--filter", f"name=^torchrig-tslurm{self.tag}-", check=False,
+        )  # fmt: skip
+        for name in listed.stdout.split():
+            _run("podman", "rm", "--force", "--time", "0", name, check=False)
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
