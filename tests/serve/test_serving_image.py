@@ -42,8 +42,11 @@ def _plan(with_server: bool, base: object = BASE) -> Plan:
 def test_the_serving_dockerfile_comes_from_the_plan() -> None:
     the_plan = _plan(with_server=True)
     text = render_serving_dockerfile(the_plan)
-    assert_golden(GOLDEN / "serving" / "Dockerfile", text)
-    assert f"FROM {the_plan.image.tag} AS workbench" in text  # the Plan's tag, not a made one
+    tag = the_plan.image.tag
+    assert tag and f"FROM {tag} AS workbench" in text  # the Plan's tag, not a made one
+    # The tag is a digest of the workbench's build context, which every change to its
+    # Dockerfile or torchrig's files moves (tests/golden/plan has it): not this file's business.
+    assert_golden(GOLDEN / "serving" / "Dockerfile", text.replace(tag, "<plan.image.tag>"))
     assert "pip uninstall -y --no-input jupyterlab" in text
     assert "openssh-server" in text.split("apt-get purge", 1)[1].split("\n")[0]
 
