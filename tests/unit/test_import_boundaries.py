@@ -17,8 +17,13 @@ import pytest
 import torchrig
 
 PACKAGE = Path(torchrig.__file__).parent
-LIBRARY = ("spec", "host", "compat", "lock", "plan", "image", "engine", "launch", "jobs")
-ENTRY_POINTS = {"jobs/runner.py"}
+LIBRARY = (
+    *("spec", "host", "compat", "lock", "plan", "image", "engine", "launch", "jobs"),
+    # The targets rendered from the plan, and the services beside it.
+    *("cluster", "kube", "push", "lab", "serve", "monitor"),
+)
+# The in-image programs: the job runner and the metrics service the supervisor starts.
+ENTRY_POINTS = {"jobs/runner.py", "monitor/exporter.py"}
 FORBIDDEN = ("argparse", "torchrig.cli")
 
 
