@@ -12,8 +12,12 @@ from __future__ import annotations
 
 # Services and the ports they listen on inside the container (published on 127.0.0.1).
 SERVICES = ("jupyter", "ssh", "tensorboard", "metrics")
+# Services the user starts as a job (`torchrig run serve RUN`), never the entrypoint: `up`
+# publishes their port when the spec enables them, TORCHRIG_SERVICES does not name them.
+JOB_SERVICES = ("serve",)
 # metrics: Prometheus metrics (torchrig.monitor.exporter), on NVIDIA's DCGM exporter's port.
-PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006, "metrics": 9400}
+# serve: torchrig serve (uvicorn's default port), also the serving image's port.
+PORTS = {"jupyter": 8888, "ssh": 2222, "tensorboard": 6006, "metrics": 9400, "serve": 8000}
 JUPYTER_PORT, SSH_PORT, TENSORBOARD_PORT = PORTS["jupyter"], PORTS["ssh"], PORTS["tensorboard"]
 
 # Paths inside the image.

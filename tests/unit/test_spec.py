@@ -71,6 +71,10 @@ port = 0
 enabled = false
 port = 9500
 
+[services.serve]
+enabled = true
+port = 8010
+
 [resources]
 gpus = ["0", "GPU-0f42dc1e-75c5-2bda-54ca-2a62d2c91151"]
 shm = "32g"
@@ -566,7 +570,7 @@ def test_missing_file(tmp_path: Path) -> None:
     ("text", "loc", "line"),
     [
         (FULL, ["services", "ssh", "port"], 33),
-        (FULL, ["resources", "gpus"], 44),
+        (FULL, ["resources", "gpus"], 48),
         (FULL, ["services", "ssh"], 31),
         (FULL, ["torch"], 4),
         ('a = 1\n["quoted.table"]\n"b" = 2\n', ["quoted.table", "b"], 3),

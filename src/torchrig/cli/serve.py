@@ -85,8 +85,8 @@ def read_or_make_token(path: Path) -> str:
 
 
 SERVE_FIX = (
-    "pip install 'torchrig[serve]' (in the workbench: add fastapi, uvicorn and "
-    "prometheus-client to [python].packages in torchrig.toml and run torchrig up)"
+    "pip install 'torchrig[serve]' (in the workbench: set enabled = true under "
+    "[services.serve] in torchrig.toml and run torchrig up)"
 )
 
 

@@ -161,7 +161,8 @@ def _torchrig(inputs: ImageInputs) -> list[str]:
 
 
 def _config() -> list[str]:
-    ports = " ".join(str(p) for p in PORTS.values())
+    # The entrypoint's services; a job's port (serve) is published by `up` all the same.
+    ports = " ".join(str(PORTS[s]) for s in contract.SERVICES)
     return [
         f"COPY constraints.txt {contract.CONSTRAINTS}",
         f"COPY image.json {contract.IMAGE_INFO}",

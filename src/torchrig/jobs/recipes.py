@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torchrig import contract
 from torchrig.errors import UsageError
 
 
@@ -32,8 +33,29 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def serve_command(args: list[str]) -> list[str]:
+    """`torchrig run serve RUN …`: the server on the container port `up` publishes
+    ([services.serve], contract.PORTS), on every interface of the container so the
+    published port reaches it (the token stays required off loopback). A --host or --port
+    in ARGS comes later and wins, on a port nothing publishes."""
+    port = str(contract.PORTS["serve"])
+    return [
+        "python",
+        "-m",
+        "torchrig.cli.main",
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        port,
+        *args,
+    ]
+
+
 def recipe_command(name: str, args: list[str]) -> list[str]:
     """`python -m MODULE ARGS…` for a known recipe; UsageError otherwise."""
+    if name == "serve":
+        return serve_command(args)
     recipe = RECIPES.get(name)
     if recipe is None:
         raise UsageError(

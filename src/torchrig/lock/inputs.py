@@ -30,6 +30,8 @@ STACKS: dict[str, tuple[str, ...]] = {
 }
 # torchrig's own runtime dependencies inside the image (doctor, verify, bench, recipes).
 # uv is not among them: locking happens on the host.
+# torchrig serve's packages (pyproject's [serve] extra), locked when [services.serve] is on.
+SERVE_PACKAGES = ("fastapi>=0.115", "uvicorn>=0.30", "prometheus-client")
 TORCHRIG_RUNTIME = ("pydantic>=2.7,<3", "packaging>=23", "rich>=13", "nvidia-ml-py>=12.535")
 # Pinned by the constraints file so a later `pip install` cannot swap the GPU stack.
 GUARDED_PREFIXES = ("torch", "torchvision", "torchaudio", "triton", "nvidia-", "cuda-")
@@ -67,6 +69,8 @@ def stack_packages(spec: Spec) -> list[str]:
         wanted.append("tensorboard")
     if spec.services.metrics.enabled:
         wanted.append("prometheus-client")  # the metrics service (torchrig.monitor.exporter)
+    if spec.services.serve.enabled:
+        wanted.extend(SERVE_PACKAGES)  # `torchrig run serve RUN` (docs/serve.md)
     wanted.extend(TORCHRIG_RUNTIME)
     wanted.extend(spec.python.packages)
     seen: set[str] = set()

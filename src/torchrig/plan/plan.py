@@ -287,7 +287,7 @@ def plan(
     engine, notes = _engine(host)
     ports = {
         name: f"127.0.0.1:{service.port or 'auto'}"
-        for name in contract.SERVICES
+        for name in (*contract.SERVICES, *contract.JOB_SERVICES)
         if (service := getattr(spec.services, name)).enabled
     }
     shm = shm_size(spec, host)

@@ -53,10 +53,19 @@ def enabled_services(spec: Spec) -> list[str]:
     return [s for s in contract.SERVICES if getattr(spec.services, s).enabled]
 
 
+def published_services(spec: Spec) -> list[str]:
+    """The services whose port `up` publishes: the entrypoint's and the enabled job services
+    (serve), which only a job started later listens on."""
+    jobs = [s for s in contract.JOB_SERVICES if getattr(spec.services, s).enabled]
+    return enabled_services(spec) + jobs
+
+
 def spec_ports(spec: Spec) -> dict[str, int]:
     """The host ports the spec asks for (each service's default when it names none); `up`
     moves a taken one to the next free port (launch/local.py)."""
-    return {s: getattr(spec.services, s).port or contract.PORTS[s] for s in enabled_services(spec)}
+    return {
+        s: getattr(spec.services, s).port or contract.PORTS[s] for s in published_services(spec)
+    }
 
 
 def shm_size(spec: Spec, host: HostFacts) -> str:
@@ -211,7 +220,11 @@ def run_spec(
         },
         env_file=env_file,
         labels={names.PROJECT_LABEL: spec.project.name, names.WORKSPACE_LABEL: str(workspace)},
-        ports=tuple(Port("127.0.0.1", ports[s], contract.PORTS[s]) for s in services if s in ports),
+        ports=tuple(
+            Port("127.0.0.1", ports[s], contract.PORTS[s])
+            for s in published_services(spec)
+            if s in ports
+        ),
         mounts=tuple(volumes),
         gpus=gpu_selector(spec, resolution, host),
         shm_size=shm_size(spec, host),

@@ -26,7 +26,7 @@ from typing import Any
 from torchrig import contract
 from torchrig.errors import UsageError
 
-SERVE_PORT = 8000
+SERVE_PORT = contract.PORTS["serve"]
 SERVE_UID = 10001
 TOKEN_FILE = "/run/secrets/serve-token"
 NEEDED = ("fastapi", "uvicorn", "prometheus-client")
@@ -60,8 +60,8 @@ def render_serving_dockerfile(plan: Any) -> str:
     if missing:
         raise UsageError(
             f"the lock has no {', '.join(missing)}, which torchrig serve needs",
-            'add them to [python] packages in torchrig.toml (packages = ["fastapi", '
-            '"uvicorn", "prometheus-client"]), then torchrig lock and torchrig build',
+            "set enabled = true under [services.serve] in torchrig.toml, then torchrig lock "
+            "and torchrig build",
         )
     removed = [n for n in names if _JUPYTER.match(n) or _COMPILER.match(n)]
     venv = contract.VENV

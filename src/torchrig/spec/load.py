@@ -156,6 +156,10 @@ def spec_digest(spec: Spec) -> str:
     # lock stale or rebuild the image.
     # [cluster] is where the image runs, not what is in it: the same for the same reason.
     dumped = spec.model_dump(mode="json", exclude={"lab", "cluster"})
+    # [services.serve] came later and is off by default: left at its default it is not in
+    # the digest, so the locks and images made before it existed stay fresh.
+    if spec.services.serve == type(spec.services.serve)():
+        del dumped["services"]["serve"]
     canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 

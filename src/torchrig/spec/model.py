@@ -405,6 +405,15 @@ class MetricsService(Service):
     port: Port = Field(default=9400, description=_PORT_HELP)
 
 
+class ServeService(Service):
+    enabled: bool = Field(
+        default=False,
+        description="Lock torchrig serve's packages (fastapi, uvicorn, prometheus-client) and "
+        "publish its port; start it with `torchrig run serve RUN`.",
+    )
+    port: Port = Field(default=8000, description=_PORT_HELP)
+
+
 class Services(_Section):
     jupyter: JupyterService = Field(
         default_factory=JupyterService,
@@ -422,6 +431,10 @@ class Services(_Section):
         default_factory=MetricsService,
         description="Prometheus metrics: the GPUs (NVML) and every job's training "
         "(docs/monitoring.md).",
+    )
+    serve: ServeService = Field(
+        default_factory=ServeService,
+        description="torchrig serve, run as a job in the workbench (docs/serve.md).",
     )
 
 
@@ -771,7 +784,7 @@ class Spec(_Section):
     @model_validator(mode="after")
     def _ports_distinct(self) -> Spec:
         used: dict[int, str] = {}
-        for name in ("jupyter", "ssh", "tensorboard", "metrics"):
+        for name in ("jupyter", "ssh", "tensorboard", "metrics", "serve"):
             service: Service = getattr(self.services, name)
             if service.enabled and service.port:
                 if service.port in used:
