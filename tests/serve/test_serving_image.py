@@ -16,10 +16,10 @@ from tests.unit.test_plan_targets import CPU_HOST, HEAD, KEYS, WORKSPACE
 from torchrig.compat.model import load_compat
 from torchrig.errors import UsageError
 from torchrig.plan.plan import Local, Plan, plan
-from torchrig.serve.image import render_serving_dockerfile
+from torchrig.serve.image import NEEDED, render_serving_dockerfile
 from torchrig.spec.load import parse_spec
 
-SERVER = ("fastapi", "uvicorn", "prometheus-client")
+SERVER = NEEDED  # the server and what loads the model
 
 
 def _plan(with_server: bool, base: object = BASE) -> Plan:
@@ -62,7 +62,9 @@ def test_the_serving_dockerfile_is_hadolint_clean(tmp_path: Path) -> None:
 
 
 def test_it_refuses_without_the_server_in_the_lock_or_an_image() -> None:
-    with pytest.raises(UsageError, match="the lock has no fastapi, uvicorn, prometheus-client"):
+    with pytest.raises(
+        UsageError, match="the lock has no fastapi, uvicorn, prometheus-client, transformers"
+    ):
         render_serving_dockerfile(_plan(with_server=False))
     with pytest.raises(UsageError, match="torchrig build"):
         render_serving_dockerfile(_plan(with_server=True, base=None))

@@ -31,6 +31,15 @@ def model_folder(run: Path) -> Path:
     )
 
 
+def readable_by_all(folder: Path) -> None:
+    """COPY keeps the build context's modes, and the image runs as a user who owns nothing
+    (serve/image.py SERVE_UID): training writes its weights 0600 through a temporary file,
+    so the server could not open /model/model.safetensors. Read-only for all, as in an image."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
 def run(args: argparse.Namespace) -> int:
     from torchrig.cli.common import session_from
     from torchrig.fsutil import write_atomically
@@ -62,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     tmp = Path(tempfile.mkdtemp(prefix=".model-", dir=out))
     try:
         shutil.copytree(source, tmp / "model", symlinks=False)
+        readable_by_all(tmp / "model")
         shutil.rmtree(out / "model", ignore_errors=True)
         (tmp / "model").rename(out / "model")
     finally:

@@ -28,10 +28,21 @@ STACKS: dict[str, tuple[str, ...]] = {
     "minimal": ("jupyterlab", "numpy"),
     "none": (),
 }
+# Locked when [services.serve] is on: torchrig serve's server (pyproject's [serve] extra) and
+# what it loads the recipes' models with ([train]'s transformers, safetensors, peft for LoRA,
+# pillow for images), which the minimal stack lacks (its serving image failed to load a text
+# classifier: no transformers).
+SERVE_PACKAGES = (
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "prometheus-client",
+    "transformers",
+    "safetensors",
+    "peft",
+    "pillow",
+)
 # torchrig's own runtime dependencies inside the image (doctor, verify, bench, recipes).
 # uv is not among them: locking happens on the host.
-# torchrig serve's packages (pyproject's [serve] extra), locked when [services.serve] is on.
-SERVE_PACKAGES = ("fastapi>=0.115", "uvicorn>=0.30", "prometheus-client")
 TORCHRIG_RUNTIME = ("pydantic>=2.7,<3", "packaging>=23", "rich>=13", "nvidia-ml-py>=12.535")
 # Pinned by the constraints file so a later `pip install` cannot swap the GPU stack.
 GUARDED_PREFIXES = ("torch", "torchvision", "torchaudio", "triton", "nvidia-", "cuda-")

@@ -29,7 +29,7 @@ from torchrig.errors import UsageError
 SERVE_PORT = contract.PORTS["serve"]
 SERVE_UID = 10001
 TOKEN_FILE = "/run/secrets/serve-token"
-NEEDED = ("fastapi", "uvicorn", "prometheus-client")
+NEEDED = ("fastapi", "uvicorn", "prometheus-client", "transformers", "safetensors")
 PURGED_SYSTEM = ("gcc", "g++", "libc6-dev", "python3-dev", "openssh-server")
 _JUPYTER = re.compile(r"^(jupyter.*|notebook|ipykernel|ipywidgets|widgetsnbextension|terminado)$")
 _COMPILER = re.compile(r"^nvidia-cuda-nvcc.*$")
