@@ -21,8 +21,8 @@ def exec_in_workbench(args: argparse.Namespace, command: list[str], *, interacti
     from torchrig.cli.common import project_from
     from torchrig.errors import UsageError
     from torchrig.launch.running import container_user
-    from torchrig.plan.names import container_name
     from torchrig.launch.session import engine_for
+    from torchrig.plan.names import container_name
 
     project = project_from(args)
     engine = engine_for(project, args.engine)
