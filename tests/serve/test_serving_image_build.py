@@ -7,14 +7,19 @@ workbench it came from. Names start with t-srvimg-."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from tests.container.workbench import cpu_spec, give_to_user, let_owners_in, torchrig
+from tests.container.workbench import GID, UID, cpu_spec, give_to_user, let_owners_in, torchrig
 
 pytestmark = [pytest.mark.container, pytest.mark.network]
 
@@ -35,7 +40,7 @@ def image_size(tag: str) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", tag))
 
 
-def wait_ready(base: str, container: str, timeout: float = 120) -> None:
+def wait_ready(base: str, container: str, log: Path | None = None, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -47,63 +52,102 @@ def wait_ready(base: str, container: str, timeout: float = 120) -> None:
         if running != "true":
             break
         time.sleep(0.5)
-    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
-    pytest.fail(f"the serving container never got ready:\n{logs.stderr[-3000:]}", pytrace=False)
+    if log is not None:  # a job's output (torchrig run) is its log file, not the engine's
+        said = log.read_text() if log.exists() else "(no output yet)"
+    else:
+        said = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
+    pytest.fail(f"the server never got ready:\n{said[-3000:]}", pytrace=False)
 
 
-def test_the_serving_image_builds_runs_and_answers(text_run: Path, tmp_path: Path) -> None:
-    run_id = secrets.token_hex(4)
-    project = let_owners_in(tmp_path) / f"{PREFIX}{run_id}"
+@dataclass
+class Built:
+    project: Path
+    image: str  # the workbench image `torchrig build` made
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """A CPU workbench with [services.serve], locked and built once for both tests."""
+    project = let_owners_in(tmp_path_factory.mktemp("srvimg")) / f"{PREFIX}{secrets.token_hex(4)}"
     project.mkdir()
-    extra = "\n[services.serve]\nenabled = true\n"
+    extra = "\n[services.serve]\nenabled = true\nport = 18800\n"
     (project / "torchrig.toml").write_text(cpu_spec(project.name, jupyter_port=18998, extra=extra))
     give_to_user(project, *project.iterdir())
-    serving = f"{PREFIX}{run_id}:serving"
-    container = f"{PREFIX}{run_id}"
-    workbench = ""
+    torchrig("lock", cwd=project)
+    done = torchrig("build", "--engine", "docker", "--json", cwd=project)
+    image = json.loads(done.stdout)["image"]
     try:
-        torchrig("lock", cwd=project)
-        workbench = json.loads(
-            torchrig("build", "--engine", "docker", "--json", cwd=project).stdout
-        )["image"]
+        yield Built(project, image)
+    finally:
+        docker("image", "rm", "--no-prune", image, check=False)
+
+
+def predict(base: str, token: str) -> dict[str, Any]:
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"inputs": ["refund my invoice please"]}
+    answer = httpx.post(f"{base}/v1/predict", json=body, headers=auth, timeout=30)
+    assert answer.status_code == 200, answer.text
+    (result,) = answer.json()["predictions"]
+    assert set(result["probabilities"]) == {"billing", "login", "shipping"}
+    assert httpx.post(f"{base}/v1/predict", json=body, timeout=10).status_code == 401
+    return dict(result)
+
+
+def test_the_serving_image_builds_runs_and_answers(
+    built: Built, text_run: Path, tmp_path: Path
+) -> None:
+    name = f"{built.project.name}-image"
+    serving = f"{name}:serving"
+    try:
         out = tmp_path / "serving"
-        torchrig("export", "serving", "--run", str(text_run), "-o", str(out), cwd=project)
+        torchrig("export", "serving", "--run", str(text_run), "-o", str(out), cwd=built.project)
         docker("build", "-q", "-t", serving, str(out))
         token = "t-srvimg-" + secrets.token_hex(16)
         token_file = tmp_path / "serve.token"
         token_file.write_text(token + "\n")
         token_file.chmod(0o644)  # the image's user (uid 10001) reads it
         docker(
-            "run", "-d", "--name", container, "-p", "127.0.0.1::8000",
+            "run", "-d", "--name", name, "-p", "127.0.0.1::8000",
             "-v", f"{token_file}:/run/secrets/serve-token:ro", serving,
         )  # fmt: skip
-        port = docker("port", container, "8000/tcp").splitlines()[0].rsplit(":", 1)[1]
+        port = docker("port", name, "8000/tcp").splitlines()[0].rsplit(":", 1)[1]
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, container)
+        wait_ready(base, name)
+        assert predict(base, token)["label"] == "billing"  # the tiny model learnt its topics
 
-        auth = {"Authorization": f"Bearer {token}"}
-        answer = httpx.post(
-            f"{base}/v1/predict", json={"inputs": ["refund my invoice please"]}, headers=auth,
-            timeout=30,
-        )  # fmt: skip
-        assert answer.status_code == 200, answer.text
-        (result,) = answer.json()["predictions"]
-        assert set(result["probabilities"]) == {"billing", "login", "shipping"}
-        assert result["label"] == "billing"  # the tiny model learnt its topics
-        assert (
-            httpx.post(f"{base}/v1/predict", json={"inputs": ["x"]}, timeout=10).status_code == 401
-        )
-
-        uid = docker("exec", container, "id", "-u")
+        uid = docker("exec", name, "id", "-u")
         assert uid not in ("", "0"), f"the server runs as uid {uid!r}"
         found = docker(
-            "exec", container, "/opt/venv/bin/python", "-I", "-c",
+            "exec", name, "/opt/venv/bin/python", "-I", "-c",
             f"import os; print([p for p in {list(ABSENT)!r} if os.path.exists(p)])",
         )  # fmt: skip
         assert found == "[]", f"the serving image still has {found}"
-        assert image_size(serving) < image_size(workbench)
+        assert image_size(serving) < image_size(built.image)
     finally:
-        docker("rm", "-f", container, check=False)
+        docker("rm", "-f", name, check=False)
         docker("image", "rm", serving, check=False)
-        if workbench:
-            docker("image", "rm", "--no-prune", workbench, check=False)
+
+
+def test_run_serve_in_the_workbench_answers_on_the_published_port(
+    built: Built, text_run: Path
+) -> None:
+    """`torchrig run serve RUN`: a detached job in the running workbench, reached from the
+    host on the 127.0.0.1 port `up` published for [services.serve]."""
+    runs = built.project / "runs"
+    shutil.copytree(text_run / "final", runs / "tickets")
+    for path in (runs, *runs.rglob("*")):
+        os.chown(path, UID, GID)
+    try:
+        up = json.loads(torchrig("up", "--engine", "docker", "--json", cwd=built.project).stdout)
+        port = up["ports"]["serve"]  # the spec's 18800, or the next free one
+        bound = docker("port", up["name"], "8000/tcp").splitlines()
+        assert bound == [f"127.0.0.1:{port}"], bound  # loopback only
+        torchrig("run", "--engine", "docker", "--name", "srv", "serve", "runs/tickets",
+                 cwd=built.project)  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        wait_ready(base, up["name"], built.project / ".torchrig" / "jobs" / "srv" / "output.log")
+        token_file = f"/home/{up['user']}/.config/torchrig/serve.token"
+        token = docker("exec", "-u", f"{UID}:{GID}", up["name"], "cat", token_file)
+        assert predict(base, token)["label"] == "billing"
+    finally:
+        torchrig("down", "--engine", "docker", "--purge", cwd=built.project, check=False)

@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  TensorBoard http://127.0.0.1:{running.ports['tensorboard']}/")
     if "metrics" in running.ports:
         print(f"  Metrics     http://127.0.0.1:{running.ports['metrics']}/metrics")
+    if "serve" in running.ports:  # a job listens there: torchrig run serve RUN
+        print(f"  Serve       http://127.0.0.1:{running.ports['serve']}/ (torchrig run serve RUN)")
     owner = f"{running.uid}:{running.gid}"
     print(f"  Workspace   {running.workspace} → /workspace (files belong to {owner})")
     print(f"  State       volume {running.state_volume} → /home/{running.user}")
