@@ -14,8 +14,9 @@ and packages, byte for byte) with what serving does not need taken out, then fla
 
 Nothing here derives a name, tag or path: the image comes from `plan.image.tag`, the venv
 and ports from torchrig.contract, the package names from the lock's requirement files in the
-Plan. The server needs fastapi, uvicorn and prometheus-client in that lock; when they are
-not, the renderer says how to add them (a serving image must not install unlocked code).
+Plan. The server and the model loaders (NEEDED) must be in that lock ([services.serve] puts
+them there); when they are not, the renderer says so (a serving image must not install
+unlocked code).
 """
 
 from __future__ import annotations
