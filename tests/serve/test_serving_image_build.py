@@ -79,6 +79,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     try:
         yield Built(project, image)
     finally:
+        # The workbench's container (torchrig-NAME) must be gone before its image can go.
+        docker("rm", "-f", f"torchrig-{project.name}", check=False)
         docker("image", "rm", "--no-prune", image, check=False)
 
 
