@@ -177,8 +177,10 @@ def test_a_docker_group_user_gets_a_healthy_workbench_without_root(
         # Nothing needed root: no bootstrap in the user's cache, no shared cache made.
         assert not (home / ".cache" / "torchrig" / "bases").exists()
         assert not shared.exists()
-        health = docker("inspect", "--format", "{{.State.Health.Status}}", info["name"]).stdout
-        assert health.strip() == "healthy"
+        # `up` returns once the workbench's own check passes, before the engine's first run
+        # of it (5 s after the start): status asks the same way.
+        status = run_as(user, shared, "status", "--engine", "docker", "--json", cwd=project)
+        assert json.loads(status.stdout)["health"] == "healthy"
         assert info["uid"] == UID
         ps = run_as(
             user, shared, "exec", "--engine", "docker", "--", "ps", "-eo", "uid=,pid=", cwd=project
