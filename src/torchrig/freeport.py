@@ -1,4 +1,5 @@
-"""The one free-port probe: whether a 127.0.0.1 port can be taken, or any free one.
+"""The one free-port probe: whether a 127.0.0.1 port can be taken, or any free one; and
+whether a host is this machine's loopback.
 
 `up` moves a taken service port to the next free one, doctor reports taken ports, and the
 NCCL check needs a rendezvous port; they all ask here, the same way the engine's proxy binds.
@@ -6,6 +7,7 @@ NCCL check needs a rendezvous port; they all ask here, the same way the engine's
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 LOOPBACK = "127.0.0.1"
@@ -28,3 +30,15 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 in brackets or not) is this machine's
+    loopback: only there is plain HTTP or a server without a token no risk."""
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

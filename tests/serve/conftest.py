@@ -17,27 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.wordlist import WORDS
 
 TOKEN = "t-serve-" + "x" * 32
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-    "while",
-    "one",
-    "small",
-    "cat",
-    "sits",
-    "on",
-    "the",
-    "mat",
-]
 TOPICS = {
     "billing": ["invoice", "refund", "charge", "payment"],
     "login": ["password", "account", "locked", "signin"],

@@ -7,26 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-
-_WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-    "while",
-    "one",
-    "small",
-    "cat",
-    "sits",
-    "on",
-    "the",
-    "mat",
-]
+from tests.wordlist import WORDS
 
 
 def make_corpus(path: Path, lines: int = 2000, seed: int = 0) -> Path:
@@ -35,9 +16,9 @@ def make_corpus(path: Path, lines: int = 2000, seed: int = 0) -> Path:
     rng = random.Random(seed)
     with path.open("w", encoding="utf-8") as handle:
         for _ in range(lines):
-            start = rng.randrange(len(_WORDS))
+            start = rng.randrange(len(WORDS))
             n = rng.randrange(6, 14)
-            words = [_WORDS[(start + i) % len(_WORDS)] for i in range(n)]
+            words = [WORDS[(start + i) % len(WORDS)] for i in range(n)]
             handle.write(" ".join(words).capitalize() + ".\n")
     return path
 

@@ -19,7 +19,7 @@ from torchrig.recipes.causal_lm.__main__ import main
 from torchrig.recipes.causal_lm.config import from_preset
 from torchrig.recipes.causal_lm.train import train
 from torchrig.train.checkpoint import CheckpointManager
-from torchrig.train.metrics import read_jsonl
+from torchrig.train.timeline import read_jsonl
 
 
 def _losses(run: Path) -> dict[int, float]:

@@ -16,7 +16,7 @@ from torchrig.recipes.classify import evaluate as E
 from torchrig.recipes.classify.loop import run
 from torchrig.recipes.classify.meta import read_meta
 from torchrig.train.checkpoint import CheckpointManager
-from torchrig.train.metrics import read_jsonl
+from torchrig.train.timeline import read_jsonl
 
 
 def test_learns_evaluates_and_writes_its_outputs(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ from torchrig.recipes.image_classify.task import build_task
 from torchrig.recipes.image_classify.train import train
 from torchrig.train.checkpoint import CheckpointManager
 from torchrig.train.distributed import Dist
-from torchrig.train.metrics import read_jsonl
 from torchrig.train.result import RunResult
+from torchrig.train.timeline import read_jsonl
 
 
 def _quiet(_: str) -> None:

@@ -22,7 +22,7 @@ from torchrig.recipes.text_classify.config import from_preset
 from torchrig.recipes.text_classify.train import build_task, train
 from torchrig.train.checkpoint import CheckpointManager
 from torchrig.train.distributed import Dist
-from torchrig.train.metrics import read_jsonl
+from torchrig.train.timeline import read_jsonl
 
 
 def _quiet(_: str) -> None:

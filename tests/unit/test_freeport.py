@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 
-from torchrig.freeport import free_port, port_is_free
+import pytest
+
+from torchrig.freeport import free_port, is_loopback, port_is_free
 
 
 def test_a_port_whose_last_connection_is_closing_is_still_free() -> None:
@@ -26,3 +28,12 @@ def test_a_port_whose_last_connection_is_closing_is_still_free() -> None:
 def test_free_port_names_a_port_that_can_be_taken() -> None:
     port = free_port()
     assert 0 < port < 65536 and port_is_free(port)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("localhost", True), ("127.0.0.1", True), ("127.9.9.9", True), ("::1", True),
+     ("[::1]", True), ("0.0.0.0", False), ("10.0.0.7", False), ("registry.example", False)],
+)  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback

@@ -102,6 +102,7 @@ def _require_server_packages() -> None:
 
 def run(args: argparse.Namespace) -> int:
     _require_server_packages()
+    from torchrig.freeport import is_loopback
     from torchrig.serve import classifier, kinds, lm, server
     from torchrig.serve.app import Settings, State, create_app
     from torchrig.serve.limits import BodyLimit
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     ):  # fmt: skip
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, not {value}", f"e.g. {flag} 32")
-    if args.no_auth and not server.is_loopback(args.host):
+    if args.no_auth and not is_loopback(args.host):
         raise UsageError(
             f"--no-auth on {args.host} would let anyone who can reach it use the model",
             "keep the token (drop --no-auth), or listen on 127.0.0.1",

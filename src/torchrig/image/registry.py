@@ -20,11 +20,11 @@ engine adds for those hosts only.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import TYPE_CHECKING
 
 from torchrig.errors import TorchrigError
+from torchrig.freeport import is_loopback as is_loopback_host
 
 if TYPE_CHECKING:
     from torchrig.engine.base import Engine, Progress
@@ -69,13 +69,7 @@ def registry_ref(image: str, registry: str) -> str:
 def is_loopback(ref: str) -> bool:
     """Whether the reference's registry is on this machine (plain HTTP is then no risk)."""
     domain, _ = split_domain(ref)
-    host = domain.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(domain.rsplit(":", 1)[0])
 
 
 def digest_of(repo_digests: list[str], ref: str) -> str | None:

@@ -12,22 +12,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import resource
 import socket
 
 from torchrig.errors import HostError, UsageError
 
 DEFAULT_HOST = "127.0.0.1"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_port(host: str, port: int) -> None:

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from torchrig.train.timeline import read_history
+
 
 def peak_tflops(device: Any, precision: str) -> tuple[float | None, str]:
     """(dense peak TFLOPS per device, what it is or why there is none)."""
@@ -196,27 +198,10 @@ def _tell_job(out_dir: Path) -> None:
         pass
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl; a torn last line (the process was killed) is skipped."""
-    out: list[dict[str, Any]] = []
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            out.append(rec)
-    return out
-
-
 def plot_loss(jsonl: Path, png: Path, title: str = "") -> Path | None:
     """Loss (and learning rate, and any evaluation loss) against step, from the JSONL log,
     saved as PNG atomically, with a legend naming each line. Each step is drawn once (a
     resume supersedes what was logged past its checkpoint). None when there is nothing."""
-    from torchrig.train.timeline import read_history
-
     hist = read_history(jsonl)
     if not hist.train:
         return None
