@@ -14,11 +14,12 @@ import torch
 
 from torchrig.errors import UsageError
 from torchrig.train import distributed as D
-from torchrig.train.metrics import MetricsLog, StepTimer, mfu, peak_tflops, plot_loss, read_jsonl
+from torchrig.train.metrics import MetricsLog, StepTimer, mfu, peak_tflops, plot_loss
 from torchrig.train.optim import build_optimizer, build_scheduler, cosine_with_warmup
 from torchrig.train.precision import resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.signals import StopFlag
+from torchrig.train.timeline import read_jsonl
 
 CPU = torch.device("cpu")
 
