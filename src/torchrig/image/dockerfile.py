@@ -129,7 +129,9 @@ def _layer(name: str, requirements: str) -> list[str]:
         _run(
             f"if {fetch_uv}; \\\n    then chmod 0755 {uv} && {with_uv}; \\\n"
             f"    else {with_pip}; fi",
-            f"rm -f {uv} {target}",
+            # uv leaves its lock file in the venv, writable by everyone (0666): no file
+            # under the venv that root's Python uses may be the user's to change or hold.
+            f"rm -f {uv} {target} {VENV}/.lock",
         ),
     ]
 
