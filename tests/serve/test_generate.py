@@ -10,8 +10,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import torchrig
 
+from tests.serve.conftest import torchrig
 from torchrig.serve import generate, kinds, lm
 from torchrig.serve.sampling import Sampling
 from torchrig.serve.textstream import TextStream

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, torchrig
+
+from tests.serve.conftest import Server, torchrig
 
 TEXTS = ["refund my invoice please", "password locked help", "parcel is late", "charge payment"]
 
@@ -53,7 +54,7 @@ def test_predict_texts_with_pytorch_and_onnx_agree(
 
 
 def test_predict_images_names_a_bad_one_and_goes_on(image_run: Path, tmp_path: Path) -> None:
-    from conftest import make_images
+    from tests.serve.conftest import make_images
 
     folder = make_images(tmp_path / "images", per_class=2)
     (folder / "red" / "zz-broken.png").write_bytes(b"this is not an image")
@@ -117,7 +118,7 @@ def test_serve_predict_over_httpx(text_server: Server) -> None:
 
 
 def test_serve_refuses_an_image_that_is_not_one(image_run: Path, tmp_path: Path) -> None:
-    from conftest import make_images
+    from tests.serve.conftest import make_images
 
     server = Server(image_run, tmp=tmp_path)
     try:

@@ -6,7 +6,7 @@ import socket
 import stat
 from pathlib import Path
 
-from conftest import free_port, torchrig
+from tests.serve.conftest import free_port, torchrig
 
 
 def _one_line(stderr: str) -> str:

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from conftest import TOKEN, Server
 
+from tests.serve.conftest import TOKEN, Server
 from torchrig.serve import generate, kinds, lm
 from torchrig.serve.sampling import Sampling
 

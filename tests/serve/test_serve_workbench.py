@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from tests.plan_inputs import BASE, TORCHRIG_FILES, cpu_target
 from tests.unit.test_plan_targets import CPU_HOST, HEAD, KEYS, WORKSPACE
-
 from torchrig.cli import run as run_cli
 from torchrig.compat.model import load_compat
 from torchrig.engine.base import Port

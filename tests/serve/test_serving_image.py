@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.golden_util import GOLDEN, assert_golden
 from tests.plan_inputs import BASE, TORCHRIG_FILES, cpu_target
 from tests.unit.test_plan_targets import CPU_HOST, HEAD, KEYS, WORKSPACE
-
 from torchrig.compat.model import load_compat
 from torchrig.errors import UsageError
 from torchrig.plan.plan import Local, Plan, plan

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from tests.container.workbench import GID, UID, cpu_spec, give_to_user, let_owners_in, torchrig
 
 pytestmark = [pytest.mark.container, pytest.mark.network]
