@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,11 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from train_causal_lm import make_tokens
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from torchrig.freeport import free_port
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
