@@ -9,13 +9,12 @@ written (cluster/target.py), since it depends on the project folder.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from torchrig.spec.invalid import Invalid
+from torchrig.spec.invalid import Invalid, StrictTable, must_match, quoted
 
 # An image pinned by digest: NAME@sha256:<64 hex>, NAME being [host[:port]/]path.
 DIGEST_REF_RE = re.compile(r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$")
@@ -45,16 +44,7 @@ MAX_NODES = 4096
 MAX_GPUS_PER_NODE = 16
 
 
-def _q(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + '…"'
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class Slurm(_Section):
+class Slurm(StrictTable):
     partition: str = Field(
         default="", description='Partition (sbatch --partition); "" for the default.'
     )
@@ -85,27 +75,29 @@ class Slurm(_Section):
     @field_validator("partition", "account", "qos")
     @classmethod
     def _name(cls, value: str) -> str:
-        if value and not SLURM_NAME_RE.match(value):
-            raise Invalid(
-                f"{_q(value)} is not a Slurm name",
-                "use letters, digits, '_', '.', '+' or '-' (see `sinfo -s`)",
-            )
-        return value
+        return must_match(
+            value,
+            SLURM_NAME_RE.match,
+            "is not a Slurm name",
+            "use letters, digits, '_', '.', '+' or '-' (see `sinfo -s`)",
+            optional=True,
+        )
 
     @field_validator("extra")
     @classmethod
     def _extra(cls, value: list[str]) -> list[str]:
         for index, option in enumerate(value):
-            if not SBATCH_OPTION_RE.match(option):
-                raise Invalid(
-                    f"{_q(option)} is not one sbatch long option",
-                    'write it as "--name=value" with no spaces or shell characters',
-                    at=(index,),
-                )
+            must_match(
+                option,
+                SBATCH_OPTION_RE.match,
+                "is not one sbatch long option",
+                'write it as "--name=value" with no spaces or shell characters',
+                at=(index,),
+            )
         return value
 
 
-class Kubernetes(_Section):
+class Kubernetes(StrictTable):
     namespace: str = Field(default="default", description="The namespace the job runs in.")
     pvc: str = Field(
         default="",
@@ -128,12 +120,12 @@ class Kubernetes(_Section):
     @field_validator("namespace")
     @classmethod
     def _namespace(cls, value: str) -> str:
-        if not DNS_LABEL_RE.match(value):
-            raise Invalid(
-                f"{_q(value)} is not a Kubernetes namespace",
-                "use lower-case letters, digits and '-', at most 63 (RFC 1123 label)",
-            )
-        return value
+        return must_match(
+            value,
+            DNS_LABEL_RE.match,
+            "is not a Kubernetes namespace",
+            "use lower-case letters, digits and '-', at most 63 (RFC 1123 label)",
+        )
 
     @field_validator("node_selector")
     @classmethod
@@ -141,18 +133,19 @@ class Kubernetes(_Section):
         for key, item in value.items():
             if not LABEL_KEY_RE.match(key) or len(key.rpartition("/")[2]) > 63:
                 raise Invalid(
-                    f"{_q(key)} is not a node label key",
+                    f"{quoted(key)} is not a node label key",
                     'write [prefix/]name, e.g. "nvidia.com/gpu.product" (`kubectl get nodes '
                     "--show-labels` lists them)",
                     at=(key,),
                 )
-            if not LABEL_VALUE_RE.match(item):
-                raise Invalid(
-                    f"{_q(item)} is not a label value",
-                    "at most 63 letters, digits, '-', '_' or '.', starting and ending with "
-                    "a letter or digit",
-                    at=(key,),
-                )
+            must_match(
+                item,
+                LABEL_VALUE_RE.match,
+                "is not a label value",
+                "at most 63 letters, digits, '-', '_' or '.', starting and ending with "
+                "a letter or digit",
+                at=(key,),
+            )
         return value
 
     @field_validator("tolerations")
@@ -162,7 +155,7 @@ class Kubernetes(_Section):
             unknown = sorted(set(toleration) - TOLERATION_KEYS)
             if unknown:
                 raise Invalid(
-                    f"{_q(unknown[0])} is not a toleration key",
+                    f"{quoted(unknown[0])} is not a toleration key",
                     "use key, operator, value and effect",
                     at=(index,),
                 )
@@ -170,13 +163,13 @@ class Kubernetes(_Section):
             effect = toleration.get("effect", "")
             if operator not in ("Equal", "Exists"):
                 raise Invalid(
-                    f"operator {_q(operator)} is not Equal or Exists",
+                    f"operator {quoted(operator)} is not Equal or Exists",
                     "use one of them",
                     at=(index,),
                 )
             if effect not in TOLERATION_EFFECTS:
                 raise Invalid(
-                    f"effect {_q(effect)} is not a taint effect",
+                    f"effect {quoted(effect)} is not a taint effect",
                     "use NoSchedule, PreferNoSchedule or NoExecute (or leave it out: all)",
                     at=(index,),
                 )
@@ -198,15 +191,17 @@ class Kubernetes(_Section):
     @classmethod
     def _object_name(cls, value: str) -> str:
         if value and not DNS_SUBDOMAIN_RE.match(value):
-            hint = f" (e.g. {_q(value.lower())})" if DNS_SUBDOMAIN_RE.match(value.lower()) else ""
+            hint = (
+                f" (e.g. {quoted(value.lower())})" if DNS_SUBDOMAIN_RE.match(value.lower()) else ""
+            )
             raise Invalid(
-                f"{_q(value)} is not a Kubernetes object name",
+                f"{quoted(value)} is not a Kubernetes object name",
                 f"use lower-case letters, digits, '-' and '.'{hint} (RFC 1123 subdomain)",
             )
         return value
 
 
-class Cluster(_Section):
+class Cluster(StrictTable):
     engine: Literal["slurm", "kubernetes"] = Field(
         default="slurm", description="The cluster's scheduler: slurm or kubernetes."
     )
@@ -256,19 +251,20 @@ class Cluster(_Section):
     @field_validator("time_limit")
     @classmethod
     def _time(cls, value: str) -> str:
-        if value and not TIME_RE.match(value):
-            raise Invalid(
-                f"{_q(value)} is not a time limit",
-                'write minutes ("90"), "H:MM:SS" ("2:00:00") or "D-HH" ("1-12")',
-            )
-        return value
+        return must_match(
+            value,
+            TIME_RE.match,
+            "is not a time limit",
+            'write minutes ("90"), "H:MM:SS" ("2:00:00") or "D-HH" ("1-12")',
+            optional=True,
+        )
 
     @field_validator("shared_dir")
     @classmethod
     def _shared(cls, value: str) -> str:
         if value and (not value.startswith("/") or re.search(r"[\s'\"$`\\]", value)):
             raise Invalid(
-                f"{_q(value)} is not an absolute folder without spaces or quotes",
+                f"{quoted(value)} is not an absolute folder without spaces or quotes",
                 'write e.g. "/shared/alice/myproject"',
             )
         return value.rstrip("/") or value
@@ -276,43 +272,51 @@ class Cluster(_Section):
     @field_validator("registry")
     @classmethod
     def _registry(cls, value: str) -> str:
-        if value and not PUSH_REGISTRY_RE.match(value):
-            raise Invalid(
-                f"{_q(value)} is not a registry", 'write host[:port]/path, e.g. "ghcr.io/team"'
-            )
-        return value
+        return must_match(
+            value,
+            PUSH_REGISTRY_RE.match,
+            "is not a registry",
+            'write host[:port]/path, e.g. "ghcr.io/team"',
+            optional=True,
+        )
 
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if value and not DIGEST_REF_RE.match(value):
-            raise Invalid(
-                f"{_q(value)} is not pinned by digest",
-                "write NAME@sha256:<64 hex digits> (`torchrig push` prints it), or leave it "
-                "out to use the push record",
-            )
-        return value
+        return must_match(
+            value,
+            DIGEST_REF_RE.match,
+            "is not pinned by digest",
+            "write NAME@sha256:<64 hex digits> (`torchrig push` prints it), or leave it "
+            "out to use the push record",
+            optional=True,
+        )
 
     @field_validator("socket_ifname")
     @classmethod
     def _ifname(cls, value: str) -> str:
-        if value and not IFNAME_RE.match(value):
-            raise Invalid(f"{_q(value)} is not an interface name", 'write e.g. "eth0" or "ib0"')
-        return value
+        return must_match(
+            value,
+            IFNAME_RE.match,
+            "is not an interface name",
+            'write e.g. "eth0" or "ib0"',
+            optional=True,
+        )
 
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for name, item in value.items():
-            if not ENV_NAME_RE.match(name):
-                raise Invalid(
-                    f"{_q(name)} is not a communication setting",
-                    "only NCCL_*, GLOO_*, TORCH_*, CUDA_*, OMP_*, UCX_* and FI_* names belong here",
-                    at=(name,),
-                )
+            must_match(
+                name,
+                ENV_NAME_RE.match,
+                "is not a communication setting",
+                "only NCCL_*, GLOO_*, TORCH_*, CUDA_*, OMP_*, UCX_* and FI_* names belong here",
+                at=(name,),
+            )
             if re.search(r"[\x00-\x1f'\"$`\\]", item):
                 raise Invalid(
-                    f"{_q(item)} has quotes or control characters",
+                    f"{quoted(item)} has quotes or control characters",
                     "write a plain value",
                     at=(name,),
                 )

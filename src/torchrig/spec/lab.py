@@ -9,15 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 import re
 import struct
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from torchrig.contract import KEY_TYPES
 from torchrig.spec.invalid import Invalid as LabInvalid
+from torchrig.spec.invalid import StrictTable, must_match, quoted
 
 # A Unix login that is also safe in a container, volume and DNS name: no dots, no upper case
 # (JupyterHub lower-cases names; Docker names and volumes take these characters as they are).
@@ -44,11 +44,6 @@ MIN_LAB_UID, MAX_LAB_UID = 1000, 2147483646
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
-def _q(value: object) -> str:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + '…"'
-
-
 def check_public_key(line: str) -> str:
     """One OpenSSH public key line ("TYPE BASE64 [comment]"), checked to its blob's own type.
 
@@ -64,7 +59,7 @@ def check_public_key(line: str) -> str:
     parts = text.split()
     if len(parts) < 2 or parts[0] not in KEY_TYPES:
         raise LabInvalid(
-            f"{_q(text[:24])} is not an SSH public key line",
+            f"{quoted(text[:24])} is not an SSH public key line",
             'give the one line of a .pub file, e.g. "ssh-ed25519 AAAAC3… alice@laptop"',
         )
     try:
@@ -85,19 +80,16 @@ def check_public_key(line: str) -> str:
 
 
 def check_size(value: str) -> str:
-    if not SIZE_RE.fullmatch(value):
-        raise LabInvalid(f"{_q(value)} is not a memory size", 'write e.g. "16g" or "512m"')
+    must_match(value, SIZE_RE.fullmatch, "is not a memory size", 'write e.g. "16g" or "512m"')
     number, unit = int(value[:-1]), value[-1]
     if number * (1 if unit == "g" else 1 / 1024) < 1:
-        raise LabInvalid(f"{_q(value)} is less than 1g", "a PyTorch workbench needs at least 1g")
+        raise LabInvalid(
+            f"{quoted(value)} is less than 1g", "a PyTorch workbench needs at least 1g"
+        )
     return value
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class LabUser(_Table):
+class LabUser(StrictTable):
     name: str = Field(description="Login name: lower case letters, digits, '_' and '-'.")
     uid: int = Field(
         description=f"The UID (and GID) the user's processes and files have ({MIN_LAB_UID} to "
@@ -146,16 +138,16 @@ class LabUser(_Table):
 
 def check_user_name(value: str) -> str:
     if value in RESERVED_USERS:
-        raise LabInvalid(f"{_q(value)} is a reserved name", "pick a person's login, e.g. alice")
-    if not LAB_USER_RE.fullmatch(value):
-        raise LabInvalid(
-            f"{_q(value)} is not a valid user name",
-            "use a lower case letter, then letters, digits, '_' or '-' (at most 32)",
-        )
-    return value
+        raise LabInvalid(f"{quoted(value)} is a reserved name", "pick a person's login, e.g. alice")
+    return must_match(
+        value,
+        LAB_USER_RE.fullmatch,
+        "is not a valid user name",
+        "use a lower case letter, then letters, digits, '_' or '-' (at most 32)",
+    )
 
 
-class Lab(_Table):
+class Lab(StrictTable):
     hub_ip: str = Field(
         default="127.0.0.1",
         description="Address the hub listens on; 0.0.0.0 exposes it (give tls_cert then).",
@@ -201,7 +193,9 @@ class Lab(_Table):
         try:
             ipaddress.IPv4Address(value)
         except ValueError:
-            raise LabInvalid(f"{_q(value)} is not an IPv4 address", 'e.g. "127.0.0.1"') from None
+            raise LabInvalid(
+                f"{quoted(value)} is not an IPv4 address", 'e.g. "127.0.0.1"'
+            ) from None
         return value
 
     @field_validator("memory")
@@ -213,7 +207,7 @@ class Lab(_Table):
     @classmethod
     def _absolute(cls, value: str) -> str:
         if value and not value.startswith("/"):
-            raise LabInvalid(f"{_q(value)} is not an absolute path", "write it from /")
+            raise LabInvalid(f"{quoted(value)} is not an absolute path", "write it from /")
         return value
 
     @model_validator(mode="after")
@@ -232,7 +226,7 @@ class Lab(_Table):
         for index, user in enumerate(self.users):
             if user.name in seen:
                 raise LabInvalid(
-                    f"user {_q(user.name)} is listed twice (users[{seen[user.name]}])",
+                    f"user {quoted(user.name)} is listed twice (users[{seen[user.name]}])",
                     "list each user once",
                     at=("users", index, "name"),
                 )
@@ -254,7 +248,7 @@ class Lab(_Table):
         for index, admin in enumerate(self.admins):
             if admin not in seen:
                 raise LabInvalid(
-                    f"admin {_q(admin)} is not one of the lab's users",
+                    f"admin {quoted(admin)} is not one of the lab's users",
                     "add them as a [[lab.users]] table first",
                     at=("admins", index),
                 )

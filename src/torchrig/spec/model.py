@@ -8,7 +8,6 @@ syntax); whether a request can be met on a host is the resolver's job.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from typing import Annotated, Literal
@@ -16,11 +15,12 @@ from typing import Annotated, Literal
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from torchrig.compat.mirrors import find_preset, preset_names
 from torchrig.spec.cluster import Cluster
 from torchrig.spec.invalid import Invalid as Invalid
+from torchrig.spec.invalid import StrictTable, must_match, quoted
 from torchrig.spec.lab import Lab
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -81,17 +81,6 @@ MIN_MEMORY, MIN_MEMORY_TEXT = 1 << 30, "1g"
 MIN_SHM, MIN_SHM_TEXT = 64 << 20, "64m"
 
 
-def _q(value: object) -> str:
-    """A value quoted for a one-line message: escapes newlines, cuts long text."""
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= 60 else text[:57] + '…"'
-
-
-class _Section(BaseModel):
-    # strict: a port written as "8888" or a flag written as "yes" is a mistake worth naming.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
 def parse_size(text: str) -> int:
     """'16g' → bytes. Binary units, as Docker reads them."""
     units = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -106,7 +95,7 @@ def _check_size(value: str, *, allow: tuple[str, ...], least: tuple[int, str]) -
     allowed = " or ".join(f'"{a}"' for a in allow if a)
     if not SIZE_RE.fullmatch(value):
         raise Invalid(
-            f"{_q(value)} is not a size",
+            f"{quoted(value)} is not a size",
             'write a number with a unit like "16g" or "512m" (no space; k, m, g, t)'
             + (f", or {allowed}" if allowed else ""),
         )
@@ -118,14 +107,14 @@ def _check_size(value: str, *, allow: tuple[str, ...], least: tuple[int, str]) -
     if not low <= size <= MAX_SIZE:
         side = f"less than {low_text}" if size < low else f"more than {MAX_SIZE_TEXT}"
         raise Invalid(
-            f"{_q(value)} is {side}",
+            f"{quoted(value)} is {side}",
             f'write a size from "{low_text}" to "{MAX_SIZE_TEXT}"'
             + (f", or {allowed}" if allowed else ""),
         )
     return value
 
 
-class Project(_Section):
+class Project(StrictTable):
     name: str = Field(
         description="Names the image, the container and its volumes: lower case letters, "
         "digits, '.', '_' and '-'.",
@@ -136,16 +125,16 @@ class Project(_Section):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not NAME_RE.fullmatch(value):
-            raise Invalid(
-                f"{_q(value)} is not a valid name",
-                'use lower case letters, digits, ".", "_" or "-", starting with a letter or '
-                "digit (at most 63 characters)",
-            )
-        return value
+        return must_match(
+            value,
+            NAME_RE.fullmatch,
+            "is not a valid name",
+            'use lower case letters, digits, ".", "_" or "-", starting with a letter or '
+            "digit (at most 63 characters)",
+        )
 
 
-class Torch(_Section):
+class Torch(StrictTable):
     version: str = Field(
         default="latest",
         description='PyTorch to install: "latest", an exact version ("2.13.0"), a release '
@@ -180,28 +169,30 @@ class Torch(_Section):
                 version = Version(value)
                 if version.local:
                     raise Invalid(
-                        f"{_q(value)} names a build variant",
+                        f"{quoted(value)} names a build variant",
                         f'write version = "{version.public}" and put the variant '
                         f'("{version.local}") in torch.variant',
                     )
                 if len(version.release) < 2:
-                    raise Invalid(f"{_q(value)} is too vague to be a release line", fix)
+                    raise Invalid(f"{quoted(value)} is too vague to be a release line", fix)
             elif not value or not str(SpecifierSet(value)):
-                raise Invalid(f"{_q(value)} is not a version", fix)
+                raise Invalid(f"{quoted(value)} is not a version", fix)
         except (InvalidVersion, InvalidSpecifier):
-            raise Invalid(f"{_q(value)} is not a version, a release line or a range", fix) from None
+            raise Invalid(
+                f"{quoted(value)} is not a version, a release line or a range", fix
+            ) from None
         return value
 
     @field_validator("variant")
     @classmethod
     def _variant(cls, value: str) -> str:
-        if not VARIANT_RE.fullmatch(value):
-            raise Invalid(
-                f"{_q(value)} is not a build variant",
-                'use "auto", "cpu" or a CUDA variant like "cu128" or "cu130" '
-                "(torchrig builds NVIDIA CUDA workbenches only)",
-            )
-        return value
+        return must_match(
+            value,
+            VARIANT_RE.fullmatch,
+            "is not a build variant",
+            'use "auto", "cpu" or a CUDA variant like "cu128" or "cu130" '
+            "(torchrig builds NVIDIA CUDA workbenches only)",
+        )
 
     def specifier(self) -> SpecifierSet | None:
         """The version request as a specifier; None means latest."""
@@ -215,7 +206,7 @@ class Torch(_Section):
         return SpecifierSet(f"=={self.version}")
 
 
-class Python(_Section):
+class Python(StrictTable):
     version: str = Field(
         default="auto",
         json_schema_extra={"pattern": PYTHON_RE.pattern},
@@ -235,11 +226,12 @@ class Python(_Section):
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if not PYTHON_RE.fullmatch(value):
-            raise Invalid(
-                f"{_q(value)} is not a Python 3 minor version", 'write e.g. "3.12", or "auto"'
-            )
-        return value
+        return must_match(
+            value,
+            PYTHON_RE.fullmatch,
+            "is not a Python 3 minor version",
+            'write e.g. "3.12", or "auto"',
+        )
 
     @field_validator("packages")
     @classmethod
@@ -251,14 +243,14 @@ class Python(_Section):
                 # packaging's message carries a caret diagram on later lines: keep the first.
                 reason = str(exc).splitlines()[0].rstrip(" .") if str(exc) else "unparsable"
                 raise Invalid(
-                    f"{_q(item)} is not a valid requirement ({reason[:1].lower()}{reason[1:]})",
+                    f"{quoted(item)} is not a valid requirement ({reason[:1].lower()}{reason[1:]})",
                     'write a PEP 508 requirement, e.g. "peft>=0.13" or "wandb"',
                     at=(index,),
                 ) from None
         return value
 
 
-class Base(_Section):
+class Base(StrictTable):
     distribution: str = Field(
         default="auto",
         json_schema_extra={"pattern": DISTRO_RE.pattern},
@@ -286,35 +278,36 @@ class Base(_Section):
     @field_validator("distribution")
     @classmethod
     def _distribution(cls, value: str) -> str:
-        if not DISTRO_RE.fullmatch(value):
-            raise Invalid(
-                f"{_q(value)} is not a distribution",
-                'write "ubuntu:noble", "ubuntu:jammy", "debian:bookworm", "debian:trixie" '
-                'or "auto"',
-            )
-        return value
+        return must_match(
+            value,
+            DISTRO_RE.fullmatch,
+            "is not a distribution",
+            'write "ubuntu:noble", "ubuntu:jammy", "debian:bookworm", "debian:trixie" or "auto"',
+        )
 
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if value and not IMAGE_RE.fullmatch(value):
-            raise Invalid(
-                f"{_q(value)} is not an image reference pinned by digest",
-                'append "@sha256:<64 hex digits>" (see `docker buildx imagetools inspect '
-                "IMAGE`) so every build gets the same base",
-            )
-        return value
+        return must_match(
+            value,
+            IMAGE_RE.fullmatch,
+            "is not an image reference pinned by digest",
+            'append "@sha256:<64 hex digits>" (see `docker buildx imagetools inspect '
+            "IMAGE`) so every build gets the same base",
+            optional=True,
+        )
 
     @field_validator("packages")
     @classmethod
     def _packages(cls, value: list[str]) -> list[str]:
         for index, item in enumerate(value):
-            if not APT_PACKAGE_RE.fullmatch(item):
-                raise Invalid(
-                    f"{_q(item)} is not an apt package name",
-                    'write e.g. "ffmpeg" or "git=1:2.39.5-0+deb12u2"',
-                    at=(index,),
-                )
+            must_match(
+                item,
+                APT_PACKAGE_RE.fullmatch,
+                "is not an apt package name",
+                'write e.g. "ffmpeg" or "git=1:2.39.5-0+deb12u2"',
+                at=(index,),
+            )
         return value
 
     @model_validator(mode="after")
@@ -329,7 +322,7 @@ class Base(_Section):
         return self
 
 
-class User(_Section):
+class User(StrictTable):
     name: str = Field(
         default="auto",
         description='Workbench user inside the container; "auto" takes the host user\'s name '
@@ -356,7 +349,7 @@ class User(_Section):
             raise Invalid('the workbench never runs as "root"', 'pick another name, or "auto"')
         if value != "auto" and not USER_RE.fullmatch(value):
             raise Invalid(
-                f"{_q(value)} is not a valid user name",
+                f"{quoted(value)} is not a valid user name",
                 'use lower case letters, digits, "_" and "-", e.g. "alice", or "auto"',
             )
         return value
@@ -380,7 +373,7 @@ _PORT_HELP = (
 )
 
 
-class Service(_Section):
+class Service(StrictTable):
     """A service of the workbench; each kind below sets its own defaults."""
 
     enabled: bool = Field(default=True, description="Run this service in the workbench.")
@@ -414,7 +407,7 @@ class ServeService(Service):
     port: Port = Field(default=8000, description=_PORT_HELP)
 
 
-class Services(_Section):
+class Services(StrictTable):
     jupyter: JupyterService = Field(
         default_factory=JupyterService,
         description="JupyterLab, behind a generated token, on 127.0.0.1 only.",
@@ -438,7 +431,7 @@ class Services(_Section):
     )
 
 
-class Resources(_Section):
+class Resources(StrictTable):
     gpus: str | int | list[str] = Field(
         default="all",
         description='GPUs given to the workbench: "all", "none", a count (2), or device '
@@ -488,7 +481,7 @@ class Resources(_Section):
     def _gpus(cls, value: str | int | list[str]) -> str | int | list[str]:
         if isinstance(value, str) and value not in ("all", "none"):
             raise Invalid(
-                f"{_q(value)} is not a GPU selection",
+                f"{quoted(value)} is not a GPU selection",
                 f"write a count without quotes (gpus = {value}) or a list of indexes "
                 f'(gpus = ["{value}"])'
                 if value.isdecimal() and value.isascii()
@@ -502,23 +495,25 @@ class Resources(_Section):
             for index, item in enumerate(value):
                 if not (item.isdigit() or item.startswith(("GPU-", "MIG-"))):
                     raise Invalid(
-                        f"{_q(item)} is not a GPU index or UUID",
+                        f"{quoted(item)} is not a GPU index or UUID",
                         'write an index like "0" or a UUID like "GPU-8a1f…" (see `nvidia-smi -L`)',
                         at=(index,),
                     )
             for index, item in enumerate(value):
                 if item in value[:index]:
-                    raise Invalid(f"GPU {_q(item)} is listed twice", "list it once", at=(index,))
+                    raise Invalid(
+                        f"GPU {quoted(item)} is listed twice", "list it once", at=(index,)
+                    )
         return value
 
 
 def _check_url(value: str) -> str:
     if not re.fullmatch(r"(https?|file)://\S+", value):
-        raise Invalid(f"{_q(value)} is not a URL", 'write e.g. "https://pypi.org/simple"')
+        raise Invalid(f"{quoted(value)} is not a URL", 'write e.g. "https://pypi.org/simple"')
     return value.rstrip("/")
 
 
-class Sources(_Section):
+class Sources(StrictTable):
     preset: str = Field(
         default="none",
         description="Mirrors for networks where pypi.org, download.pytorch.org, huggingface.co "
@@ -592,7 +587,7 @@ class Sources(_Section):
     def _preset(cls, value: str) -> str:
         if value != "none" and find_preset(value) is None:
             choices = ", ".join(f'"{n}"' for n in ["none", *preset_names()])
-            raise Invalid(f"{_q(value)} is not a mirror preset", f"use one of {choices}")
+            raise Invalid(f"{quoted(value)} is not a mirror preset", f"use one of {choices}")
         return value
 
     @field_validator("hf_endpoint")
@@ -600,7 +595,7 @@ class Sources(_Section):
     def _hf_endpoint(cls, value: str) -> str:
         if value and not re.fullmatch(r"https?://[^\s/,\"']+(/[^\s,\"']*)?", value):
             raise Invalid(
-                f"{_q(value)} is not an http(s) URL",
+                f"{quoted(value)} is not an http(s) URL",
                 'write e.g. "https://hf-mirror.com", or "" for huggingface.co',
             )
         return value.rstrip("/")
@@ -609,13 +604,14 @@ class Sources(_Section):
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:
         for index, item in enumerate(value):
-            if not HOST_RE.fullmatch(item):
-                raise Invalid(
-                    f"{_q(item)} is not a host name",
-                    'write the host alone, e.g. "mirrors.example.com" or "10.0.0.5:8080" (no '
-                    "scheme, no path)",
-                    at=(index,),
-                )
+            must_match(
+                item,
+                HOST_RE.fullmatch,
+                "is not a host name",
+                'write the host alone, e.g. "mirrors.example.com" or "10.0.0.5:8080" (no '
+                "scheme, no path)",
+                at=(index,),
+            )
         return value
 
     @field_validator("index", "apt_mirror", "torch_index")
@@ -628,13 +624,13 @@ class Sources(_Section):
     @field_validator("registry")
     @classmethod
     def _registry(cls, value: str) -> str:
-        if not REGISTRY_RE.fullmatch(value):
-            raise Invalid(
-                f"{_q(value)} is not a registry",
-                'write "auto", "none" or a mirror as host[:port][/path], e.g. '
-                '"mirror.example:5000" (no scheme, no tag)',
-            )
-        return value
+        return must_match(
+            value,
+            REGISTRY_RE.fullmatch,
+            "is not a registry",
+            'write "auto", "none" or a mirror as host[:port][/path], e.g. '
+            '"mirror.example:5000" (no scheme, no tag)',
+        )
 
     @field_validator("extra_indexes")
     @classmethod
@@ -648,7 +644,7 @@ class Sources(_Section):
         return checked
 
 
-class Cache(_Section):
+class Cache(StrictTable):
     huggingface: Literal["user", "host", "none"] = Field(
         default="user",
         description="A Hugging Face cache volume mounted at /cache/huggingface (HF_HUB_CACHE, "
@@ -664,18 +660,18 @@ class Cache(_Section):
 def _check_container_path(value: str) -> str:
     if MOUNT_PATH_BAD.search(value):
         raise Invalid(
-            f"{_q(value)} holds a comma, quote or control character",
+            f"{quoted(value)} holds a comma, quote or control character",
             "the engines split mount options on commas: rename the folder or pick another path",
         )
     if not value.startswith("/"):
         raise Invalid(
-            f"{_q(value)} is not an absolute container path", 'write e.g. target = "/data"'
+            f"{quoted(value)} is not an absolute container path", 'write e.g. target = "/data"'
         )
     normal = posixpath.normpath(value)
     if normal.startswith("//"):
         normal = normal[1:]
     if normal != value:
-        raise Invalid(f"{_q(value)} is not a plain path", f'write it as target = "{normal}"')
+        raise Invalid(f"{quoted(value)} is not a plain path", f'write it as target = "{normal}"')
     if value == "/":
         raise Invalid(
             '"/" would hide the whole workbench', 'mount it at a folder like "/data" or "/mnt/x"'
@@ -684,13 +680,13 @@ def _check_container_path(value: str) -> str:
         if value == reserved or value.startswith(reserved + "/"):
             inside = "is" if value == reserved else f"is inside {reserved}, which is"
             raise Invalid(
-                f"{_q(value)} {inside} the workbench's own",
+                f"{quoted(value)} {inside} the workbench's own",
                 'mount it at a folder of its own like "/data" or "/mnt/datasets"',
             )
     return value
 
 
-class BindMount(_Section):
+class BindMount(StrictTable):
     source: str = Field(
         description="The host folder or file: an absolute path or ~/…. Checked when the "
         "workbench starts (and by `torchrig plan` on this machine): it must exist, symlinks are "
@@ -711,13 +707,13 @@ class BindMount(_Section):
     def _source(cls, value: str) -> str:
         if MOUNT_PATH_BAD.search(value):
             raise Invalid(
-                f"{_q(value)} holds a comma, quote or control character",
+                f"{quoted(value)} holds a comma, quote or control character",
                 "the engines split mount options on commas: rename the folder or link it from "
                 "a plain path",
             )
         if not (value.startswith("/") or value == "~" or value.startswith("~/")):
             raise Invalid(
-                f"{_q(value)} is not an absolute path",
+                f"{quoted(value)} is not an absolute path",
                 'write source = "/data/imagenet" or "~/datasets" (relative paths would depend '
                 "on where torchrig runs)",
             )
@@ -729,7 +725,7 @@ class BindMount(_Section):
         return _check_container_path(value)
 
 
-class Spec(_Section):
+class Spec(StrictTable):
     """torchrig.toml: what one workbench is made of."""
 
     project: Project = Field(description="What this workbench is called.")
@@ -767,15 +763,15 @@ class Spec(_Section):
             for other_index, other in enumerate(self.mounts[:index]):
                 if mount.target == other.target:
                     raise Invalid(
-                        f"{_q(mount.target)} is also the target of mounts[{other_index}]",
+                        f"{quoted(mount.target)} is also the target of mounts[{other_index}]",
                         "give each mount its own target",
                         at=("mounts", index, "target"),
                     )
                 outer, inner = sorted((mount.target, other.target), key=len)
                 if inner.startswith(outer + "/"):
                     raise Invalid(
-                        f"{_q(mount.target)} and mounts[{other_index}].target "
-                        f"{_q(other.target)} are one inside the other",
+                        f"{quoted(mount.target)} and mounts[{other_index}].target "
+                        f"{quoted(other.target)} are one inside the other",
                         "mount them side by side (e.g. /data/a and /data/b, or /data and /models)",
                         at=("mounts", index, "target"),
                     )
