@@ -20,7 +20,14 @@ apt_install() {  # apt_install WHY PACKAGE...
   shift
   echo "== installing $* (apt-get): $why"
   local sudo_=""
-  [ "$(id -u)" -eq 0 ] || sudo_=sudo
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "install.sh: installing $* needs root and this account has no sudo; ask an" \
+        "administrator to run: apt-get install -y $*; then run this again" >&2
+      exit 2
+    fi
+    sudo_=sudo
+  fi
   $sudo_ apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq --no-install-recommends "$@"
 }
@@ -42,6 +49,12 @@ if [ ! -x "$venv/bin/torchrig" ]; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$here"
 fi
+# `torchrig` on the PATH for the README's next steps (down, logs, shell): ~/.local/bin is on
+# it on Debian and Ubuntu once it exists (at the next login). Someone else's file stays.
+if [ ! -e "$HOME/.local/bin/torchrig" ] || [ -L "$HOME/.local/bin/torchrig" ]; then
+  mkdir -p "$HOME/.local/bin"
+  ln -sfn "$venv/bin/torchrig" "$HOME/.local/bin/torchrig"
+fi
 
 mkdir -p "$project"
 cd "$project"
@@ -49,10 +62,13 @@ if [ ! -f torchrig.toml ]; then
   "$venv/bin/torchrig" init
 fi
 # The base image is bootstrapped from the distribution's mirror unless the spec names a
-# registry image: only then is debootstrap (and the archive keyring that verifies it) needed.
+# registry image: only then is debootstrap (and the archive keyring that verifies it) needed,
+# and only root can bootstrap: a normal user's base comes from a registry or the shared
+# cache an administrator fills (`torchrig up` names the command where neither has it).
 base=$("$venv/bin/torchrig" plan --json | "$venv/bin/python" -c \
   'import json, sys; print(json.load(sys.stdin)["resolution"]["base"]["distribution"])')
-if [ "$base" != image ] && ! command -v debootstrap >/dev/null; then
+if [ "$base" != image ] && [ "$(id -u)" -eq 0 ] \
+  && ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then
   keyring=debian-archive-keyring
   case "$base" in ubuntu:*) keyring=ubuntu-keyring ;; esac
   apt-cache show "$keyring" >/dev/null 2>&1 || keyring=""
