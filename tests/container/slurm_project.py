@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.container.slurmlab import SlurmLab
 from tests.container.workbench import cpu_spec, give_to_user, let_owners_in, torchrig
 
@@ -58,6 +60,35 @@ class Cluster:
     def slurm(self, *argv: str) -> str:
         done = subprocess.run(argv, env=self.lab.env, capture_output=True, text=True, check=True)
         return done.stdout
+
+    def explain(self, *runs: str) -> str:
+        """Everything that says why a Slurm run went wrong, for a failing test's message:
+        each run's output.log (every attempt appends to it) and exit file, `scontrol show
+        job` of every job the lab still knows, the lab's job containers and the daemons'
+        log tails."""
+        parts = []
+        for run in runs:
+            job_dir = self.lab.shared / "jobs" / run
+            for name in ("output.log", "exit"):
+                path = job_dir / name
+                text = path.read_text(errors="replace") if path.exists() else "(no such file)"
+                parts.append(f"--- {run}/{name}\n{text[-12000:]}")
+        for argv in (
+            ["scontrol", "show", "job"],
+            ["podman", "ps", "-a", "--filter", f"name=^torchrig-tslurm{self.lab.tag}-"],
+        ):
+            done = subprocess.run(argv, env=self.lab.env, capture_output=True, text=True)
+            parts.append(f"--- {' '.join(argv)}\n{done.stdout}{done.stderr}")
+        parts.append(self.lab.daemon_logs())
+        return "\n".join(parts)
+
+    @contextmanager
+    def explained(self, *runs: str) -> Iterator[None]:
+        """A failure inside (an assertion, a wait that timed out) carries explain(*runs)."""
+        try:
+            yield
+        except (Exception, pytest.fail.Exception) as exc:
+            raise AssertionError(f"{exc}\n\n{self.explain(*runs)}") from exc
 
 
 def _containers_conf(root: Path) -> Path:

@@ -234,6 +234,8 @@ MpiDefault=none
 SlurmdParameters=config_overrides
 ReturnToService=2
 SlurmdTimeout=30
+SlurmdDebug=verbose
+SlurmctldDebug=verbose
 KillWait=10
 MinJobAge=600
 JobRequeue=1
@@ -270,6 +272,21 @@ PartitionName=debug Nodes={",".join(NODES)} Default=YES MaxTime=INFINITE State=U
         )
         states = dict(line.split() for line in done.stdout.splitlines() if line.strip())
         return all(states.get(n) == "idle" for n in NODES)
+
+    # --- what happened -------------------------------------------------------------------
+
+    def daemon_logs(self, lines: int = 60) -> str:
+        """The last lines of every daemon's log: slurmctld, each slurmd, munged (a failing
+        test shows them, since the lab's folder is gone once the test ends)."""
+        parts = []
+        for name in ("slurmctld.log", *(f"slurmd-{n}.log" for n in NODES), "munged.log"):
+            path = self.root / name
+            text = path.read_text(errors="replace") if path.exists() else "(no such file)\n"
+            parts.append(
+                f"--- {name} (last {lines} lines)\n"
+                + "".join(text.splitlines(keepends=True)[-lines:])
+            )
+        return "\n".join(parts)
 
     # --- stop -------------------------------------------------------------------------------
 

@@ -54,54 +54,57 @@ def _submit(cluster: Cluster, name: str) -> str:
 def test_two_nodes_train_resume_after_a_node_dies_and_match_an_uninterrupted_run(
     cluster: Cluster, timings: Timings
 ) -> None:
-    began = time.monotonic()
-    _submit(cluster, "t-slurm-straight")
-    done = cluster.cli("logs", "t-slurm-straight", "-f", check=False)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    timings.append(("2-node run, 24 steps", "podman", time.monotonic() - began))
-    straight = cluster.losses("t-slurm-straight")
-    assert sorted(straight) == list(range(1, STEPS + 1))
-    assert "2 process(es)" in done.stdout
+    with cluster.explained("t-slurm-straight", "t-slurm-split"):
+        began = time.monotonic()
+        _submit(cluster, "t-slurm-straight")
+        done = cluster.cli("logs", "t-slurm-straight", "-f", check=False)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+        timings.append(("2-node run, 24 steps", "podman", time.monotonic() - began))
+        straight = cluster.losses("t-slurm-straight")
+        assert sorted(straight) == list(range(1, STEPS + 1))
+        assert "2 process(es)" in done.stdout
 
-    slurm_id = _submit(cluster, "t-slurm-split")
-    lab = cluster.lab
-    run = cluster.lab.shared / "runs" / "t-slurm-split"
-    wait_until(lambda: max(cluster.losses("t-slurm-split"), default=0) >= KILL_AFTER, 300,
-               f"step {KILL_AFTER} of the run to be killed")  # fmt: skip
-    # A node dies: its training container is killed outright, no checkpoint on the way out.
-    subprocess.run(
-        ["podman", "kill", "--signal", "KILL", f"torchrig-tslurm{lab.tag}-{slurm_id}-0-1"],
-        capture_output=True,
-        check=True,
-    )
+        slurm_id = _submit(cluster, "t-slurm-split")
+        lab = cluster.lab
+        run = cluster.lab.shared / "runs" / "t-slurm-split"
+        wait_until(lambda: max(cluster.losses("t-slurm-split"), default=0) >= KILL_AFTER, 300,
+                   f"step {KILL_AFTER} of the run to be killed")  # fmt: skip
+        # A node dies: its training container is killed outright, no checkpoint on the way out.
+        subprocess.run(
+            ["podman", "kill", "--signal", "KILL", f"torchrig-tslurm{lab.tag}-{slurm_id}-0-1"],
+            capture_output=True,
+            check=True,
+        )
 
-    def requeued() -> bool:
-        info = cluster.slurm("scontrol", "show", "job", "-o", slurm_id)
-        if "Restarts=1" not in info:
-            return False
-        if "JobState=PENDING" in info and "Reason=BeginTime" in info:
-            # Slurm holds a requeued job back for a while; a test need not wait it out.
-            subprocess.run(
-                ["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"],
-                env=cluster.lab.env,
-                capture_output=True,
-                check=False,
-            )
-        return True
+        def requeued() -> bool:
+            info = cluster.slurm("scontrol", "show", "job", "-o", slurm_id)
+            if "Restarts=1" not in info:
+                return False
+            if "JobState=PENDING" in info and "Reason=BeginTime" in info:
+                # Slurm holds a requeued job back for a while; a test need not wait it out.
+                subprocess.run(
+                    ["scontrol", "update", f"JobId={slurm_id}", "StartTime=now"],
+                    env=cluster.lab.env,
+                    capture_output=True,
+                    check=False,
+                )
+            return True
 
-    wait_until(requeued, 120, "the failed run to requeue itself")
-    done = cluster.cli("logs", "t-slurm-split", "-f", check=False)
-    job = cluster.slurm("scontrol", "show", "job", "-o", slurm_id)
-    assert done.returncode == 0, f"{job}\n{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
-    assert "the run failed" in done.stdout and "attempt 2" in done.stdout
-    resumed = [line for line in done.stdout.splitlines() if "resum" in line.lower()]
-    assert any(f"step {KILL_AFTER // CKPT_EVERY * CKPT_EVERY}" in line for line in resumed), resumed
-    split = cluster.losses("t-slurm-split")
-    assert split[STEPS] == straight[STEPS], (split[STEPS], straight[STEPS])
-    assert {s: split[s] for s in straight} == straight
-    assert (run / "checkpoints").is_dir()
-    jobs = {j["id"]: j for j in json.loads(cluster.cli("jobs", "--json").stdout)}
-    assert jobs["t-slurm-split"]["container"] == f"slurm:{slurm_id}"
+        wait_until(requeued, 120, "the failed run to requeue itself")
+        done = cluster.cli("logs", "t-slurm-split", "-f", check=False)
+        job = cluster.slurm("scontrol", "show", "job", "-o", slurm_id)
+        assert done.returncode == 0, f"{job}\n{done.stdout[-5000:]}\n{done.stderr[-2000:]}"
+        assert "the run failed" in done.stdout and "attempt 2" in done.stdout
+        resumed = [line for line in done.stdout.splitlines() if "resum" in line.lower()]
+        assert any(f"step {KILL_AFTER // CKPT_EVERY * CKPT_EVERY}" in line for line in resumed), (
+            resumed
+        )
+        split = cluster.losses("t-slurm-split")
+        assert split[STEPS] == straight[STEPS], (split[STEPS], straight[STEPS])
+        assert {s: split[s] for s in straight} == straight
+        assert (run / "checkpoints").is_dir()
+        jobs = {j["id"]: j for j in json.loads(cluster.cli("jobs", "--json").stdout)}
+        assert jobs["t-slurm-split"]["container"] == f"slurm:{slurm_id}"
 
 
 def test_a_command_returns_its_exit_code(cluster: Cluster) -> None:
