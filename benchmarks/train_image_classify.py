@@ -3,6 +3,8 @@ its decoded cache (GPU augmentation), against a plain loop on synthetic on-GPU t
 
     # 1 H100/H200: ResNet-50, compiled bf16, channels_last, 224 px, micro-batch 256
     python benchmarks/train_image_classify.py
+    # and the recipe's step without CUDA graphs, and with the augmentation eager (before)
+    python benchmarks/train_image_classify.py --variants default no-graphs eager-augment
     # check the harness on a CPU (tiny-cnn, 400 small images, fp32, no compile)
     python benchmarks/train_image_classify.py --cpu-smoke
 
@@ -24,14 +26,26 @@ Steps, all in one process:
 4. GPU JPEG decoding (nvjpeg, `torchvision.io.decode_jpeg(device="cuda")`) of --nvjpeg-images
    of the same files, with the cache build's resize and the copy back to the host, against
    the recipe's CPU cache build rate from step 2 ("nvjpeg_vs_cpu_cache"; --no-nvjpeg skips).
+5. The other --variants of the recipe's step, each a fresh train() on the cache of step 2
+   (not rebuilt), --variant-steps timed steps after the same warm-up:
+     default        what a user runs: the augmentation compiled into the step, CUDA graphs
+     no-graphs      the same with --no-cuda-graphs
+     eager-augment  the step before issue 18's fix: the augmentation as eager kernels before
+                    the compiled step, no CUDA graphs (the task's prepare_in_step and
+                    static_shapes switched off)
+   The first variant is the one of step 2.
 
-The result JSON goes to --out (default benchmarks/results/train-image-classify-MODEL-GPU-DATE.json).
+After each phase the result JSON is written again with what is measured so far (a run cut
+by a time limit keeps it) and a `result ...` line printed. The JSON goes to --out (default
+benchmarks/results/train-image-classify-MODEL-GPU-DATE.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import gc
 import json
 import math
 import multiprocessing
@@ -40,6 +54,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,31 +106,73 @@ def make_tree(root: Path, images: int, classes: int, lo: int, hi: int) -> dict[s
     }
 
 
-def recipe_run(args: argparse.Namespace, tree: Path, run_dir: Path) -> dict[str, Any]:
-    """The recipe from scratch, fresh cache; timestamps of its lines give the phases."""
+VARIANTS = ("default", "no-graphs", "eager-augment")
+
+
+@contextlib.contextmanager
+def _variant(name: str) -> Iterator[dict[str, Any]]:
+    """Config overrides for a variant of the recipe's step; eager-augment also switches
+    the task's augmentation back out of the compiled step (the step before the fix)."""
+    from torchrig.recipes.image_classify import train as train_mod
+
+    if name != "eager-augment":
+        yield {"cuda_graphs": False} if name == "no-graphs" else {}
+        return
+    original = train_mod.build_task  # type: ignore[attr-defined]
+
+    def build(*a: Any, **k: Any) -> Any:
+        task = original(*a, **k)
+        task.prepare_in_step = False
+        task.static_shapes = False  # no CUDA graphs either, as before
+        return task
+
+    train_mod.build_task = build  # type: ignore[attr-defined]
+    try:
+        yield {}
+    finally:
+        train_mod.build_task = original  # type: ignore[attr-defined]
+
+
+def _fresh_device() -> None:
+    """Drop the last run's compiled graphs (and their CUDA graph pools) and cached blocks,
+    so the next run starts from a clean device."""
+    import torch
+
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def recipe_run(
+    args: argparse.Namespace, tree: Path, run_dir: Path, variant: str = "default", steps: int = 0
+) -> dict[str, Any]:
+    """The recipe from scratch (the cache in WORK/cache: built by the first run, reused by
+    the others); timestamps of its lines give the phases."""
     from torchrig.recipes.image_classify import cache as cache_mod
     from torchrig.recipes.image_classify.config import from_preset
     from torchrig.recipes.image_classify.train import train
 
-    total = args.warmup_steps + args.steps
+    total = args.warmup_steps + (steps or args.steps)
     preset = "tiny" if args.cpu_smoke else "resnet50"
-    cfg = from_preset(
-        preset, model=args.model, data=tree, out=run_dir, steps=total,
-        warmup=min(10, total), micro_batch=args.micro_batch, image_size=args.image_size,
-        cache_size=args.cache_size, log_every=args.log_every, ckpt_every=total, keep=1,
-        compile=not args.cpu_smoke, precision="fp32" if args.cpu_smoke else "bf16",
-        device="cpu" if args.cpu_smoke else "cuda", tensorboard=False, export=False,
-        workers=args.workers,
-    )  # fmt: skip
     lines: list[tuple[float, str]] = []
 
     def say(line: str) -> None:
         lines.append((time.perf_counter(), line))
         print(line, flush=True)
 
-    start = time.perf_counter()
-    result = train(cfg, say=say)
-    run_s = time.perf_counter() - start
+    with _variant(variant) as overrides:
+        cfg = from_preset(
+            preset, model=args.model, data=tree, out=run_dir, steps=total,
+            warmup=min(10, total), micro_batch=args.micro_batch, image_size=args.image_size,
+            cache_size=args.cache_size, log_every=args.log_every, ckpt_every=total, keep=1,
+            compile=not args.cpu_smoke, precision="fp32" if args.cpu_smoke else "bf16",
+            device="cpu" if args.cpu_smoke else "cuda", tensorboard=False, export=False,
+            workers=args.workers, cache=run_dir.parent / "cache", **overrides,
+        )  # fmt: skip
+        start = time.perf_counter()
+        result = train(cfg, say=say)
+        run_s = time.perf_counter() - start
     # The loop's header line comes just before its first step; records' elapsed_s count
     # from there.
     header = next(t for t, line in lines if line.startswith("image-classify:"))
@@ -125,6 +182,8 @@ def recipe_run(args: argparse.Namespace, tree: Path, run_dir: Path) -> dict[str,
     steps_per_epoch = math.ceil(n_train / args.micro_batch)
     epoch_rec = next((r for r in result.records if r["step"] >= steps_per_epoch), None)
     return {
+        "variant": variant,
+        "cuda_graphs": any("CUDA graphs" in line for _, line in lines),
         "precision": result.precision,
         "compiled": result.compiled,
         "model": args.model,
@@ -298,6 +357,12 @@ def _environment() -> dict[str, Any]:
     return env
 
 
+def _out_path(args: argparse.Namespace, env: dict[str, Any]) -> Path:
+    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
+    day = dt.date.today().isoformat()
+    return args.out or RESULTS / f"train-image-classify-{args.model}-{gpu}-{day}.json"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet50")
@@ -308,8 +373,10 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--cache-size", type=int, default=256)
     p.add_argument("--micro-batch", type=int, default=256)
-    p.add_argument("--steps", type=int, default=150, help="timed steps")
+    p.add_argument("--steps", type=int, default=100, help="timed steps (first variant)")
     p.add_argument("--warmup-steps", type=int, default=30, help="untimed steps (compile)")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=["default"])
+    p.add_argument("--variant-steps", type=int, default=60, help="timed steps of the others")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--workers", type=int, help="cache decoding processes (default: all CPUs)")
     p.add_argument("--no-baseline", action="store_true")
@@ -325,65 +392,76 @@ def main() -> None:
         args.model, args.images, args.classes = "tiny-cnn", 400, 4
         args.min_px, args.max_px, args.image_size, args.cache_size = 40, 64, 32, 36
         args.micro_batch, args.steps, args.warmup_steps, args.log_every = 32, 10, 10, 5
+        args.variant_steps = 10
     else:
         import torch
 
         assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU (or --cpu-smoke)"
 
     work = args.work or Path(tempfile.mkdtemp(prefix="torchrig-bench-image-"))
-    tree, run_dir = work / "images", work / "run"
+    tree = work / "images"
     shutil.rmtree(tree, ignore_errors=True)
-    shutil.rmtree(run_dir, ignore_errors=True)
+    shutil.rmtree(work / "cache", ignore_errors=True)  # the first run builds it afresh
     began = time.perf_counter()
-    try:
-        made = make_tree(tree, args.images, args.classes, args.min_px, args.max_px)
-        print(
-            f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
-        )
-        run = recipe_run(args, tree, run_dir)
-        # Each phase's number as soon as it exists: a run cut short still leaves it.
-        print(f"result recipe: {json.dumps(run)}", flush=True)
-        if not args.cpu_smoke and not args.no_nvjpeg:
-            try:
-                run["nvjpeg_decode"] = nvjpeg_decode(tree, run["cache_size"], args.nvjpeg_images)
-            except Exception as exc:  # torchvision without nvjpeg: say so, measure the rest
-                run["nvjpeg_decode"] = {"error": repr(exc)[:500]}
-            print(f"result nvjpeg: {json.dumps(run['nvjpeg_decode'])}", flush=True)
-            gpu_rate = run["nvjpeg_decode"].get("images_per_s")
-            if gpu_rate:
-                run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / run["cache_build"]["images_per_s"], 3)
-        if not args.no_baseline:
-            import torch
-
-            # The recipe's compiled graphs went with train()'s frame; drop the compile
-            # caches and cached blocks so the baseline starts from a clean device.
-            torch._dynamo.reset()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            run["baseline"] = baseline(args, args.classes)
-            print(f"result baseline: {json.dumps(run['baseline'])}", flush=True)
-            run["recipe_vs_baseline"] = round(
-                run["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
-            )
-    finally:
-        if args.work is None:
-            shutil.rmtree(work, ignore_errors=True)
     env = _environment()
-    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
-    day = dt.date.today().isoformat()
-    out = args.out or RESULTS / f"train-image-classify-{args.model}-{gpu}-{day}.json"
+    out = _out_path(args, env)
     out.parent.mkdir(parents=True, exist_ok=True)
-    data = {
+    data: dict[str, Any] = {
         "machine": machine(),
         "environment": env,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "benchmark": "image-classify recipe training throughput "
         "(benchmarks/train_image_classify.py)",
-        "image_tree": made,
-        "run": run,
-        "total_s": round(time.perf_counter() - began, 1),
+        "variants": args.variants,
     }
-    out.write_text(json.dumps(data, indent=2) + "\n")
+    run: dict[str, Any] = {}
+
+    def phase(name: str, value: Any) -> None:
+        """One phase measured: its result line at once, and the JSON so far on disk."""
+        print(f"result {name}: {json.dumps(value)}", flush=True)
+        data["run"] = run
+        data["total_s"] = round(time.perf_counter() - began, 1)
+        out.write_text(json.dumps(data, indent=2) + "\n")
+
+    try:
+        made = make_tree(tree, args.images, args.classes, args.min_px, args.max_px)
+        data["image_tree"] = made
+        print(
+            f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
+        )
+        first, *others = args.variants
+        run.update(recipe_run(args, tree, work / f"run-{first}", first))
+        phase("recipe", run)
+        if not args.no_baseline:
+            _fresh_device()
+            run["baseline"] = baseline(args, args.classes)
+            run["recipe_vs_baseline"] = round(
+                run["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
+            )
+            phase("baseline", run["baseline"])
+        if not args.cpu_smoke and not args.no_nvjpeg:
+            try:
+                run["nvjpeg_decode"] = nvjpeg_decode(tree, run["cache_size"], args.nvjpeg_images)
+            except Exception as exc:  # torchvision without nvjpeg: say so, measure the rest
+                run["nvjpeg_decode"] = {"error": repr(exc)[:500]}
+            gpu_rate = run["nvjpeg_decode"].get("images_per_s")
+            if gpu_rate:
+                run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / run["cache_build"]["images_per_s"], 3)
+            phase("nvjpeg", run["nvjpeg_decode"])
+        run["variant_runs"] = {}
+        for name in others:
+            _fresh_device()
+            other = recipe_run(args, tree, work / f"run-{name}", name, args.variant_steps)
+            keep = ("variant", "cuda_graphs", "recipe", "time_to_first_step_s", "run_s")
+            run["variant_runs"][name] = {k: other[k] for k in keep}
+            if "baseline" in run:
+                run["variant_runs"][name]["vs_baseline"] = round(
+                    other["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
+                )
+            phase(f"variant {name}", run["variant_runs"][name])
+    finally:
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     short = {
         "cache_images_per_s": run["cache_build"]["images_per_s"],
         **run["recipe"],
@@ -393,6 +471,8 @@ def main() -> None:
     if "baseline" in run:
         short["baseline_images_per_s"] = run["baseline"]["images_per_s"]
         short["recipe_vs_baseline"] = run["recipe_vs_baseline"]
+    for name, other in run["variant_runs"].items():
+        short[f"{name}_images_per_s"] = other["recipe"]["images_per_s"]
     print(json.dumps(short, indent=2))
     print(f"wrote {out}")
 

@@ -53,15 +53,26 @@ MAX_MISTAKES = 64  # the most confident ones are kept for the recipe's report
 
 class ClassifierLoss(torch.nn.Module):  # type: ignore[misc]
     """Model plus loss as one module, so compile and DDP see both. Summed over the batch:
-    the loop divides by the samples of the whole step (all micro-batches)."""
+    the loop divides by the samples of the whole step (all micro-batches). With `prepare`
+    (a task's `prepare_in_step`), the batch's preparation runs first, inside the module:
+    compiled with the model, not as separate eager kernels (docs/performance.md)."""
 
-    def __init__(self, model: Any, weight: Any, label_smoothing: float) -> None:
+    def __init__(
+        self,
+        model: Any,
+        weight: Any,
+        label_smoothing: float,
+        prepare: Callable[[tuple[Any, ...], bool], tuple[Any, ...]] | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.label_smoothing = label_smoothing
+        self.prepare = prepare
         self.register_buffer("weight", weight, persistent=False)
 
     def forward(self, labels: Any, *inputs: Any) -> Any:
+        if self.prepare is not None:
+            inputs = self.prepare(inputs, True)
         logits = self.model(*inputs)
         # fp32 logits: a softmax over bf16 logits loses the small differences that matter
         # late in training.
@@ -147,7 +158,9 @@ def _train(
             "class weights: "
             + ", ".join(f"{n} {w:.2f}" for n, w in zip(task.labels, weights, strict=True))
         )
-    loss_module = ClassifierLoss(model, weight, cfg.label_smoothing)
+    loss_module = ClassifierLoss(
+        model, weight, cfg.label_smoothing, task.prepare if task.prepare_in_step else None
+    )
     wrapped = D.wrap_model(loss_module, dist, strategy)  # type: ignore[arg-type]
     graphs = _cuda_graphs(cfg, task, dist, strategy, compiled)
     # CUDA graphs (torch.compile's "reduce-overhead"): one launch replays the whole forward
@@ -223,7 +236,8 @@ def _train(
             for i, (inputs, labels) in enumerate(micro):
                 inputs = tuple(t.to(dist.device, non_blocking=True) for t in inputs)
                 labels = labels.to(dist.device, non_blocking=True)
-                inputs = task.prepare(inputs, True)
+                if not task.prepare_in_step:
+                    inputs = task.prepare(inputs, True)
                 last = i == len(micro) - 1
                 if graphs:
                     # A new step: the last replay's outputs (loss, gradients) are consumed.

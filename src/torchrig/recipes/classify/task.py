@@ -56,8 +56,9 @@ class ClassifyTask:
     """Written to OUT/classifier.json beside "recipe" and "labels": {"model": {...},
     "preprocess": {...}}, everything the recipe's export.build_model needs."""
     prepare: Callable[[tuple[Any, ...], bool], tuple[Any, ...]] = _identity
-    """Runs on the device after the copy, outside torch.compile: GPU augmentation and
-    normalisation (training=True) or evaluation preprocessing (training=False)."""
+    """Runs on the device after the copy: GPU augmentation and normalisation
+    (training=True) or evaluation preprocessing (training=False). Eagerly, outside
+    torch.compile, unless `prepare_in_step`."""
     flops_per_sample: float | None = None
     """Forward + backward FLOPs of one training sample, for MFU (None: no MFU)."""
     unit: str = "samples"
@@ -71,3 +72,8 @@ class ClassifyTask:
     static_shapes: bool = False
     """Every training batch has the same shapes and dtypes (and `prepare` keeps them): the
     compiled step may then run as CUDA graphs (loop._cuda_graphs)."""
+    prepare_in_step: bool = False
+    """`prepare` is pure tensor code (no host reads, no shapes that depend on values): the
+    loop then runs it inside the step it compiles (with the model, in the CUDA graph)
+    instead of eagerly before it, so the compiler fuses it into a few kernels. Evaluation
+    still calls it eagerly."""

@@ -156,6 +156,10 @@ def build_task(cfg: ImageClassifyConfig, dist: D.Dist, say: Say = print) -> Clas
         unit="images",
         report_mistakes=report_mistakes,
         notes=notes,
+        # Every batch is [micro_batch, S, S, 3] uint8 + [micro_batch, 2, 3] crops (ImageBatches
+        # runs on across epochs, never a short batch): the step may run as CUDA graphs.
+        static_shapes=True,
+        prepare_in_step=True,  # augmentation compiled into the step (augment.py)
     )
 
 
