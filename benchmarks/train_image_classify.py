@@ -3,8 +3,8 @@ its decoded cache (GPU augmentation), against a plain loop on synthetic on-GPU t
 
     # 1 H100/H200: ResNet-50, compiled bf16, channels_last, 224 px, micro-batch 256
     python benchmarks/train_image_classify.py
-    # and the recipe's step without CUDA graphs, and with the augmentation eager (before)
-    python benchmarks/train_image_classify.py --variants default no-graphs eager-augment
+    # and variants of the recipe's step in the same process (see 5. below)
+    python benchmarks/train_image_classify.py --variants default copy-in-step eager-augment
     # check the harness on a CPU (tiny-cnn, 400 small images, fp32, no compile)
     python benchmarks/train_image_classify.py --cpu-smoke
 
@@ -28,11 +28,14 @@ Steps, all in one process:
    the recipe's CPU cache build rate from step 2 ("nvjpeg_vs_cpu_cache"; --no-nvjpeg skips).
 5. The other --variants of the recipe's step, each a fresh train() on the cache of step 2
    (not rebuilt), --variant-steps timed steps after the same warm-up:
-     default        what a user runs: the augmentation compiled into the step, CUDA graphs
+     default        what a user runs: the augmentation compiled into the step, CUDA
+                    graphs, each batch copied to the GPU ahead on the prefetch thread's stream
      no-graphs      the same with --no-cuda-graphs
+     copy-in-step   the same as default but the copy on the compute stream, just before
+                    its step (loop.COPY_AHEAD off)
      eager-augment  the step before issue 18's fix: the augmentation as eager kernels before
-                    the compiled step, no CUDA graphs (the task's prepare_in_step and
-                    static_shapes switched off)
+                    the compiled step, no CUDA graphs, the copy in the step (the task's
+                    prepare_in_step and static_shapes and loop.COPY_AHEAD switched off)
    The first variant is the one of step 2.
 
 After each phase the result JSON is written again with what is measured so far (a run cut
@@ -106,17 +109,26 @@ def make_tree(root: Path, images: int, classes: int, lo: int, hi: int) -> dict[s
     }
 
 
-VARIANTS = ("default", "no-graphs", "eager-augment")
+VARIANTS = ("default", "no-graphs", "copy-in-step", "eager-augment")
 
 
 @contextlib.contextmanager
 def _variant(name: str) -> Iterator[dict[str, Any]]:
-    """Config overrides for a variant of the recipe's step; eager-augment also switches
-    the task's augmentation back out of the compiled step (the step before the fix)."""
+    """Config overrides for a variant of the recipe's step; copy-in-step and eager-augment
+    also switch the loop's copy-ahead off, and eager-augment the task's augmentation out of
+    the compiled step (the step before the fix)."""
+    from torchrig.recipes.classify import loop
     from torchrig.recipes.image_classify import train as train_mod
 
-    if name != "eager-augment":
+    if name in ("default", "no-graphs"):
         yield {"cuda_graphs": False} if name == "no-graphs" else {}
+        return
+    loop.COPY_AHEAD = False
+    if name == "copy-in-step":
+        try:
+            yield {}
+        finally:
+            loop.COPY_AHEAD = True
         return
     original = train_mod.build_task  # type: ignore[attr-defined]
 
@@ -131,6 +143,7 @@ def _variant(name: str) -> Iterator[dict[str, Any]]:
         yield {}
     finally:
         train_mod.build_task = original  # type: ignore[attr-defined]
+        loop.COPY_AHEAD = True
 
 
 def _fresh_device() -> None:
