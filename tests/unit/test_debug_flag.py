@@ -197,3 +197,51 @@ def test_debug_prints_streamed_commands_too(capsys: pytest.CaptureFixture[str]) 
         set_debug(False)
     assert lines == ["one", "two"]
     assert capsys.readouterr().err == "+ sh -c 'echo one; echo two'\n"
+
+
+# Slurm's clients answering for job 41, each writing down its argv.
+FAKE_SLURM = """#!/bin/sh
+printf '%s\\0' "${0##*/}" "$@" >> "${0%/*}/calls"; printf '\\n' >> "${0%/*}/calls"
+case "${0##*/}" in
+  scontrol) echo "JobId=41 JobState=COMPLETED Restarts=0 ExitCode=0:0" ;;
+esac
+"""
+SLURM_TOOLS = ("sbatch", "scontrol", "scancel")
+
+
+def test_debug_prints_the_slurm_commands_of_logs_and_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: submit.py ran sbatch, scontrol and scancel with subprocess.run, and `--debug`
+    printed none of them."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in SLURM_TOOLS:
+        (bin_dir / tool).write_text(FAKE_SLURM)
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # Slurm's clients only: no engine to probe
+    job_dir = tmp_path / "shared" / "jobs" / "j1"
+    job_dir.mkdir(parents=True)
+    (job_dir / "output.log").write_text("trained\n")
+    (job_dir / "exit").write_text("0\n")
+    records = tmp_path / ".torchrig" / "slurm"
+    records.mkdir(parents=True)
+    (records / "j1.json").write_text(
+        json.dumps({"id": "j1", "slurm_id": 41, "job_dir": str(job_dir), "command": []})
+    )
+    (tmp_path / "torchrig.toml").write_text('[project]\nname = "dbg"\n[torch]\nvariant = "cpu"\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["--debug", "logs", "j1", "-f"]) == 0
+    assert main(["stop", "j1", "--debug"]) == 0
+    out, err = capsys.readouterr()
+    assert "trained" in out
+    ran = [line.split("\0")[:-1] for line in (bin_dir / "calls").read_text().splitlines()]
+    printed = [shlex.split(line[2:]) for line in err.splitlines() if line.startswith("+ ")]
+    assert printed == ran
+    assert ran == [
+        ["scontrol", "show", "job", "-o", "41"],
+        ["scancel", "--signal=TERM", "--full", "41"],
+        ["scancel", "41"],
+    ]
+    assert main(["stop", "j1"]) == 0  # without --debug: no command shown
+    assert "+ " not in capsys.readouterr().err

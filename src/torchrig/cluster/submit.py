@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from torchrig.cluster.slurm import EXIT_FILE, LOG_FILE
+from torchrig.command import run_command
 from torchrig.errors import ToolError, UsageError
 
 DONE_STATES = frozenset(
@@ -33,7 +34,7 @@ def _slurm(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
             "run torchrig where sbatch works, or copy the script from `torchrig export slurm`",
         )
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        return run_command(argv, timeout)  # shown by --debug like every host command
     except subprocess.TimeoutExpired:
         raise ToolError(
             f"{argv[0]} did not answer within {timeout:g} s", "is slurmctld up? (`scontrol ping`)"
