@@ -29,6 +29,7 @@ The result JSON goes to --out (default benchmarks/results/train-causal-lm-MODEL-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -82,9 +83,19 @@ def make_tokens(path: Path, n_tokens: int, vocab: int, seed: int = 0) -> Path:
 
 
 def baseline(
-    model_name: str, vocab: int, micro: int, seq: int, warmup: int, steps: int
+    model_name: str,
+    vocab: int,
+    micro: int,
+    seq: int,
+    warmup: int,
+    steps: int,
+    attention: str = "auto",
+    cpu: bool = False,
 ) -> dict[str, Any]:
-    """The plain loop: same model, synthetic tokens already on the GPU, no data path."""
+    """The plain loop: same model, synthetic tokens already on the GPU, no data path.
+    `cpu`: the harness check (fp32, eager, on the CPU)."""
+    import contextlib
+
     import torch
     import torch.nn.functional as F
     from torch.nn.attention import sdpa_kernel
@@ -93,24 +104,30 @@ def baseline(
     from torchrig.train.attention import backend_name, training_sdpa_backends
     from torchrig.train.metrics import mfu, peak_tflops
 
+    device = torch.device("cpu" if cpu else "cuda")
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     # The recipe's attention kernel for this GPU: the same settings on both sides.
-    sdpa = training_sdpa_backends(torch.device("cuda"))
-    torch.cuda.reset_peak_memory_stats()
-    model = build_model(model_name, vocab, max_seq_len=seq).cuda()
+    sdpa = training_sdpa_backends(device, attention)
+    if not cpu:
+        torch.cuda.reset_peak_memory_stats()
+    model = build_model(model_name, vocab, max_seq_len=seq).to(device)
 
     def loss_fn(x: Any, y: Any) -> Any:
         logits = model(input_ids=x).logits
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
 
-    fn = torch.compile(loss_fn)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    data = [torch.randint(0, vocab, (micro, seq + 1), device="cuda") for _ in range(4)]
+    fn = loss_fn if cpu else torch.compile(loss_fn)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=not cpu)
+    data = [torch.randint(0, vocab, (micro, seq + 1), device=device) for _ in range(4)]
+    autocast = (
+        contextlib.nullcontext if cpu else lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    )
+    sync = (lambda: None) if cpu else torch.cuda.synchronize
 
     def step(i: int) -> Any:
         d = data[i % len(data)]
-        with torch.autocast("cuda", dtype=torch.bfloat16), sdpa_kernel(sdpa, set_priority=True):
+        with autocast(), sdpa_kernel(sdpa, set_priority=True):
             loss = fn(d[:, :-1], d[:, 1:])
         loss.backward()
         opt.step()
@@ -120,43 +137,79 @@ def baseline(
     t0 = time.perf_counter()
     for i in range(warmup):
         step(i)
-    torch.cuda.synchronize()
+    sync()
     warm_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(steps):
         loss = step(i)
-    torch.cuda.synchronize()
+    sync()
     wall = time.perf_counter() - t0
     tps = micro * seq * steps / wall
-    peak, _ = peak_tflops(torch.device("cuda"), "bf16")
+    peak, _ = peak_tflops(device, "fp32" if cpu else "bf16")
     out = {
+        "micro_batch": micro,
         "tokens_per_s": round(tps, 1),
         "mfu": None if peak is None else round(mfu(flops_per_token(model, seq), tps, peak) or 0, 4),
         "warmup_s": round(warm_s, 2),
         "timed_steps": steps,
-        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-        "loss_last": round(float(loss), 4),
+        "peak_mem_gib": None if cpu else round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        "loss_last": round(float(loss.detach()), 4),
         "sdpa": backend_name(sdpa),
     }
     return out
 
 
-def worker(args: argparse.Namespace) -> None:
-    """One run under torchrun: the recipe's training loop, then (1 GPU) the baseline."""
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One recipe setting of --variants, written LOSS-MICRO[-ATTENTION][-cdt]: e.g.
+    "chunked-128", "full-64-flash"; "cdt" turns on inductor's coordinate-descent tuning."""
+
+    loss: str
+    micro: int
+    attention: str = "auto"
+    cdt: bool = False
+
+    @property
+    def name(self) -> str:
+        extra = [self.attention] * (self.attention != "auto") + ["cdt"] * self.cdt
+        return "-".join([self.loss, str(self.micro), *extra])
+
+
+def parse_variant(text: str) -> Variant:
+    loss, micro, attention, cdt = "", 0, "auto", False
+    for part in text.split("-"):
+        if part in ("full", "chunked"):
+            loss = part
+        elif part.isdigit() and int(part) > 0:
+            micro = int(part)
+        elif part in ("flash", "cudnn"):
+            attention = part
+        elif part == "cdt":
+            cdt = True
+        else:
+            raise argparse.ArgumentTypeError(
+                f"--variants {text!r}: unknown part {part!r} "
+                "(LOSS-MICRO[-flash|-cudnn][-cdt], e.g. chunked-128)"
+            )
+    if not loss or not micro:
+        raise argparse.ArgumentTypeError(
+            f"--variants {text!r}: give a loss (full|chunked) and a micro-batch, e.g. full-64"
+        )
+    return Variant(loss, micro, attention, cdt)
+
+
+def recipe_run(
+    args: argparse.Namespace, run_dir: Path, micro: int, seq: int, variant: Variant | None = None
+) -> tuple[dict[str, Any], Any]:
+    """One run of the recipe's own loop (`train`, the code a user runs) on the token file:
+    its steady throughput after the warm-up, and its RunResult."""
     import torch
 
     from torchrig.recipes.causal_lm.config import from_preset
     from torchrig.recipes.causal_lm.train import train
 
-    if not args.cpu_smoke:
-        assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
     rank = int(os.environ.get("RANK", "0"))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    micro, seq, vocab = DEFAULTS[args.model]
-    micro = args.micro_batch or micro
-    seq = args.seq_len or seq
     total = args.warmup_steps + args.steps
-    run_dir = Path(args.work) / f"run-{world}-{args.strategy}"
     if rank == 0 and run_dir.exists():
         shutil.rmtree(run_dir)
     preset = "tiny" if args.model.startswith("tiny") else args.model
@@ -167,9 +220,32 @@ def worker(args: argparse.Namespace) -> None:
         compile=not (args.no_compile or args.cpu_smoke),
         precision="fp32" if args.cpu_smoke else "bf16",
         device="cpu" if args.cpu_smoke else "cuda", export=False, tensorboard=False,
+        loss=variant.loss if variant else None,
+        attention=variant.attention if variant else None,
     )  # fmt: skip
-    start = time.perf_counter()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
     result = train(cfg, say=print if rank == 0 else (lambda _: None))
+    return steady(result.records, args.warmup_steps, "tokens_per_s", "tokens_per_s"), result
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One run under torchrun: the recipe's training loop, then (1 GPU) the baseline."""
+    import torch
+
+    if not args.cpu_smoke:
+        assert torch.cuda.is_available(), "this benchmark needs a CUDA GPU"
+    if args.variants:
+        variants_worker(args)
+        return
+    rank = int(os.environ.get("RANK", "0"))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    micro, seq, vocab = DEFAULTS[args.model]
+    micro = args.micro_batch or micro
+    seq = args.seq_len or seq
+    run_dir = Path(args.work) / f"run-{world}-{args.strategy}"
+    start = time.perf_counter()
+    recipe, result = recipe_run(args, run_dir, micro, seq)
     run_s = time.perf_counter() - start
     if rank != 0:
         return
@@ -185,7 +261,7 @@ def worker(args: argparse.Namespace) -> None:
         "grad_accum": args.grad_accum,
         "tokens_per_step": micro * seq * args.grad_accum * world,
         "warmup_steps": args.warmup_steps,
-        "recipe": steady(result.records, args.warmup_steps, "tokens_per_s", "tokens_per_s"),
+        "recipe": recipe,
         "sdpa": _sdpa_name(),
         "first_interval_s": first.get("interval_s"),  # includes torch.compile
         "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
@@ -208,6 +284,85 @@ def worker(args: argparse.Namespace) -> None:
         )
     shutil.rmtree(run_dir, ignore_errors=True)
     Path(args.result).write_text(json.dumps(out, indent=2) + "\n")
+
+
+def variants_worker(args: argparse.Namespace) -> None:
+    """--variants: in one process, the plain loop at each --baseline-micro, then the recipe
+    once per variant. Each number is printed (`result NAME: {...}`) and the result file
+    rewritten as soon as it is measured, so a run cut short keeps what it measured."""
+    import torch
+
+    _, seq, vocab = DEFAULTS[args.model]
+    seq = args.seq_len or seq
+    variants: list[Variant] = args.variants
+    micros = args.baseline_micro or sorted({v.micro for v in variants})[:1]
+    out: dict[str, Any] = {
+        "mode": "variants", "model": args.model, "seq_len": seq, "grad_accum": args.grad_accum,
+        "warmup_steps": args.warmup_steps, "timed_steps": args.steps,
+        "baselines": {}, "variants": {},
+    }  # fmt: skip
+    result_path = Path(args.result)
+
+    def save() -> None:
+        _ratios(out)
+        result_path.write_text(json.dumps(out, indent=2) + "\n")
+
+    def clean() -> None:
+        # The previous phase's compiled graphs and cached blocks go first: each phase starts
+        # from a clean GPU (the on-disk inductor cache stays, as for a user's second run).
+        torch._dynamo.reset()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    for micro in micros:
+        began = time.perf_counter()
+        key = f"plain-{micro}"
+        try:
+            got = baseline(
+                args.model, vocab, micro, seq, args.warmup_steps, args.steps, cpu=args.cpu_smoke
+            )
+        except torch.OutOfMemoryError:
+            got = {"error": "out of GPU memory"}
+        got["phase_s"] = round(time.perf_counter() - began, 1)
+        out["baselines"][key] = got
+        print(f"result {key}: {json.dumps(got)}", flush=True)
+        save()
+        clean()
+    import torch._inductor.config as inductor
+
+    for variant in variants:
+        began = time.perf_counter()
+        inductor.coordinate_descent_tuning = variant.cdt
+        run_dir = Path(args.work) / f"run-{variant.name}"
+        try:
+            got, _ = recipe_run(args, run_dir, variant.micro, seq, variant)
+            got = {"micro_batch": variant.micro, "loss": variant.loss, **got}
+        except torch.OutOfMemoryError:
+            got = {"micro_batch": variant.micro, "error": "out of GPU memory"}
+        finally:
+            inductor.coordinate_descent_tuning = False
+            shutil.rmtree(run_dir, ignore_errors=True)
+        got["phase_s"] = round(time.perf_counter() - began, 1)
+        out["variants"][variant.name] = got
+        print(f"result recipe {variant.name}: {json.dumps(got)}", flush=True)
+        save()
+        clean()
+    best = max(
+        (v for v in out["variants"].values() if "tokens_per_s" in v),
+        key=lambda v: v["tokens_per_s"], default=None,
+    )  # fmt: skip
+    print(f"result best: {json.dumps(best)}", flush=True)
+
+
+def _ratios(out: dict[str, Any]) -> None:
+    """Each variant against the plain loop at its micro-batch (else the first one)."""
+    plain = {b["micro_batch"]: b for b in out["baselines"].values() if "tokens_per_s" in b}
+    first = next(iter(plain.values()), None)
+    for got in out["variants"].values():
+        ref = plain.get(got["micro_batch"], first)
+        if ref is not None and "tokens_per_s" in got:
+            got["vs_plain"] = round(got["tokens_per_s"] / ref["tokens_per_s"], 4)
+            got["vs_plain_micro_batch"] = ref["micro_batch"]
 
 
 def dist_rank0() -> bool:
@@ -260,6 +415,15 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument(
+        "--variants", nargs="+", type=parse_variant, metavar="LOSS-MICRO[-ATTN][-cdt]",
+        help="one GPU, one process: the plain loop, then the recipe once per setting "
+        "(e.g. full-64 chunked-64 chunked-128); see Variant",
+    )  # fmt: skip
+    p.add_argument(
+        "--baseline-micro", type=int, nargs="+",
+        help="--variants: the plain loop at these micro-batches (default: the smallest variant's)",
+    )  # fmt: skip
+    p.add_argument(
         "--cpu-smoke", action="store_true", help="check the harness on a CPU (tiny-gpt2, fp32)"
     )
     p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "torchrig-bench-train"))
@@ -283,6 +447,9 @@ def main() -> None:
     if not tokens.exists():
         make_tokens(tokens, int(args.n_tokens), vocab)
     make_s = time.perf_counter() - t0
+    if args.variants:
+        main_variants(args, tokens, vocab, make_s)
+        return
     runs = []
     for spec in args.runs:
         gpus, strategy = parse_run(spec)
@@ -327,6 +494,52 @@ def main() -> None:
     }
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps({"runs": [_short(r) for r in runs], **summary}, indent=2))
+    print(f"wrote {out}")
+
+
+def main_variants(args: argparse.Namespace, tokens: Path, vocab: int, make_s: float) -> None:
+    """--variants: one torchrun worker on one GPU runs every phase; its result file is
+    rewritten after each, so a run stopped by --timeout still leaves its numbers."""
+    work = Path(args.work)
+    result_path = work / "result-variants.json"
+    result_path.unlink(missing_ok=True)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=1",
+        __file__, "--worker", "--model", args.model, "--strategy", "none",
+        "--tokens", str(tokens), "--result", str(result_path), "--steps", str(args.steps),
+        "--warmup-steps", str(args.warmup_steps), "--log-every", str(args.log_every),
+        "--work", str(work), "--grad-accum", str(args.grad_accum),
+        "--variants", *(v.name for v in args.variants),
+    ]  # fmt: skip
+    if args.baseline_micro:
+        cmd += ["--baseline-micro", *map(str, args.baseline_micro)]
+    if args.seq_len:
+        cmd += ["--seq-len", str(args.seq_len)]
+    cmd += ["--cpu-smoke"] * args.cpu_smoke
+    print(f"== variants: {' '.join(cmd)}", flush=True)
+    began = time.perf_counter()
+    try:
+        code: int | str = subprocess.run(cmd, timeout=args.timeout, check=False).returncode
+    except subprocess.TimeoutExpired:
+        code = f"stopped by --timeout {args.timeout} s"
+    measured = json.loads(result_path.read_text()) if result_path.exists() else {}
+    env = _environment()
+    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
+    day = dt.date.today().isoformat()
+    out = args.out or RESULTS / f"train-causal-lm-{args.model}-variants-{gpu}-{day}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "machine": machine(),
+        "environment": env,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "benchmark": "causal-lm recipe variants against the plain loop, one process "
+        "(benchmarks/train_causal_lm.py --variants)",
+        "token_file": {"tokens": int(args.n_tokens), "vocab": vocab, "made_s": round(make_s, 1)},
+        "worker_exit": code,
+        "wall_s": round(time.perf_counter() - began, 1),
+        **measured,
+    }
+    out.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {out}")
 
 

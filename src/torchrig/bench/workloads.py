@@ -61,8 +61,14 @@ def _params(model: Any, skip: Callable[[str], bool]) -> int:
     return sum(p.numel() for n, p in model.named_parameters() if not skip(n))
 
 
-def build_gpt2(torch: Any, batch: int = 16, seq: int = 1024, **overrides: Any) -> Built:
+def build_gpt2(
+    torch: Any, batch: int = 16, seq: int = 1024, loss: str = "full", **overrides: Any
+) -> Built:
+    """loss "chunked": the output layer and cross-entropy in chunks of tokens
+    (torchrig.train.linear_ce), as the causal-LM recipe's --loss chunked."""
     from transformers import GPT2Config, GPT2LMHeadModel
+
+    from torchrig.train.linear_ce import linear_cross_entropy
 
     cfg = GPT2Config(
         vocab_size=50304,
@@ -86,6 +92,9 @@ def build_gpt2(torch: Any, batch: int = 16, seq: int = 1024, **overrides: Any) -
     f = torch.nn.functional
 
     def loss_fn(ids: Any, targets: Any) -> Any:
+        if loss == "chunked":
+            hidden = model.transformer(input_ids=ids).last_hidden_state
+            return linear_cross_entropy(hidden, model.lm_head.weight, targets) / targets.numel()
         logits = model(input_ids=ids).logits
         return f.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 
@@ -107,6 +116,7 @@ def build_gpt2(torch: Any, batch: int = 16, seq: int = 1024, **overrides: Any) -
             "dropout": 0.0,
             "activation": cfg.activation_function,
             "attention": model.config._attn_implementation,
+            "loss": loss,
         },
     )
 
@@ -208,17 +218,20 @@ def _train_gpt2(
     torch: Any, compiled: bool, steps: int, warmup: int, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """GPT-2 with the causal-LM recipe's settings for this GPU: its attention kernel (cuDNN
-    on Hopper) and, compiled, its micro-batch for the GPU's memory (64 on 60 GiB or more).
-    Eager keeps B=16: unfused, a larger batch would need several times the memory."""
+    on Hopper) and, compiled, its micro-batch for the GPU's memory (64 on 60 GiB or more)
+    and its loss (config.LOSS_BY_MODEL). Eager keeps B=16 and the full loss: unfused, a
+    larger batch would need several times the memory."""
     from torch.nn.attention import sdpa_kernel
 
-    from torchrig.recipes.causal_lm.config import micro_batch_for
+    from torchrig.recipes.causal_lm.config import loss_for, micro_batch_for
     from torchrig.train.attention import backend_name, training_sdpa_backends
 
     device = torch.device("cuda")
     if compiled and "batch" not in overrides:
         memory = int(torch.cuda.get_device_properties(device).total_memory)
         overrides = {**overrides, "batch": micro_batch_for("gpt2-124m", memory, 16)}
+    if compiled and "loss" not in overrides:
+        overrides = {**overrides, "loss": loss_for("gpt2-124m")}
     backends = training_sdpa_backends(device)
     with sdpa_kernel(backends, set_priority=True):
         result = _train(torch, "gpt2", compiled, steps, warmup, overrides)

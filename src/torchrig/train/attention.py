@@ -84,7 +84,10 @@ def register_causal_sdpa() -> str:
     return CAUSAL_SDPA
 
 
-def training_sdpa_backends(device: Any) -> list[Any]:
+ATTENTION_CHOICES = ("auto", "flash", "cudnn")
+
+
+def training_sdpa_backends(device: Any, choice: str = "auto") -> list[Any]:
     """The SDPA kernels a causal-LM training step may use on `device`, in the order to try
     them (pass to `torch.nn.attention.sdpa_kernel(..., set_priority=True)`).
 
@@ -92,7 +95,17 @@ def training_sdpa_backends(device: Any) -> list[Any]:
     maskless, 64-wide heads it was faster than FlashAttention-2 (benchmarks/results,
     docs/training.md). Elsewhere FlashAttention-2 first and cuDNN last, torch's own order
     for those GPUs. The memory-efficient and math kernels stay as fallbacks for shapes the
-    first ones refuse (head sizes, masks)."""
+    first ones refuse (head sizes, masks).
+
+    `choice` "flash" or "cudnn" puts that kernel first on any CUDA GPU (the recipe's
+    --attention, for measuring one against the other); "auto" is the rule above. A CPU
+    has neither, so the choice changes nothing there."""
+    if choice not in ATTENTION_CHOICES:
+        from torchrig.errors import UsageError
+
+        raise UsageError(
+            f"unknown attention kernel {choice!r}", f"use one of: {', '.join(ATTENTION_CHOICES)}"
+        )
     from torch.nn.attention import SDPBackend
 
     flash_first = [
@@ -105,7 +118,10 @@ def training_sdpa_backends(device: Any) -> list[Any]:
         return flash_first
     import torch
 
-    if torch.cuda.get_device_capability(device) == (9, 0) and torch.backends.cudnn.is_available():
+    if choice == "auto":
+        hopper = torch.cuda.get_device_capability(device) == (9, 0)
+        choice = "cudnn" if hopper and torch.backends.cudnn.is_available() else "flash"
+    if choice == "cudnn":
         return [SDPBackend.CUDNN_ATTENTION, *flash_first[:-1]]
     return flash_first
 

@@ -49,6 +49,14 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", choices=["auto", "cuda", "cpu"])
     r.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"])
     r.add_argument("--strategy", choices=["auto", "none", "ddp", "fsdp"])
+    r.add_argument(
+        "--loss", choices=["auto", "full", "chunked"],
+        help="output layer + loss: full logits, or chunked (never holds all logits)",
+    )  # fmt: skip
+    r.add_argument(
+        "--attention", choices=["auto", "flash", "cudnn"],
+        help="the attention kernel tried first (auto: cuDNN on H100/H200, else Flash)",
+    )  # fmt: skip
     comp = r.add_mutually_exclusive_group()
     comp.add_argument("--compile", dest="compile", action="store_true", default=None)
     comp.add_argument("--no-compile", dest="compile", action="store_false")

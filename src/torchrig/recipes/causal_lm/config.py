@@ -17,6 +17,7 @@ from typing import Any
 
 from torchrig.errors import UsageError
 from torchrig.recipes import settings
+from torchrig.train.attention import ATTENTION_CHOICES
 
 
 @dataclass
@@ -56,6 +57,10 @@ class TrainConfig:
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool | None = None  # None: on CUDA, off on CPU
     strategy: str = "auto"  # auto | none | ddp | fsdp
+    # The output layer + loss: "full" logits for every token at once, or "chunked"
+    # (torchrig.train.linear_ce: no full logits tensor); "auto" is LOSS_BY_MODEL's choice.
+    loss: str = "auto"  # auto | full | chunked
+    attention: str = "auto"  # auto | flash | cudnn (torchrig.train.attention)
     log_every: int = 10
     ckpt_every: int = 20
     keep: int = 3
@@ -88,6 +93,14 @@ class TrainConfig:
                 "--keep": self.keep,
             }
         )
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown --loss {self.loss!r}", f"use one of: {', '.join(LOSSES)}")
+        if self.attention not in ATTENTION_CHOICES:
+            raise UsageError(
+                f"unknown --attention {self.attention!r}",
+                f"use one of: {', '.join(ATTENTION_CHOICES)}",
+            )
+        loss_for(self.model, self.loss, self.strategy)  # chunked + fsdp: refused now
         if self.lr <= 0:
             raise UsageError(f"--lr must be positive, not {self.lr}", "e.g. --lr 3e-4")
         if self.warmup < 0:
@@ -193,6 +206,31 @@ PRESETS: dict[str, dict[str, Any]] = {
 MICRO_BATCH_BY_MEMORY: dict[str, tuple[tuple[float, int], ...]] = {
     "gpt2-124m": ((60.0, 64), (30.0, 32), (0.0, 16)),
 }
+
+
+LOSSES = ("auto", "full", "chunked")
+
+# What --loss auto runs, per model preset (others: "full"). One place for the recipe and
+# `torchrig bench`'s GPT-2 line. "chunked" saves the full logits' memory (6.6 GB at GPT-2
+# 124M micro-batch 64) with the same arithmetic; whether it is also faster on a GPU is
+# benchmarks/train_causal_lm.py --variants' question (issue 18).
+LOSS_BY_MODEL: dict[str, str] = {"gpt2-124m": "full"}
+
+
+def loss_for(model: str, requested: str = "auto", strategy: str = "none") -> str:
+    """The loss a run uses: the request, or for "auto" the model's LOSS_BY_MODEL entry;
+    "full" under FSDP, where the chunked loss cannot reach the sharded output weight."""
+    if strategy == "fsdp":
+        if requested == "chunked":
+            raise UsageError(
+                "--loss chunked does not run under FSDP (the output layer's weight is "
+                "gathered only inside the model's own forward)",
+                "use --loss full (or auto) with fsdp, or --strategy ddp",
+            )
+        return "full"
+    if requested != "auto":
+        return requested
+    return LOSS_BY_MODEL.get(model, "full")
 
 
 def micro_batch_for(model: str, memory_bytes: int | None, default: int) -> int:

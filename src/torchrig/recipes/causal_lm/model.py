@@ -323,3 +323,23 @@ def flops_per_token(model: Any, seq_len: int) -> float:
     # Frozen weights skip their 2N weight-gradient matmuls (an approximation: the first
     # layer's input gradient is not needed either, and peft's matrices are in both terms).
     return full - 2.0 * max(0, n - trainable)
+
+
+def final_hidden_states(model: Any, input_ids: Any) -> Any:
+    """The last layer's normalised hidden states (batch, seq, d): the model without its
+    output layer, for the chunked loss (torchrig.train.linear_ce). transformers' causal LMs
+    keep that part as `base_model` (GPT-2's `transformer`, Llama's `model`)."""
+    return _base(model).base_model(input_ids=input_ids).last_hidden_state
+
+
+def output_weight(model: Any) -> Any:
+    """The output layer's weight (vocab × d; GPT-2: the tied token embedding). A head with
+    a bias is not a plain projection the chunked loss can take over: UsageError."""
+    head = _base(model).get_output_embeddings()
+    if head is None or getattr(head, "bias", None) is not None:
+        raise UsageError(
+            f"--loss chunked needs an output layer without bias; {type(_base(model)).__name__} "
+            "has none or one with a bias",
+            "use --loss full",
+        )
+    return head.weight

@@ -32,7 +32,7 @@ from torchrig.recipes.causal_lm import data as data_mod
 from torchrig.recipes.causal_lm import model as model_mod
 from torchrig.recipes.causal_lm import serving
 from torchrig.recipes.causal_lm.checks import check_before_work
-from torchrig.recipes.causal_lm.config import TrainConfig, fit_to_device
+from torchrig.recipes.causal_lm.config import TrainConfig, fit_to_device, loss_for
 from torchrig.recipes.causal_lm.tokenizer import (
     load_or_train_tokenizer,
     load_tokenizer,
@@ -41,6 +41,7 @@ from torchrig.recipes.causal_lm.tokenizer import (
 from torchrig.train import attention
 from torchrig.train import distributed as D
 from torchrig.train.heldout import HeldOut
+from torchrig.train.linear_ce import linear_cross_entropy
 from torchrig.train.metrics import mfu, peak_memory_gib, peak_tflops, round_or_none
 from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
 from torchrig.train.precision import resolve_precision, should_compile
@@ -55,17 +56,26 @@ VAL_BATCHES = 8  # micro-batches per held-out evaluation
 
 class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
     """The model plus its loss as one module, so compile and DDP see both: the compiled
-    graph fuses the cross-entropy into the logits (no second full-size logits tensor)."""
+    graph fuses the cross-entropy into the logits (no second full-size logits tensor).
 
-    def __init__(self, model: Any) -> None:
+    loss="chunked": the model up to its last hidden states, then the output layer and the
+    loss together in chunks of tokens (torchrig.train.linear_ce), never the full logits."""
+
+    def __init__(self, model: Any, loss: str = "full") -> None:
         super().__init__()
         self.model = model
+        self.chunked = loss == "chunked"
+        if self.chunked:
+            model_mod.output_weight(model)  # a head it cannot take over fails now
 
     def forward(self, x: Any, y: Any) -> Any:
-        logits = self.model(input_ids=x).logits
         # Summed, not averaged: the loop divides by the number of target tokens of the
         # whole step (all micro-batches, all ranks), so fine-tuning batches with different
         # numbers of response tokens weigh each token the same, as one big batch would.
+        if self.chunked:
+            hidden = model_mod.final_hidden_states(self.model, x)
+            return linear_cross_entropy(hidden, model_mod.output_weight(self.model), y)
+        logits = self.model(input_ids=x).logits
         return F.cross_entropy(
             logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
         )
@@ -233,7 +243,8 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     flops_per_token = model_mod.flops_per_token(model, cfg.seq_len)
     # The attention kernel per device (cuDNN on Hopper, FlashAttention-2 elsewhere): set
     # around each forward, so compile traces the chosen kernel (torchrig.train.attention).
-    sdpa = attention.training_sdpa_backends(dist.device)
+    sdpa = attention.training_sdpa_backends(dist.device, cfg.attention)
+    loss_kind = loss_for(cfg.model, cfg.loss, strategy)
 
     # Parallelism wraps the plain model (which knows nothing about it). DDP: compile the
     # wrapped module whole (DDP's buckets split the graph so gradient all-reduces overlap
@@ -244,7 +255,7 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     if compiled and strategy == "fsdp":
         for block in blocks:
             block.compile()
-    loss_module = CausalLMLoss(model)
+    loss_module = CausalLMLoss(model, loss_kind)
     wrapped = D.wrap_model(
         loss_module,
         dist,
@@ -270,7 +281,7 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     say(
         f"{cfg.model_path or cfg.model}: {n_params / 1e6:.1f}M parameters | {dist.world_size} "
         f"process(es), {strategy} | {precision.name}{' + compile' if compiled else ''} | "
-        f"{attention.backend_name(sdpa)} | "
+        f"{attention.backend_name(sdpa)} | {loss_kind} loss | "
         f"{tokens_per_step * dist.world_size} tokens/step | {peak_note}"
     )
     if run.nothing_to_do():

@@ -1,0 +1,128 @@
+"""The causal-LM speed choices of issue 18 item 2: --loss (full or chunked), --attention
+(flash or cudnn first), the one table of tuned settings that the recipe and `torchrig
+bench`'s GPT-2 line both read, and benchmarks/train_causal_lm.py --variants on a CPU.
+Decisions and harness only: the speed itself is measured on a GPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch.nn.attention import SDPBackend
+
+from torchrig.errors import UsageError
+from torchrig.recipes.causal_lm import config
+from torchrig.recipes.causal_lm.__main__ import config_from_args
+from torchrig.train.attention import training_sdpa_backends
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_loss_flag_reaches_the_config_and_auto_follows_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = ["--preset", "gpt2-124m", "--data", "x.txt", "--out", "o"]
+    assert config_from_args(base).loss == "auto"
+    assert config_from_args([*base, "--loss", "chunked"]).loss == "chunked"
+    assert config_from_args([*base, "--attention", "flash"]).attention == "flash"
+    assert config.loss_for("gpt2-124m", "full") == "full"
+    assert config.loss_for("gpt2-124m", "chunked") == "chunked"
+    monkeypatch.setitem(config.LOSS_BY_MODEL, "gpt2-124m", "chunked")
+    assert config.loss_for("gpt2-124m") == "chunked"
+    assert config.loss_for("llama-1b") == "full"  # not in the table
+    assert config.loss_for("gpt2-124m", "auto", "fsdp") == "full"
+
+
+def test_chunked_loss_under_fsdp_is_one_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "x.txt"
+    data.write_text("hello\n")
+    cfg = config.from_preset(
+        "tiny", data=[data], out=tmp_path / "o", loss="chunked", strategy="fsdp"
+    )
+    with pytest.raises(UsageError) as err:
+        cfg.check()
+    assert "--loss chunked" in str(err.value) and "fsdp" in str(err.value).lower()
+    for field, value in [("loss", "fused"), ("attention", "math")]:
+        bad = config.from_preset("tiny", data=[data], out=tmp_path / "o", **{field: value})
+        with pytest.raises(UsageError, match=f"unknown --{field}"):
+            bad.check()
+
+
+def test_attention_choice_puts_that_kernel_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.backends.cudnn, "is_available", lambda: True)
+    cuda = torch.device("cuda")
+    for capability in [(9, 0), (8, 0)]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert training_sdpa_backends(cuda, "flash")[0] == SDPBackend.FLASH_ATTENTION
+        assert training_sdpa_backends(cuda, "cudnn")[0] == SDPBackend.CUDNN_ATTENTION
+    cpu = training_sdpa_backends(torch.device("cpu"), "cudnn")
+    assert cpu[0] == SDPBackend.FLASH_ATTENTION  # a CPU has no cuDNN attention
+    with pytest.raises(UsageError, match="unknown attention kernel"):
+        training_sdpa_backends(cuda, "xformers")
+
+
+def test_bench_gpt2_line_takes_the_recipe_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `torchrig bench`'s compiled GPT-2 runs what the recipe's preset runs on this GPU: the
+    # micro-batch by memory and the loss, read from config, not written down twice.
+    from torchrig.bench import workloads
+
+    seen: dict[str, Any] = {}
+
+    def fake_train(torch_: Any, name: str, compiled: bool, *rest: Any) -> dict[str, Any]:
+        seen[str(compiled)] = rest[-1]
+        return {}
+
+    class Props:
+        total_memory = 80 * 2**30
+
+    monkeypatch.setattr(workloads, "_train", fake_train)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d=None: Props())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    monkeypatch.setitem(config.LOSS_BY_MODEL, "gpt2-124m", "chunked")
+    workloads._train_gpt2(torch, True, 1, 1, {})
+    workloads._train_gpt2(torch, False, 1, 1, {})
+    assert seen["True"] == {"batch": 64, "loss": "chunked"}
+    assert seen["False"] == {}  # eager: B=16, full logits
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_causal_lm.py"), *args],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_benchmark_variants_bad_spec_is_one_line() -> None:
+    done = _bench("--variants", "chunked-64-fast")
+    assert done.returncode == 2
+    assert "unknown part 'fast'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_benchmark_variants_cpu_smoke(tmp_path: Path) -> None:
+    # The whole --variants path on a CPU with the tiny model: the plain loop, then the
+    # recipe with each loss, each printed as a result line and written to one JSON.
+    out = tmp_path / "variants.json"
+    done = _bench(
+        "--model", "tiny-gpt2", "--cpu-smoke", "--variants", "full-4", "chunked-4",
+        "--steps", "2", "--warmup-steps", "2", "--log-every", "2", "--n-tokens", "50000",
+        "--work", str(tmp_path / "work"), "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("result ")]
+    assert [ln.split(":")[0] for ln in lines] == [
+        "result plain-4", "result recipe full-4", "result recipe chunked-4", "result best",
+    ]  # fmt: skip
+    data = json.loads(out.read_text())
+    assert data["worker_exit"] == 0 and data["date"] and data["environment"]["torch"]
+    full, chunked = data["variants"]["full-4"], data["variants"]["chunked-4"]
+    assert (full["loss"], chunked["loss"]) == ("full", "chunked")
+    assert full["tokens_per_s"] > 0 and chunked["vs_plain_micro_batch"] == 4
+    # Same seed, same data, same arithmetic in fp32: the same training curve.
+    assert chunked["loss_last"] == pytest.approx(full["loss_last"], rel=1e-4)
