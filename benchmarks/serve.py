@@ -9,12 +9,15 @@ the KV cache vs without.
 Models: trained for a few steps by the recipes themselves in --work (throughput does not
 depend on what the weights learned; the shapes are the presets'). Classifier: the real
 `torchrig serve` (a subprocess on 127.0.0.1, --no-auth) driven by --clients concurrent
-httpx clients, each sending one short text per request until --requests are answered;
-once with --max-batch 32 (dynamic batching, --max-wait-ms 5) and once with --max-batch 1.
-Reported: requests/s, p50/p99 latency, the mean batch the server formed (its /metrics).
-LM: `serve.generate` in this process, greedy, a 16-token prompt, --new-tokens new tokens,
-three runs each after one warm-up; tokens/s with the cache and without (every step
-recomputes the whole sequence). The result JSON goes to --out (default
+httpx connections spread over --client-processes processes (so that the clients' own
+Python is not what limits a fast server), each sending one short text per
+request until --requests are answered; once with --max-batch 32 (dynamic batching,
+--max-wait-ms 5) and once with --max-batch 1, both through CUDA graphs on a GPU
+(--compare-graphs adds the batched server without them). Reported: requests/s, p50/p99
+latency, the mean batch the server formed (its /metrics, warm-up excluded).
+LM: `serve.generate` in this process, greedy, each --prompt-tokens length (default 16 and
+512), --new-tokens new tokens, three runs each after one warm-up; tokens/s with the cache
+and without (every step recomputes the whole sequence). The result JSON goes to --out (default
 benchmarks/results/serve-{cpu2|GPU}-DATE.json).
 """
 
@@ -100,11 +103,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _drive(url: str, clients: int, requests: int) -> dict[str, float]:
+async def _drive(
+    url: str, clients: int, requests: int, seed: int
+) -> tuple[list[float], float, float]:
+    """`clients` concurrent connections sending `requests` in all: latencies, start, end."""
     import httpx
 
     latencies: list[float] = []
-    left = list(range(requests))
+    left = list(range(seed, seed + requests))
     async with httpx.AsyncClient(
         base_url=url, limits=httpx.Limits(max_connections=clients), timeout=120
     ) as client:
@@ -119,33 +125,68 @@ async def _drive(url: str, clients: int, requests: int) -> dict[str, float]:
                 if response.status_code != 200:
                     raise SystemExit(f"request failed: {response.status_code} {response.text}")
 
-        start = time.perf_counter()
+        began = time.time()
         await asyncio.gather(*(worker() for _ in range(clients)))
-        wall = time.perf_counter() - start
-        metrics = (await client.get("/metrics")).text
+        return latencies, began, time.time()
+
+
+def _client_process(
+    url: str, clients: int, requests: int, seed: int
+) -> tuple[list[float], float, float]:
+    return asyncio.run(_drive(url, clients, requests, seed))
+
+
+def _batch_counts(url: str) -> tuple[float, float]:
+    import httpx
+
     values = {
         row.split(" ")[0]: float(row.split(" ")[1])
-        for row in metrics.splitlines()
+        for row in httpx.get(url + "/metrics", timeout=30).text.splitlines()
         if row and not row.startswith("#")
     }
+    return values["torchrig_batch_size_sum"], values["torchrig_batch_size_count"]
+
+
+def load_test(url: str, clients: int, requests: int, processes: int) -> dict[str, float]:
+    """The load: `clients` connections spread over `processes` client processes, so that
+    the clients' own Python is not what limits the rate a fast server reaches."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    processes = max(1, min(processes, clients))
+    shares = [clients // processes + (i < clients % processes) for i in range(processes)]
+    sum0, count0 = _batch_counts(url)
+    with ProcessPoolExecutor(processes) as pool:
+        runs = list(
+            pool.map(
+                _client_process,
+                [url] * processes,
+                shares,
+                [requests * share // clients for share in shares],
+                [i * requests for i in range(processes)],
+            )
+        )
+    sum1, count1 = _batch_counts(url)
+    latencies = [x for run in runs for x in run[0]]
+    wall = max(run[2] for run in runs) - min(run[1] for run in runs)
     q = statistics.quantiles(latencies, n=100)
     return {
-        "requests_per_s": round(requests / wall, 1),
+        "requests_per_s": round(len(latencies) / wall, 1),
         "p50_ms": round(q[49] * 1000, 2),
         "p99_ms": round(q[98] * 1000, 2),
-        "mean_batch": round(
-            values["torchrig_batch_size_sum"] / values["torchrig_batch_size_count"], 2
-        ),
+        "mean_batch": round((sum1 - sum0) / max(1.0, count1 - count0), 2),
     }
 
 
-def bench_classifier(run: Path, clients: int, requests: int, max_batch: int) -> dict[str, Any]:
+def bench_classifier(
+    run: Path, clients: int, requests: int, max_batch: int, processes: int, graphs: bool = True
+) -> dict[str, Any]:
     import httpx
 
     port = _free_port()
     cmd = [
         sys.executable, "-m", "torchrig.cli.main", "serve", str(run), "--no-auth",
         "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", "5",
+        *([] if graphs else ["--no-cuda-graphs"]),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -162,39 +203,51 @@ def bench_classifier(run: Path, clients: int, requests: int, max_batch: int) -> 
             if time.monotonic() > deadline:
                 raise SystemExit("serve was not ready in 300 s")
             time.sleep(0.2)
-        asyncio.run(_drive(url, clients, clients * 2))  # warm-up
-        result = asyncio.run(_drive(url, clients, requests))
+        load_test(url, clients, clients * 2, processes)  # warm-up
+        result = load_test(url, clients, requests, processes)
     finally:
         proc.terminate()
-        proc.wait(60)
-    return {"max_batch": max_batch, "clients": clients, "requests": requests, **result}
+        _, said = proc.communicate(timeout=60)
+    graphs_line = [line for line in said.splitlines() if line.startswith("CUDA graphs")]
+    return {
+        "max_batch": max_batch, "clients": clients, "requests": requests,
+        "client_processes": processes, "server_said": graphs_line[0] if graphs_line else None,
+        **result,
+    }  # fmt: skip
 
 
-def bench_lm(run: Path, new_tokens: int, device: str) -> dict[str, Any]:
+def bench_lm(run: Path, new_tokens: int, prompt_lengths: list[int], device: str) -> dict[str, Any]:
+    """Greedy decoding with and without the KV cache, for each prompt length (cut so that
+    prompt + new tokens fit the context): the cache matters more the longer the text."""
     from torchrig.serve import generate, kinds, lm
     from torchrig.serve.sampling import Sampling
 
     model = lm.load(kinds.find(run).path, device)
-    prompt = list(model.tokenizer(" ".join(WORDS[:8]))["input_ids"])[:16]
-    out: dict[str, Any] = {"context": model.context, "prompt_tokens": len(prompt)}
-    for cache in (True, False):
-        req = generate.Request(prompt, new_tokens, Sampling(0.0), use_cache=cache)
-        generate.complete(model, req)  # warm-up
-        rates = []
-        for _ in range(3):
-            if model.device.type == "cuda":
-                import torch
+    words = list(model.tokenizer(" ".join(WORDS * 200))["input_ids"])
+    out: dict[str, Any] = {"context": model.context, "runs": []}
+    for length in prompt_lengths:
+        prompt = words[: max(1, min(length, model.context - new_tokens - 1))]
+        row: dict[str, Any] = {"prompt_tokens": len(prompt)}
+        for cache in (True, False):
+            req = generate.Request(prompt, new_tokens, Sampling(0.0), use_cache=cache)
+            generate.complete(model, req)  # warm-up
+            rates = []
+            for _ in range(3):
+                if model.device.type == "cuda":
+                    import torch
 
-                torch.cuda.synchronize()
-            result = generate.complete(model, req)
-            rates.append(result.completion_tokens / result.seconds)
-        out["with_cache" if cache else "without_cache"] = {
-            "tokens_per_s": round(statistics.median(rates), 1),
-            "new_tokens": result.completion_tokens,  # greedy: the same tokens both ways
-        }
-    out["cache_speedup"] = round(
-        out["with_cache"]["tokens_per_s"] / out["without_cache"]["tokens_per_s"], 2
-    )
+                    torch.cuda.synchronize()
+                result = generate.complete(model, req)
+                rates.append(result.completion_tokens / result.seconds)
+            row["with_cache" if cache else "without_cache"] = {
+                "tokens_per_s": round(statistics.median(rates), 1),
+                "new_tokens": result.completion_tokens,  # greedy: the same tokens both ways
+            }
+        row["cache_speedup"] = round(
+            row["with_cache"]["tokens_per_s"] / row["without_cache"]["tokens_per_s"], 2
+        )
+        out["runs"].append(row)
+        print(f"result lm {json.dumps(row)}", flush=True)
     return out
 
 
@@ -204,7 +257,19 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/torchrig-bench-serve"))
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--requests", type=int, default=0, help="default 640 CPU, 4096 GPU")
-    parser.add_argument("--new-tokens", type=int, default=0, help="default 100 CPU, 512 GPU")
+    parser.add_argument("--new-tokens", type=int, default=0, help="default 100 CPU, 256 GPU")
+    parser.add_argument(
+        "--prompt-tokens", type=int, nargs="+", default=[16, 512], help="LM prompt lengths"
+    )
+    parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=0,
+        help="load generator processes (default: CPUs/2, at most 8)",
+    )
+    parser.add_argument(
+        "--compare-graphs", action="store_true", help="also the batched server without CUDA graphs"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -213,13 +278,21 @@ def main() -> None:
     else:
         classifier_preset, lm_preset, seq_len, device = "bert-base", "gpt2-124m", 1024, "cuda"
     requests = args.requests or (640 if args.cpu else 4096)
-    new_tokens = args.new_tokens or (100 if args.cpu else 512)
+    new_tokens = args.new_tokens or (100 if args.cpu else 256)
+    processes = args.client_processes or max(1, min(8, (os.cpu_count() or 2) // 2))
     started = time.perf_counter()
     classifier = train_classifier(args.work, classifier_preset)
     language_model = train_lm(args.work, lm_preset, seq_len)
     setup_s = time.perf_counter() - started
-    batched = bench_classifier(classifier, args.clients, requests, 32)
-    unbatched = bench_classifier(classifier, args.clients, requests, 1)
+    batched = bench_classifier(classifier, args.clients, requests, 32, processes)
+    print(f"result batched {json.dumps(batched)}", flush=True)
+    unbatched = bench_classifier(classifier, args.clients, requests, 1, processes)
+    print(f"result unbatched {json.dumps(unbatched)}", flush=True)
+    eager = (
+        bench_classifier(classifier, args.clients, requests, 32, processes, graphs=False)
+        if args.compare_graphs
+        else None
+    )
     result = {
         "what": "serve: classifier batched vs unbatched; LM tokens/s with and without KV cache",
         "device": device,
@@ -229,8 +302,12 @@ def main() -> None:
             "batched": batched,
             "unbatched": unbatched,
             "speedup": round(batched["requests_per_s"] / unbatched["requests_per_s"], 2),
+            **({"batched_without_cuda_graphs": eager} if eager else {}),
         },
-        "lm": {"preset": lm_preset, **bench_lm(language_model, new_tokens, device)},
+        "lm": {
+            "preset": lm_preset,
+            **bench_lm(language_model, new_tokens, args.prompt_tokens, device),
+        },
         "setup_s": round(setup_s, 1),
         # This machine is shared: its load says how far the CPU numbers are from idle ones.
         "load_average_1_5_15m": [round(x, 2) for x in os.getloadavg()],

@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="classifier batch (1: off)")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="wait to fill a batch")
     parser.add_argument(
+        "--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+        help="on a GPU, run a classifier eagerly instead of through CUDA graphs",
+    )  # fmt: skip
+    parser.add_argument(
         "--max-tokens", type=int, default=512, help="the most new tokens a request may ask for"
     )
     parser.add_argument(
@@ -142,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(
         token=token, max_tokens=args.max_tokens, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, overflow=args.overflow, model_name=name,
+        cuda_graphs=args.cuda_graphs,
     )  # fmt: skip
     state = State(settings=settings, load=load)
     app = BodyLimit(create_app(state), max_body)

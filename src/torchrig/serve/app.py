@@ -58,6 +58,7 @@ class Settings:
     max_queue: int = 1024
     overflow: generate.Overflow = "refuse"
     model_name: str = "model"
+    cuda_graphs: bool = True  # a classifier on a GPU runs through CUDA graphs (serve/graphs.py)
 
 
 @dataclass
@@ -133,6 +134,13 @@ def create_app(state: State) -> FastAPI:
     def load_in_background() -> None:
         try:
             model = state.load()
+            if isinstance(model, Classifier) and model.device.type == "cuda":
+                said = (
+                    model.use_cuda_graphs(settings.max_batch)
+                    if settings.cuda_graphs
+                    else "CUDA graphs: off (--no-cuda-graphs)"
+                )
+                print(said, file=sys.stderr, flush=True)
             _warm(model)
         except UsageError as exc:  # the CLI reports it when the server has stopped
             state.failed = exc.one_line()

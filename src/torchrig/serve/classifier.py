@@ -43,6 +43,7 @@ class Classifier:
     device: Any
     _run: Callable[[tuple[Any, ...]], Any]  # model inputs → logits (torch, CPU)
     tokenizer: Any = None
+    model: Any = None  # the PyTorch module (None for ONNX Runtime)
 
     @property
     def modality(self) -> str:
@@ -83,6 +84,35 @@ class Classifier:
                 }
             )
         return rows
+
+    def use_cuda_graphs(self, max_batch: int) -> str:
+        """Run the forward through CUDA graphs (serve/graphs.py) from now on, where the model
+        is PyTorch on a GPU; says in one line what it did (or why not)."""
+        from torchrig.serve.graphs import GraphedClassifier, Padding
+
+        if self.model is None or getattr(self.device, "type", "cpu") != "cuda":
+            return "CUDA graphs: off (they need the PyTorch model on a GPU)"
+        if self.modality == "text":
+            pad_id = self.tokenizer.pad_token_id
+            padding = Padding((0 if pad_id is None else pad_id, 0), mask_index=1, has_length=True)
+            example = self._inputs(["warm-up"])
+            max_length = int(self.meta["preprocess"].get("max_length", 128))
+        else:
+            import numpy as np
+
+            size = int(self.meta["preprocess"]["resize"])
+            example = self._inputs([np.zeros((size, size, 3), dtype=np.uint8)])
+            padding, max_length = Padding((0.0,)), None
+        try:
+            graphed = GraphedClassifier(
+                self.model, self.device, example, padding, max_batch, max_length
+            )
+        except Exception as exc:  # any capture failure leaves the eager path serving
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            return f"CUDA graphs: off (capture failed: {reason})"
+        self._run = graphed
+        shapes = len(graphed.batches) * len(graphed.lengths)
+        return f"CUDA graphs: on ({shapes} shapes captured, batch up to {max_batch})"
 
     def _inputs(self, prepared: Sequence[Any]) -> tuple[Any, ...]:
         import numpy as np
@@ -151,6 +181,7 @@ def load(path: Path, backend: Backend = "torch", device: str = "auto") -> Classi
         root = sidecar.parent
         run = _onnx_runner(root / sidecar.name.removesuffix(".json"))
         dev = pick_device("cpu")
+        model = None
     elif any(path.glob("*.onnx.json")) and not (path / "classifier.json").exists():
         raise UsageError(
             f"{path} is an export folder; PyTorch needs the run's weights",
@@ -190,6 +221,7 @@ def load(path: Path, backend: Backend = "torch", device: str = "auto") -> Classi
         device=dev,
         _run=run,
         tokenizer=tokenizer,
+        model=model,
     )
 
 

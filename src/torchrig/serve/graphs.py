@@ -1,0 +1,148 @@
+"""CUDA graphs for a classifier served on a GPU.
+
+A served BERT-base is bound by Python launching its few hundred kernels (about 8 ms per
+call on an H100, at batch 1 or 32 alike), and that Python holds the GIL that the server's
+event loop needs to read and answer requests: measured on an H100 (2026-12-07), 32 clients
+got 165 requests/s batched against 114 unbatched, with batches of 5. A CUDA graph replays
+the whole forward from one call. A graph needs fixed shapes, so a call is padded up to a
+bucket: the batch to a power of two up to --max-batch, a text to 16, 32, 64 … tokens up to
+the trained max_length. One graph per bucket is captured before /readyz says ready.
+
+Padding is inert: padded tokens are masked out, padded rows attend to their first token
+only, and every row (BERT; ResNet in eval mode) is computed on its own, so the real rows'
+logits do not change; only they are returned. A call larger than every bucket runs
+eagerly. The forward runs under bf16 autocast where the GPU has bf16, as in training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TEXT_MIN_BUCKET = 16  # shorter texts share the 16-token graph: padding them costs ~nothing
+
+
+def bucket_sizes(limit: int, start: int = 1) -> list[int]:
+    """Powers of two from `start` below `limit`, then `limit` itself."""
+    sizes, size = [], max(1, start)
+    while size < limit:
+        sizes.append(size)
+        size *= 2
+    return [*sizes, max(1, limit)]
+
+
+def smallest_fit(sizes: Sequence[int], need: int) -> int | None:
+    return next((size for size in sizes if size >= need), None)
+
+
+@dataclass(frozen=True)
+class Padding:
+    """How a classifier's inputs grow to a bucket: each input's pad value, which input (if
+    any) is the attention mask, and whether dimension 1 is a length (text) or not (images)."""
+
+    values: tuple[float, ...]
+    mask_index: int | None = None
+    has_length: bool = False
+
+    def pad(self, inputs: Sequence[Any], batch: int, length: int | None) -> tuple[Any, ...]:
+        """`inputs` padded to `batch` rows (and `length` tokens): new CPU tensors."""
+        import torch
+
+        out = []
+        for i, (tensor, value) in enumerate(zip(inputs, self.values, strict=True)):
+            shape = list(tensor.shape)
+            shape[0] = batch
+            if self.has_length and length is not None:
+                shape[1] = length
+            padded = torch.full(shape, value, dtype=tensor.dtype)
+            padded[tuple(slice(0, n) for n in tensor.shape)] = tensor
+            if i == self.mask_index:
+                padded[tensor.shape[0] :, 0] = 1  # a padded row attends to one token, not none
+            out.append(padded)
+        return tuple(out)
+
+
+class GraphedClassifier:
+    """model(*inputs) -> logits through one captured CUDA graph per bucket."""
+
+    def __init__(
+        self,
+        model: Any,
+        device: Any,
+        example: Sequence[Any],
+        padding: Padding,
+        max_batch: int,
+        max_length: int | None = None,
+    ) -> None:
+        import torch
+
+        self._model = model
+        self._device = device
+        self._padding = padding
+        self._dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        self.batches = bucket_sizes(max_batch)
+        self.lengths = (
+            bucket_sizes(max_length, min(TEXT_MIN_BUCKET, max_length))
+            if padding.has_length and max_length
+            else [None]
+        )
+        self._graphs: dict[tuple[int, int | None], tuple[Any, tuple[Any, ...], Any]] = {}
+        pool = torch.cuda.graph_pool_handle()
+        # Largest first: the smaller graphs then reuse the shared pool's memory.
+        for batch in reversed(self.batches):
+            for length in reversed(self.lengths):
+                self._graphs[(batch, length)] = self._capture(example, batch, length, pool)
+
+    def _autocast(self, cache: bool) -> Any:
+        import contextlib
+
+        import torch
+
+        if self._dtype is None:
+            return contextlib.nullcontext()
+        # Capture needs cache_enabled=False: a cached cast would be read from memory the
+        # graph does not own.
+        return torch.autocast("cuda", dtype=self._dtype, cache_enabled=cache)
+
+    def _capture(
+        self, example: Sequence[Any], batch: int, length: int | None, pool: Any
+    ) -> tuple[Any, tuple[Any, ...], Any]:
+        import torch
+
+        static = tuple(
+            t.to(self._device) for t in self._padding.pad([x[:1] for x in example], batch, length)
+        )
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.inference_mode(), self._autocast(cache=False):
+            for _ in range(2):  # lazy initialisation and kernel choice happen outside capture
+                self._model(*static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with (
+            torch.inference_mode(),
+            self._autocast(cache=False),
+            torch.cuda.graph(graph, pool=pool),
+        ):
+            logits = self._model(*static)
+        return graph, static, logits
+
+    def __call__(self, inputs: tuple[Any, ...]) -> Any:
+        import torch
+
+        rows = int(inputs[0].shape[0])
+        batch = smallest_fit(self.batches, rows)
+        length = (
+            smallest_fit(self.lengths, int(inputs[0].shape[1]))  # type: ignore[arg-type]
+            if self._padding.has_length
+            else None
+        )
+        if batch is None or (self._padding.has_length and length is None):
+            with torch.inference_mode(), self._autocast(cache=True):
+                return self._model(*(t.to(self._device) for t in inputs)).float().cpu()
+        graph, static, logits = self._graphs[(batch, length)]
+        for target, source in zip(static, self._padding.pad(inputs, batch, length), strict=True):
+            target.copy_(source)
+        graph.replay()
+        return logits[:rows].float().cpu()
