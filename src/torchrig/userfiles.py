@@ -1,4 +1,5 @@
-"""Reading the files a project names with the rights of the project's owner.
+"""Reading the files a project names, and writing its own, with the rights of the project's
+owner.
 
 Root often runs torchrig for a project another user owns (a server's admin starting a
 person's workbench). Every file the spec or the command line names — torchrig.toml itself,
@@ -15,6 +16,10 @@ memory).
 
 Run by the owner themselves (not root), or by root for root's own project, files are read
 in-process with the same checks but the symlink rule: a person may name what they can read.
+
+Files torchrig writes into such a project for its owner (torchrig.images, by `torchrig
+push`) are written the same way, by a child that has become the owner: they end up the
+owner's, never root-owned files in someone's project that they cannot rewrite.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from torchrig.errors import UsageError
+from torchrig.errors import DISK_ERRNOS, UsageError, disk_error
+from torchrig.fsutil import write_atomically
 
 MAX_BYTES = 16 << 20  # a spec, env file, key list or CA bundle is far below this
 NOBODY = 65534
@@ -160,7 +166,54 @@ def private_copy(path: Path, project: Path, dest: Path, what: str, fix: str) -> 
     return dest
 
 
+def write_text(path: Path, project: Path, text: str, what: str, fix: str) -> None:
+    """Write a file of the project whole or not at all (fsutil.write_atomically), as the
+    project's owner when root works for someone else: the file is theirs like the rest of
+    their project, and the kernel checks their right to write there, not root's. A failure
+    is one UsageError (a full disk: DiskError)."""
+    owner = owner_of(project)
+    if owner is None:
+        write_atomically(path, text)
+        return
+    try:
+        _check_inside(path, owner)
+        number = _write_as_owner(owner, path, text)
+    except OSError as exc:
+        number = exc.errno or errno.EIO
+    if not number:
+        return
+    if number in DISK_ERRNOS:
+        raise disk_error(OSError(number, os.strerror(number), str(path)), path)
+    why = os.strerror(number)
+    if number in (errno.EACCES, errno.EPERM):
+        why = f"uid {owner.uid}, the project's owner, may not write there"
+    raise UsageError(f"{what}: cannot write {path} ({why})", fix)
+
+
 # --- mechanics ------------------------------------------------------------------------------
+
+
+def _write_as_owner(owner: Owner, path: Path, text: str) -> int:
+    """write_atomically in a forked child that has become the owner for good; 0, or the
+    errno that stopped it (its exit status)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the parent's code
+        code = errno.EIO
+        try:
+            os.setgroups(list(owner.groups))
+            os.setresgid(owner.gid, owner.gid, owner.gid)
+            os.setresuid(owner.uid, owner.uid, owner.uid)
+            write_atomically(path, text)
+            code = 0
+        except BaseException as exc:  # the parent words the error
+            # write_atomically words most OSErrors itself (`from None` keeps the context).
+            cause = exc if isinstance(exc, OSError) else exc.__context__
+            if isinstance(cause, OSError) and cause.errno and cause.errno < 256:
+                code = cause.errno
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
 
 
 def _check_inside(path: Path, owner: Owner) -> None:

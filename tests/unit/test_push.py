@@ -4,6 +4,10 @@ The real registry, with Docker and Podman, is tests/container/test_push_registry
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -156,3 +160,43 @@ def test_a_broken_record_is_one_line(tmp_path: Path, text: str, says: str) -> No
     with pytest.raises(UsageError) as caught:
         read_images(tmp_path)
     assert says in caught.value.one_line() and "torchrig push" in caught.value.one_line()
+
+
+@pytest.fixture
+def their_project() -> Iterator[Path]:
+    """A project folder uid 4242 owns, where that uid can reach it (not under pytest's 0700
+    basetemp)."""
+    folder = Path(tempfile.mkdtemp(prefix="t-slurm-push-"))
+    os.chown(folder, 4242, 4343)
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.root  # acts for another uid
+def test_root_pushing_for_someone_writes_the_record_as_its_owner(their_project: Path) -> None:
+    """Before: root's push left a root-owned torchrig.images in the user's project (the
+    Slurm lab had to chown it back)."""
+    engine = RecordingEngine()
+    newer = "torchrig/demo:cpu-ffffffffffff"
+    for image in (IMAGE, newer):
+        engine.add_image(image)
+        _, record = push(engine, image, parse_target("reg.example/demo", image), their_project)
+        st = record.stat()
+        assert (st.st_uid, st.st_gid) == (4242, 4343)
+    assert [e.image for e in read_images(their_project)] == [newer]
+
+
+@pytest.mark.root  # acts for another uid
+def test_root_cannot_write_the_record_where_its_owner_may_not(their_project: Path) -> None:
+    their_project.chmod(0o555)  # the owner's own folder, closed to writing: root is not asked
+    engine = RecordingEngine()
+    engine.add_image(IMAGE)
+    with pytest.raises(UsageError) as caught:
+        push(engine, IMAGE, parse_target("reg.example/demo", IMAGE), their_project)
+    line = caught.value.one_line()
+    assert f"{IMAGES_FILE}: cannot write {their_project / IMAGES_FILE}" in line
+    assert "uid 4242, the project's owner, may not write there" in line
+    assert not (their_project / IMAGES_FILE).exists()
