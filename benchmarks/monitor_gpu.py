@@ -9,7 +9,7 @@ time and length) that lies wholly inside one window is counted for that window; 
 on vs off is the tokens over the wall time of those intervals. Alternating in one run
 removes the drift between two runs (clocks, thermals). Warm-up intervals are dropped.
 
-Writes --out (JSON) and, beside it, one scrape's body during training (.prom).
+Writes --out (JSON) and, beside it, one scrape's body from mid-run (.prom).
 
     python benchmarks/monitor_gpu.py --steps 300 --window 8 --out /tmp/r/monitor-gpu.json
 """
@@ -44,6 +44,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
         if "loss" in rec and "event" not in rec:
             out.append(rec)
     return out
+
+
+def _step(body: str) -> int:
+    """The job's step in a scrape's body (-1 before the job's first record)."""
+    for line in body.splitlines():
+        if line.startswith("torchrig_train_step{"):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return -1
 
 
 def main() -> None:
@@ -96,7 +104,8 @@ def main() -> None:
                     except OSError:
                         body = ""
                     latencies.append(time.perf_counter() - began)
-                    if "torchrig_train_step" in body and "DCGM_FI_DEV_GPU_UTIL" in body:
+                    # Keep one scrape from mid-run (the last one would show an idle GPU).
+                    if "body" not in sample and _step(body) >= args.steps // 2:
                         sample["body"] = body
                 time.sleep(max(0.0, min(1.0, end - time.time())))
             windows.append((start, time.time(), on))
