@@ -25,7 +25,10 @@ Steps, all in one process:
    loop of `torchrig bench` (FACTS.md: 5,493 images/s for ResNet-50 on an H100).
 4. GPU JPEG decoding (nvjpeg, `torchvision.io.decode_jpeg(device="cuda")`) of --nvjpeg-images
    of the same files, with the cache build's resize and the copy back to the host, against
-   the recipe's CPU cache build rate from step 2 ("nvjpeg_vs_cpu_cache"; --no-nvjpeg skips).
+   the recipe's CPU cache build rate from step 2 ("nvjpeg_vs_cpu_cache"; --no-nvjpeg skips);
+   then the recipe's own `--decode gpu` cache build of the whole tree (gpu_decode.py:
+   read-ahead threads, batched nvjpeg, Pillow's resize weights on the GPU, rows written to
+   the cache file): "gpu_vs_cpu_cache_build", and its rows against the CPU build's.
 5. The other --variants of the recipe's step, each a fresh train() on the cache of step 2
    (not rebuilt), --variant-steps timed steps after the same warm-up:
      default        what a user runs: the augmentation compiled into the step, CUDA
@@ -266,6 +269,38 @@ def nvjpeg_decode(tree: Path, size: int, limit: int, batch: int = 256) -> dict[s
     return {"images": n, "seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
 
 
+def gpu_cache_build(tree: Path, size: int, work: Path) -> dict[str, Any]:
+    """The recipe's own `--decode gpu` build (cache.build_cache with nvjpeg) of the whole
+    tree into a fresh folder, against the CPU build of step 2 in the same run: images/s,
+    and how far its rows are from the CPU build's (nvjpeg's IDCT is not libjpeg-turbo's)."""
+    import numpy as np
+    import torch
+
+    from torchrig.recipes.image_classify import cache, gpu_decode
+    from torchrig.recipes.image_classify.folder import scan
+
+    folder = scan(tree)
+    decoder = gpu_decode.nvjpeg(torch.device("cuda"))
+    built = cache.build_cache(folder, work / "cache-gpu", size, say=print, gpu=decoder)
+    cpu = cache.open_cache(folder, work / "cache", size)
+    out: dict[str, Any] = {
+        "images": len(built),
+        "seconds": round(built.build_s, 2),
+        "images_per_s": round(built.images_per_s, 1),
+        "skipped": len(built.skipped),
+    }
+    if cpu is not None:
+        rows = np.arange(0, len(built), max(1, len(built) // 500))
+        diff = np.abs(built.images[rows].astype(np.int16) - cpu.images[rows].astype(np.int16))
+        out["vs_cpu_rows"] = {
+            "rows": len(rows),
+            "mean_abs_level": round(float(diff.mean()), 3),
+            "max_abs_level": int(diff.max()),
+        }
+    shutil.rmtree(work / "cache-gpu", ignore_errors=True)
+    return out
+
+
 def _train_count(lines: list[tuple[float, str]]) -> list[str]:
     """The training image count from the recipe's "data: ..." note."""
     for _, line in lines:
@@ -461,6 +496,16 @@ def main() -> None:
             if gpu_rate:
                 run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / run["cache_build"]["images_per_s"], 3)
             phase("nvjpeg", run["nvjpeg_decode"])
+            try:
+                run["gpu_cache_build"] = gpu_cache_build(tree, run["cache_size"], work)
+            except Exception as exc:  # no torchvision/nvjpeg: say so, measure the rest
+                run["gpu_cache_build"] = {"error": repr(exc)[:500]}
+            gpu_rate = run["gpu_cache_build"].get("images_per_s")
+            if gpu_rate:
+                run["gpu_vs_cpu_cache_build"] = round(
+                    gpu_rate / run["cache_build"]["images_per_s"], 3
+                )
+            phase("gpu cache build", run["gpu_cache_build"])
         run["variant_runs"] = {}
         for name in others:
             _fresh_device()
@@ -480,6 +525,7 @@ def main() -> None:
         **run["recipe"],
         "first_epoch_s": run["first_epoch_s"],
         "nvjpeg_vs_cpu_cache": run.get("nvjpeg_vs_cpu_cache"),
+        "gpu_vs_cpu_cache_build": run.get("gpu_vs_cpu_cache_build"),
     }
     if "baseline" in run:
         short["baseline_images_per_s"] = run["baseline"]["images_per_s"]

@@ -30,6 +30,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--val-fraction", type=float, help="share of each class held out (0.1)")
     d.add_argument("--cache", type=Path, help="decoded-image cache folder (default OUT/cache)")
     d.add_argument("--workers", type=int, help="processes decoding the cache (default: all CPUs)")
+    d.add_argument(
+        "--decode", choices=["cpu", "gpu"],
+        help="who decodes the cache: cpu (Pillow, --workers processes; the default) or gpu "
+        "(nvjpeg through torchvision; CUDA only)",
+    )  # fmt: skip
     m = p.add_argument_group("model and images")
     m.add_argument("--model", help="tiny-cnn, a torchvision name (resnet50, ...) or timm:NAME")
     m.add_argument("--weights", type=Path, help="local .safetensors/.pt weights to start from")

@@ -22,6 +22,9 @@ images straight into the memory-mapped temporary file. Pillow's `draft` lets the
 decoder skip to 1/2, 1/4 or 1/8 scale when the image is much larger than needed, which is
 most of the decoding cost for photos. An image that cannot be read is skipped (its row stays
 zero and is never used) and reported with its reason; it never stops the build.
+
+With `--decode gpu` the build decodes on the GPU instead (nvjpeg, gpu_decode.py); the
+sidecar's "decoder" says which one made a cache, and either reuses the other's.
 """
 
 from __future__ import annotations
@@ -190,9 +193,11 @@ def build_cache(
     size: int,
     workers: int | None = None,
     say: Callable[[str], None] = print,
+    gpu: Callable[[list[Any]], list[Any]] | None = None,
 ) -> DecodedCache:
-    """Reuse the cache of `folder` when it is current, else decode every image into it.
-    Under DDP call it on one rank and let the others wait, then `open_cache` there."""
+    """Reuse the cache of `folder` when it is current, else decode every image into it:
+    with Pillow in a pool of processes, or with `gpu` (gpu_decode.nvjpeg(device)) in this
+    one. Under DDP call it on one rank and let the others wait, then `open_cache` there."""
     import numpy as np
 
     found = open_cache(folder, cache_dir, size)
@@ -212,11 +217,12 @@ def build_cache(
     n_bytes = count * size * size * 3
     files = [str(folder.root / rel) for rel in folder.paths]
     n_workers = min(workers or available_cpus(), -(-count // CHUNK))
-    if count < POOL_MIN_IMAGES:
+    if count < POOL_MIN_IMAGES or gpu is not None:
         n_workers = 1
+    how = "on the GPU (nvjpeg)" if gpu is not None else f"{n_workers} process(es)"
     say(
         f"image cache: decoding {count} images of {folder.root} to {size}×{size} "
-        f"({n_bytes / 2**30:.2f} GiB, {n_workers} process(es)) → {path}"
+        f"({n_bytes / 2**30:.2f} GiB, {how}) → {path}"
     )
     start = time.perf_counter()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=cache_dir)
@@ -225,7 +231,13 @@ def build_cache(
         os.close(fd)
         fd = -1
         failed: list[tuple[int, str]] = []
-        if n_workers <= 1:
+        if gpu is not None:
+            from torchrig.recipes.image_classify.gpu_decode import decode_into
+
+            _init_worker(tmp, count, size)
+            failed = decode_into(files, _worker_images, size, gpu)
+            _worker_images.flush()
+        elif n_workers <= 1:
             _init_worker(tmp, count, size)
             for chunk in _chunks(files):
                 failed += _decode_chunk(chunk)
@@ -256,6 +268,7 @@ def build_cache(
         "root": str(folder.root),
         "skipped": [list(s) for s in skipped],
         "build_s": round(build_s, 3),
+        "decoder": "nvjpeg" if gpu is not None else "pillow",
     }
     write_atomically(sidecar(path), json.dumps(record) + "\n")
     images = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, size, size, 3))

@@ -32,6 +32,7 @@ class ImageClassifyConfig(ClassifyConfig):
     cache_size: int | None = None  # side of the cached images; None: image_size · 256/224
     cache: Path | None = None  # cache folder; None: OUT/cache
     workers: int | None = None  # decoding processes for the cache; None: every CPU
+    decode: str = "cpu"  # who decodes the cache: cpu (Pillow processes) or gpu (nvjpeg)
     min_scale: float = 0.25  # smallest area share of a random-resized crop
     flip: bool = True  # random horizontal flips
     eval_batch: int | None = None  # evaluation batch; None: 2 × micro_batch
@@ -73,6 +74,8 @@ class ImageClassifyConfig(ClassifyConfig):
             )
         if not 0.0 < self.min_scale <= 1.0:
             raise UsageError(f"--min-scale must be in (0, 1], not {self.min_scale}", "e.g. 0.25")
+        if self.decode not in ("cpu", "gpu"):
+            raise UsageError(f"--decode {self.decode!r} is not known", "use cpu or gpu")
         if self.workers is not None and self.workers < 1:
             raise UsageError("--workers must be at least 1", "or leave it out: every CPU")
         if self.eval_batch is not None and self.eval_batch < 1:

@@ -24,9 +24,27 @@ RECIPE = "image-classify"
 Say = Callable[[str], None]
 
 
+def _decoder(cfg: ImageClassifyConfig, dist: D.Dist) -> Any:
+    """None for Pillow processes, else the GPU's batch decoder (--decode gpu)."""
+    if cfg.decode != "gpu":
+        return None
+    if dist.device.type != "cuda":
+        raise UsageError(
+            f"--decode gpu needs a CUDA device, and this run is on {dist.device.type}",
+            "leave --decode at cpu",
+        )
+    from torchrig.recipes.image_classify.gpu_decode import nvjpeg
+
+    return nvjpeg(dist.device)
+
+
 def _cache(tree: ImageFolder, cfg: ImageClassifyConfig, dist: D.Dist, say: Say) -> DecodedCache:
     size = cfg.resolved_cache_size
-    found = build_cache(tree, cfg.cache_dir, size, cfg.workers, say) if dist.is_main else None
+    found = (
+        build_cache(tree, cfg.cache_dir, size, cfg.workers, say, gpu=_decoder(cfg, dist))
+        if dist.is_main
+        else None
+    )
     D.barrier(dist)
     if found is None:
         found = open_cache(tree, cfg.cache_dir, size)
@@ -36,9 +54,10 @@ def _cache(tree: ImageFolder, cfg: ImageClassifyConfig, dist: D.Dist, say: Say) 
             "put --cache on a file system every process can read",
         )
     if found.built:
+        how = "GPU (nvjpeg)" if cfg.decode == "gpu" else f"{found.workers} process(es)"
         say(
             f"image cache: {len(found)} images in {found.build_s:.1f} s "
-            f"({found.images_per_s:.0f} images/s, {found.workers} process(es))"
+            f"({found.images_per_s:.0f} images/s, {how})"
         )
     return found
 
