@@ -63,32 +63,26 @@ def prometheus_config(targets: Sequence[Target], interval_s: int = 5) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _provisioning(purpose: str, kind: str, entry: Sequence[str]) -> str:
+    """A Grafana provisioning file (apiVersion 1) with one item under `kind`; `entry` is the
+    item's lines, its name first (Grafana's datasources and dashboard providers share this)."""
+    name, *rest = entry
+    lines = [f"# Written by `torchrig export grafana`: {purpose}", "apiVersion: 1", f"{kind}:"]
+    return "\n".join([*lines, f"  - {name}", *(f"    {line}" for line in rest)]) + "\n"
+
+
 def datasource_yaml(prometheus_url: str) -> str:
-    return "\n".join([
-        "# Written by `torchrig export grafana`: the Prometheus that scrapes the workbench.",
-        "apiVersion: 1",
-        "datasources:",
-        "  - name: torchrig-prometheus",
-        "    type: prometheus",
-        f"    uid: {_q(DATASOURCE_UID)}",
-        "    access: proxy",
-        f"    url: {_q(prometheus_url)}",
-        "    isDefault: false",
-    ]) + "\n"  # fmt: skip
+    return _provisioning("the Prometheus that scrapes the workbench.", "datasources", [
+        "name: torchrig-prometheus", "type: prometheus", f"uid: {_q(DATASOURCE_UID)}",
+        "access: proxy", f"url: {_q(prometheus_url)}", "isDefault: false",
+    ])  # fmt: skip
 
 
 def provider_yaml(folder: str = PROVIDER_FOLDER) -> str:
-    return "\n".join([
-        "# Written by `torchrig export grafana`: load the dashboards in that folder.",
-        "apiVersion: 1",
-        "providers:",
-        "  - name: torchrig",
-        "    type: file",
-        "    disableDeletion: false",
-        "    allowUiUpdates: true",
-        "    options:",
-        f"      path: {_q(folder)}",
-    ]) + "\n"  # fmt: skip
+    return _provisioning("load the dashboards in that folder.", "providers", [
+        "name: torchrig", "type: file", "disableDeletion: false", "allowUiUpdates: true",
+        "options:", f"  path: {_q(folder)}",
+    ])  # fmt: skip
 
 
 # --- the dashboard ---------------------------------------------------------------------------
