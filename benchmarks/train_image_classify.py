@@ -196,7 +196,7 @@ def recipe_run(
     built = json.loads(sidecar.read_text())
     n_train = sum(int(n) for n in _train_count(lines))
     steps_per_epoch = math.ceil(n_train / args.micro_batch)
-    epoch_rec = next((r for r in result.records if r["step"] >= steps_per_epoch), None)
+    epoch_s = _epoch_elapsed(result.records, steps_per_epoch)
     return {
         "variant": variant,
         "cuda_graphs": any("CUDA graphs" in line for _, line in lines),
@@ -219,10 +219,7 @@ def recipe_run(
         "first_interval_s": result.records[0]["interval_s"] if result.records else None,
         "train_images": n_train,
         "steps_per_epoch": steps_per_epoch,
-        "first_epoch_s": None
-        if epoch_rec is None
-        else round(header - start + epoch_rec["elapsed_s"], 1),
-        "first_epoch_step": None if epoch_rec is None else epoch_rec["step"],
+        "first_epoch_s": None if epoch_s is None else round(header - start + epoch_s, 1),
         "evaluation_accuracy": (result.evaluation or {}).get("accuracy"),
         "checkpoint_save_s": [round(s, 2) for s in result.checkpoint_s],
         "run_s": round(run_s, 1),
@@ -299,6 +296,20 @@ def gpu_cache_build(tree: Path, size: int, work: Path) -> dict[str, Any]:
         }
     shutil.rmtree(work / "cache-gpu", ignore_errors=True)
     return out
+
+
+def _epoch_elapsed(records: list[dict[str, Any]], step: int) -> float | None:
+    """Seconds from the loop's start to the end of `step`, interpolated within the log
+    interval that holds it (steps of an interval take equal time once compiled)."""
+    rows = [r for r in records if "loss" in r]
+    for before, rec in zip([None, *rows], rows, strict=False):
+        if rec["step"] < step:
+            continue
+        start_step = 0 if before is None else before["step"]
+        start_s = 0.0 if before is None else before["elapsed_s"]
+        share = (step - start_step) / (rec["step"] - start_step)
+        return float(start_s + share * (rec["elapsed_s"] - start_s))
+    return None
 
 
 def _train_count(lines: list[tuple[float, str]]) -> list[str]:
