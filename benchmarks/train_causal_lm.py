@@ -161,22 +161,25 @@ def baseline(
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One recipe setting of --variants, written LOSS-MICRO[-ATTENTION][-cdt]: e.g.
-    "chunked-128", "full-64-flash"; "cdt" turns on inductor's coordinate-descent tuning."""
+    """One recipe setting of --variants, written LOSS-MICRO[-ATTENTION][-cTOKENS][-cdt]:
+    e.g. "chunked-128", "full-64-flash", "chunked-64-c16384" (tokens per loss chunk);
+    "cdt" turns on inductor's coordinate-descent tuning (longer compile)."""
 
     loss: str
     micro: int
     attention: str = "auto"
+    chunk: int | None = None  # None: the recipe's default (linear_ce.CHUNK_TOKENS)
     cdt: bool = False
 
     @property
     def name(self) -> str:
-        extra = [self.attention] * (self.attention != "auto") + ["cdt"] * self.cdt
+        extra = [self.attention] * (self.attention != "auto")
+        extra += [f"c{self.chunk}"] * (self.chunk is not None) + ["cdt"] * self.cdt
         return "-".join([self.loss, str(self.micro), *extra])
 
 
 def parse_variant(text: str) -> Variant:
-    loss, micro, attention, cdt = "", 0, "auto", False
+    loss, micro, attention, chunk, cdt = "", 0, "auto", None, False
     for part in text.split("-"):
         if part in ("full", "chunked"):
             loss = part
@@ -184,18 +187,20 @@ def parse_variant(text: str) -> Variant:
             micro = int(part)
         elif part in ("flash", "cudnn"):
             attention = part
+        elif part.startswith("c") and part[1:].isdigit() and int(part[1:]) > 0:
+            chunk = int(part[1:])
         elif part == "cdt":
             cdt = True
         else:
             raise argparse.ArgumentTypeError(
                 f"--variants {text!r}: unknown part {part!r} "
-                "(LOSS-MICRO[-flash|-cudnn][-cdt], e.g. chunked-128)"
+                "(LOSS-MICRO[-flash|-cudnn][-cTOKENS][-cdt], e.g. chunked-128)"
             )
     if not loss or not micro:
         raise argparse.ArgumentTypeError(
             f"--variants {text!r}: give a loss (full|chunked) and a micro-batch, e.g. full-64"
         )
-    return Variant(loss, micro, attention, cdt)
+    return Variant(loss, micro, attention, chunk, cdt)
 
 
 def recipe_run(
@@ -222,6 +227,7 @@ def recipe_run(
         device="cpu" if args.cpu_smoke else "cuda", export=False, tensorboard=False,
         loss=variant.loss if variant else None,
         attention=variant.attention if variant else None,
+        loss_chunk=variant.chunk if variant else None,
     )  # fmt: skip
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()

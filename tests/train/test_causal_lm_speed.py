@@ -31,6 +31,8 @@ def test_loss_flag_reaches_the_config_and_auto_follows_the_table(
     assert config_from_args(base).loss == "auto"
     assert config_from_args([*base, "--loss", "chunked"]).loss == "chunked"
     assert config_from_args([*base, "--attention", "flash"]).attention == "flash"
+    assert config_from_args(base).loss_chunk == config.LOSS_CHUNK_TOKENS
+    assert config_from_args([*base, "--loss-chunk", "16384"]).loss_chunk == 16384
     assert config.loss_for("gpt2-124m", "full") == "full"
     assert config.loss_for("gpt2-124m", "chunked") == "chunked"
     monkeypatch.setitem(config.LOSS_BY_MODEL, "gpt2-124m", "chunked")
@@ -52,6 +54,23 @@ def test_chunked_loss_under_fsdp_is_one_clear_error(tmp_path: Path) -> None:
         bad = config.from_preset("tiny", data=[data], out=tmp_path / "o", **{field: value})
         with pytest.raises(UsageError, match=f"unknown --{field}"):
             bad.check()
+    zero = config.from_preset("tiny", data=[data], out=tmp_path / "o", loss_chunk=0)
+    with pytest.raises(UsageError, match="--loss-chunk must be at least 1"):
+        zero.check()
+
+
+def test_benchmark_variant_names_round_trip() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from train_causal_lm import Variant, parse_variant
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    for text, want in [
+        ("chunked-128", Variant("chunked", 128)),
+        ("64-full-flash", Variant("full", 64, "flash")),
+        ("chunked-64-c16384-cdt", Variant("chunked", 64, chunk=16384, cdt=True)),
+    ]:
+        assert parse_variant(text) == want and parse_variant(want.name) == want
 
 
 def test_attention_choice_puts_that_kernel_first(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -48,9 +48,7 @@ def test_fp32_matches_the_full_logits_loss(chunk: int) -> None:
     # 300 tokens: chunks that divide them, one chunk exactly, and one larger than all.
     args = _inputs()
     want = _loss_and_grads(_full, *args, bf16=False)
-    got = _loss_and_grads(
-        lambda h, w, t: linear_cross_entropy(h, w, t, chunk_tokens=chunk), *args, bf16=False
-    )
+    got = _loss_and_grads(lambda h, w, t: linear_cross_entropy(h, w, t, chunk), *args, bf16=False)
     assert got[0].dtype == torch.float32
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -61,9 +59,7 @@ def test_bf16_autocast_matches_the_full_logits_loss() -> None:
     # gradients to a few bf16 ulps; against fp32 both err alike.
     args = _inputs()
     want = _loss_and_grads(_full, *args, bf16=True)
-    got = _loss_and_grads(
-        lambda h, w, t: linear_cross_entropy(h, w, t, chunk_tokens=64), *args, bf16=True
-    )
+    got = _loss_and_grads(lambda h, w, t: linear_cross_entropy(h, w, t, 64), *args, bf16=True)
     exact = _loss_and_grads(_full, *args, bf16=False)
     torch.testing.assert_close(got[0], want[0], rtol=1e-3, atol=1e-2)
     for a, b, ref in zip(got[1:], want[1:], exact[1:], strict=True):
@@ -74,16 +70,18 @@ def test_bf16_autocast_matches_the_full_logits_loss() -> None:
 def test_only_ignored_targets_give_zero_loss_and_gradients() -> None:
     hidden, weight, targets = _inputs(n=40)
     targets[:] = -100
-    loss, gh, gw = _loss_and_grads(linear_cross_entropy, hidden, weight, targets, bf16=False)
+    loss, gh, gw = _loss_and_grads(
+        lambda h, w, t: linear_cross_entropy(h, w, t, 16), hidden, weight, targets, bf16=False
+    )
     assert float(loss) == 0.0 and not gh.any() and not gw.any()
 
 
 def test_bad_arguments_are_one_clear_error() -> None:
     hidden, weight, targets = _inputs(n=8)
     with pytest.raises(ValueError, match="chunk_tokens"):
-        linear_cross_entropy(hidden, weight, targets, chunk_tokens=0)
+        linear_cross_entropy(hidden, weight, targets, 0)
     with pytest.raises(ValueError, match="no tokens"):
-        linear_cross_entropy(hidden[:0], weight, targets[:0])
+        linear_cross_entropy(hidden[:0], weight, targets[:0], 16)
 
 
 def _tiny() -> Any:

@@ -68,6 +68,7 @@ def build_gpt2(
     (torchrig.train.linear_ce), as the causal-LM recipe's --loss chunked."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    from torchrig.recipes.causal_lm.config import LOSS_CHUNK_TOKENS as chunk
     from torchrig.train.linear_ce import linear_cross_entropy
 
     cfg = GPT2Config(
@@ -94,7 +95,8 @@ def build_gpt2(
     def loss_fn(ids: Any, targets: Any) -> Any:
         if loss == "chunked":
             hidden = model.transformer(input_ids=ids).last_hidden_state
-            return linear_cross_entropy(hidden, model.lm_head.weight, targets) / targets.numel()
+            loss_sum = linear_cross_entropy(hidden, model.lm_head.weight, targets, chunk)
+            return loss_sum / targets.numel()
         logits = model(input_ids=ids).logits
         return f.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))
 

@@ -32,11 +32,6 @@ from typing import Any
 
 import torch
 
-# Tokens per chunk: 8192 × 50,304 bf16 logits = 0.8 GB live at a time (GPT-2 124M at
-# micro-batch 64: 8 chunks). Fewer, larger chunks keep the matmuls large and the fp32
-# weight-gradient accumulation (read and written once per chunk) cheap.
-CHUNK_TOKENS = 8192
-
 
 def _compute_dtype(hidden: torch.Tensor) -> torch.dtype:
     """The dtype the plain path's lm_head matmul would run in: autocast's, else the input's."""
@@ -97,12 +92,13 @@ def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
     targets: torch.Tensor,
+    chunk_tokens: int,
     ignore_index: int = -100,
-    chunk_tokens: int = CHUNK_TOKENS,
 ) -> torch.Tensor:
     """Σ over targets of cross_entropy(hidden @ weight.T, targets), targets equal to
     `ignore_index` skipped; fp32 scalar. `hidden` (..., d), `weight` (vocab, d), `targets`
-    hidden's leading shape. Same value and gradients as the plain path (tests)."""
+    hidden's leading shape; `chunk_tokens` tokens at a time (the recipe's choice:
+    causal_lm.config.LOSS_CHUNK_TOKENS). Same value and gradients as the plain path."""
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be at least 1, not {chunk_tokens}")
     if targets.numel() == 0:

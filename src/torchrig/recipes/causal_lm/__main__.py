@@ -53,6 +53,7 @@ def parser() -> argparse.ArgumentParser:
         "--loss", choices=["auto", "full", "chunked"],
         help="output layer + loss: full logits, or chunked (never holds all logits)",
     )  # fmt: skip
+    r.add_argument("--loss-chunk", type=int, help="tokens per chunk of --loss chunked")
     r.add_argument(
         "--attention", choices=["auto", "flash", "cudnn"],
         help="the attention kernel tried first (auto: cuDNN on H100/H200, else Flash)",

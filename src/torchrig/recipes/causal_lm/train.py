@@ -32,7 +32,12 @@ from torchrig.recipes.causal_lm import data as data_mod
 from torchrig.recipes.causal_lm import model as model_mod
 from torchrig.recipes.causal_lm import serving
 from torchrig.recipes.causal_lm.checks import check_before_work
-from torchrig.recipes.causal_lm.config import TrainConfig, fit_to_device, loss_for
+from torchrig.recipes.causal_lm.config import (
+    LOSS_CHUNK_TOKENS,
+    TrainConfig,
+    fit_to_device,
+    loss_for,
+)
 from torchrig.recipes.causal_lm.tokenizer import (
     load_or_train_tokenizer,
     load_tokenizer,
@@ -61,9 +66,10 @@ class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
     loss="chunked": the model up to its last hidden states, then the output layer and the
     loss together in chunks of tokens (torchrig.train.linear_ce), never the full logits."""
 
-    def __init__(self, model: Any, loss: str = "full") -> None:
+    def __init__(self, model: Any, loss: str = "full", chunk: int = LOSS_CHUNK_TOKENS) -> None:
         super().__init__()
         self.model = model
+        self.chunk = chunk
         self.chunked = loss == "chunked"
         if self.chunked:
             model_mod.output_weight(model)  # a head it cannot take over fails now
@@ -74,7 +80,8 @@ class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
         # numbers of response tokens weigh each token the same, as one big batch would.
         if self.chunked:
             hidden = model_mod.final_hidden_states(self.model, x)
-            return linear_cross_entropy(hidden, model_mod.output_weight(self.model), y)
+            weight = model_mod.output_weight(self.model)
+            return linear_cross_entropy(hidden, weight, y, chunk_tokens=self.chunk)
         logits = self.model(input_ids=x).logits
         return F.cross_entropy(
             logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
@@ -255,7 +262,7 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     if compiled and strategy == "fsdp":
         for block in blocks:
             block.compile()
-    loss_module = CausalLMLoss(model, loss_kind)
+    loss_module = CausalLMLoss(model, loss_kind, cfg.loss_chunk)
     wrapped = D.wrap_model(
         loss_module,
         dist,
