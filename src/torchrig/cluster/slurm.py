@@ -210,10 +210,14 @@ def render_sbatch(job: ClusterJob) -> str:
     if job.resume_flag:
         lines += [
             "# A failed run (a node died, a process was killed) requeues itself and resumes",
-            "# from its last complete checkpoint (the recipe runs with --resume).",
+            "# from its last complete checkpoint (the recipe runs with --resume). Slurm holds",
+            "# the requeued job back (AuthInfo cred_expire + 1 s): an attempt launched within",
+            "# the second slurmd revoked this one's credential would be refused, so never",
+            "# release it early with `scontrol update StartTime=now`.",
             f'if [ "$status" -ne 0 ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt '
             f"{job.cluster.slurm.max_requeues} ]; then",
-            '    echo "torchrig: the run failed (exit $status); requeueing to resume"',
+            '    echo "torchrig: the run failed (exit $status); requeueing to resume (Slurm starts'
+            ' the next attempt after its requeue hold: cred_expire + 1 s, 121 s by default)"',
             '    scontrol requeue "$SLURM_JOB_ID" && exit 0',
             "fi",
         ]
