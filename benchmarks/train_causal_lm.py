@@ -524,9 +524,18 @@ def main_variants(args: argparse.Namespace, tokens: Path, vocab: int, make_s: fl
     cmd += ["--cpu-smoke"] * args.cpu_smoke
     print(f"== variants: {' '.join(cmd)}", flush=True)
     began = time.perf_counter()
+    worker = subprocess.Popen(cmd)
     try:
-        code: int | str = subprocess.run(cmd, timeout=args.timeout, check=False).returncode
+        code: int | str = worker.wait(timeout=args.timeout)
     except subprocess.TimeoutExpired:
+        # SIGTERM first: torchrun passes it on to its worker (a SIGKILL would leave the
+        # worker running on the GPU); the phases measured so far are in its result file.
+        worker.terminate()
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
         code = f"stopped by --timeout {args.timeout} s"
     measured = json.loads(result_path.read_text()) if result_path.exists() else {}
     env = _environment()
