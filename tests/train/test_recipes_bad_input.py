@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 from blobs import blob_cfg, blob_task, quiet
-from conftest import make_corpus, make_sft
 from test_image_classify_data import make_tree
 from test_text_classify_data import ticket_rows, write_rows
 
+from conftest import make_corpus, make_sft
 from torchrig.errors import UsageError
 from torchrig.recipes.causal_lm.__main__ import main as causal_main
 from torchrig.recipes.classify.loop import run
