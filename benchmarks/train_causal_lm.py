@@ -163,7 +163,8 @@ def baseline(
 class Variant:
     """One recipe setting of --variants, written LOSS-MICRO[-ATTENTION][-cTOKENS][-cdt]:
     e.g. "chunked-128", "full-64-flash", "chunked-64-c16384" (tokens per loss chunk);
-    "cdt" turns on inductor's coordinate-descent tuning (longer compile)."""
+    "cdt": the recipe's --tune-kernels (inductor's coordinate-descent tuning; longer
+    compile). Without -cdt the recipe's own default (config.TUNE_KERNELS_BY_MODEL)."""
 
     loss: str
     micro: int
@@ -228,6 +229,7 @@ def recipe_run(
         loss=variant.loss if variant else None,
         attention=variant.attention if variant else None,
         loss_chunk=variant.chunk if variant else None,
+        tune_kernels=True if variant and variant.cdt else None,
     )  # fmt: skip
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
@@ -334,11 +336,8 @@ def variants_worker(args: argparse.Namespace) -> None:
         print(f"result {key}: {json.dumps(got)}", flush=True)
         save()
         clean()
-    import torch._inductor.config as inductor
-
     for variant in variants:
         began = time.perf_counter()
-        inductor.coordinate_descent_tuning = variant.cdt
         run_dir = Path(args.work) / f"run-{variant.name}"
         try:
             got, _ = recipe_run(args, run_dir, variant.micro, seq, variant)
@@ -346,7 +345,6 @@ def variants_worker(args: argparse.Namespace) -> None:
         except torch.OutOfMemoryError:
             got = {"micro_batch": variant.micro, "error": "out of GPU memory"}
         finally:
-            inductor.coordinate_descent_tuning = False
             shutil.rmtree(run_dir, ignore_errors=True)
         got["phase_s"] = round(time.perf_counter() - began, 1)
         out["variants"][variant.name] = got

@@ -41,6 +41,32 @@ def test_loss_flag_reaches_the_config_and_auto_follows_the_table(
     assert config.loss_for("gpt2-124m", "auto", "fsdp") == "full"
 
 
+def test_kernel_tuning_is_on_for_the_run_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --tune-kernels: inductor's coordinate-descent tuning while train() runs (its compiles
+    # happen inside), the process's setting back after; the table decides when not given.
+    import torch._inductor.config as inductor
+
+    from torchrig.recipes.causal_lm import train as train_mod
+
+    seen: list[bool] = []
+    monkeypatch.setattr(
+        train_mod, "_train", lambda *a: seen.append(inductor.coordinate_descent_tuning)
+    )
+    data = tmp_path / "x.txt"
+    data.write_text("hello\n")
+    base = ["--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "o")]
+    assert config_from_args(base).tune_kernels is None
+    for argv in (base, [*base, "--tune-kernels"], [*base, "--no-tune-kernels"]):
+        train_mod.train(config_from_args(argv), say=lambda _: None)
+    assert seen == [False, True, False]
+    assert inductor.coordinate_descent_tuning is False
+    monkeypatch.setitem(config.TUNE_KERNELS_BY_MODEL, "tiny-gpt2", True)
+    assert config.tune_kernels_for("tiny-gpt2") is True
+    assert config.tune_kernels_for("tiny-gpt2", False) is False
+
+
 def test_chunked_loss_under_fsdp_is_one_clear_error(tmp_path: Path) -> None:
     data = tmp_path / "x.txt"
     data.write_text("hello\n")
@@ -104,8 +130,9 @@ def test_bench_gpt2_line_takes_the_recipe_table(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d=None: Props())
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
     monkeypatch.setitem(config.LOSS_BY_MODEL, "gpt2-124m", "chunked")
-    workloads._train_gpt2(torch, True, 1, 1, {})
-    workloads._train_gpt2(torch, False, 1, 1, {})
+    monkeypatch.setitem(config.TUNE_KERNELS_BY_MODEL, "gpt2-124m", True)
+    assert workloads._train_gpt2(torch, True, 1, 1, {})["tune_kernels"] is True
+    assert workloads._train_gpt2(torch, False, 1, 1, {})["tune_kernels"] is False
     assert seen["True"] == {"batch": 64, "loss": "chunked"}
     assert seen["False"] == {}  # eager: B=16, full logits
 

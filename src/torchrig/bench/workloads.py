@@ -221,12 +221,14 @@ def _train_gpt2(
 ) -> dict[str, Any]:
     """GPT-2 with the causal-LM recipe's settings for this GPU: its attention kernel (cuDNN
     on Hopper) and, compiled, its micro-batch for the GPU's memory (64 on 60 GiB or more)
-    and its loss (config.LOSS_BY_MODEL). Eager keeps B=16 and the full loss: unfused, a
-    larger batch would need several times the memory."""
+    and its loss and kernel tuning (config.LOSS_BY_MODEL, TUNE_KERNELS_BY_MODEL). Eager
+    keeps B=16 and the full loss: unfused, a larger batch would need several times the
+    memory."""
     from torch.nn.attention import sdpa_kernel
 
-    from torchrig.recipes.causal_lm.config import loss_for, micro_batch_for
+    from torchrig.recipes.causal_lm.config import loss_for, micro_batch_for, tune_kernels_for
     from torchrig.train.attention import backend_name, training_sdpa_backends
+    from torchrig.train.precision import kernel_tuning
 
     device = torch.device("cuda")
     if compiled and "batch" not in overrides:
@@ -235,8 +237,10 @@ def _train_gpt2(
     if compiled and "loss" not in overrides:
         overrides = {**overrides, "loss": loss_for("gpt2-124m")}
     backends = training_sdpa_backends(device)
-    with sdpa_kernel(backends, set_priority=True):
+    tune = compiled and tune_kernels_for("gpt2-124m")
+    with sdpa_kernel(backends, set_priority=True), kernel_tuning(tune):
         result = _train(torch, "gpt2", compiled, steps, warmup, overrides)
+    result["tune_kernels"] = tune
     result["sdpa"] = backend_name(backends)
     return result
 

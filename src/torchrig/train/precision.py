@@ -85,3 +85,15 @@ def should_compile(requested: bool | None, device: Any) -> bool:
     if requested is not None:
         return requested
     return bool(device.type == "cuda")
+
+
+def kernel_tuning(on: bool) -> contextlib.AbstractContextManager[Any]:
+    """Inductor's coordinate-descent tuning of compiled kernels' block sizes while the
+    context is open (compiles happen at the first call, so open it around the whole run);
+    the process's setting is restored after. Off: nothing changes."""
+    if not on:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor
+
+    patch: contextlib.AbstractContextManager[Any] = inductor.patch(coordinate_descent_tuning=True)
+    return patch

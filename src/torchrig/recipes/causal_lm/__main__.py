@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
         help="output layer + loss: full logits, or chunked (never holds all logits)",
     )  # fmt: skip
     r.add_argument("--loss-chunk", type=int, help="tokens per chunk of --loss chunked")
+    tune = r.add_mutually_exclusive_group()
+    tune.add_argument(
+        "--tune-kernels", dest="tune_kernels", action="store_true", default=None,
+        help="coordinate-descent tuning of the compiled kernels (longer first compile)",
+    )  # fmt: skip
+    tune.add_argument("--no-tune-kernels", dest="tune_kernels", action="store_false")
     r.add_argument(
         "--attention", choices=["auto", "flash", "cudnn"],
         help="the attention kernel tried first (auto: cuDNN on H100/H200, else Flash)",

@@ -61,6 +61,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cuda | cpu
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool | None = None  # None: on CUDA, off on CPU
+    # Inductor's coordinate-descent tuning of the compiled kernels' block sizes: a longer
+    # first compile, sometimes faster steps. None: TUNE_KERNELS_BY_MODEL's choice.
+    tune_kernels: bool | None = None
     strategy: str = "auto"  # auto | none | ddp | fsdp
     # The output layer + loss: "full" logits for every token at once, or "chunked"
     # (torchrig.train.linear_ce: no full logits tensor); "auto" is LOSS_BY_MODEL's choice.
@@ -222,6 +225,18 @@ LOSSES = ("auto", "full", "chunked")
 # 124M micro-batch 64) with the same arithmetic; whether it is also faster on a GPU is
 # benchmarks/train_causal_lm.py --variants' question (issue 18).
 LOSS_BY_MODEL: dict[str, str] = {"gpt2-124m": "full"}
+
+
+# What --tune-kernels defaults to per model preset (others: off). Read by the recipe and
+# `torchrig bench`'s GPT-2 line, like LOSS_BY_MODEL.
+TUNE_KERNELS_BY_MODEL: dict[str, bool] = {"gpt2-124m": False}
+
+
+def tune_kernels_for(model: str, requested: bool | None = None) -> bool:
+    """Whether compiled kernels get coordinate-descent tuning: the request, else the table."""
+    if requested is not None:
+        return requested
+    return TUNE_KERNELS_BY_MODEL.get(model, False)
 
 
 def loss_for(model: str, requested: str = "auto", strategy: str = "none") -> str:

@@ -37,6 +37,7 @@ from torchrig.recipes.causal_lm.config import (
     TrainConfig,
     fit_to_device,
     loss_for,
+    tune_kernels_for,
 )
 from torchrig.recipes.causal_lm.tokenizer import (
     load_or_train_tokenizer,
@@ -49,7 +50,7 @@ from torchrig.train.heldout import HeldOut
 from torchrig.train.linear_ce import linear_cross_entropy
 from torchrig.train.metrics import mfu, peak_memory_gib, peak_tflops, round_or_none
 from torchrig.train.optim import build_optimizer, build_scheduler, optimizer_step
-from torchrig.train.precision import resolve_precision, should_compile
+from torchrig.train.precision import kernel_tuning, resolve_precision, should_compile
 from torchrig.train.prefetch import Prefetcher
 from torchrig.train.result import RunResult
 from torchrig.train.scaffold import FINAL, Scaffold, find_checkpoint, staged_run, write_final
@@ -216,7 +217,8 @@ def train(cfg: TrainConfig, stop: StopFlag | None = None, say: Say = print) -> R
     dist = D.Dist.from_env(cfg.device)
     D.setup(dist)
     try:
-        result = _train(cfg, stop, dist, say if dist.is_main else (lambda _: None))
+        with kernel_tuning(tune_kernels_for(cfg.model, cfg.tune_kernels)):
+            result = _train(cfg, stop, dist, say if dist.is_main else (lambda _: None))
         # Every rank done before any tears down: a rank leaving first (rank 0 hosts the
         # rendezvous store) can abort a peer still closing its gloo connections.
         D.barrier(dist)
