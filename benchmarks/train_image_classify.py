@@ -489,38 +489,47 @@ def main() -> None:
             f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
         )
         first, *others = args.variants
-        run.update(recipe_run(args, tree, work / f"run-{first}", first))
-        phase("recipe", run)
+        try:
+            run.update(recipe_run(args, tree, work / f"run-{first}", first))
+            phase("recipe", run)
+        except Exception as exc:  # keep measuring the rest: the baseline, decoding, variants
+            run["recipe_error"] = _error(exc)
+            phase("recipe failed", run["recipe_error"])
+        cpu_rate = _cpu_cache_rate(work)
         if not args.no_baseline:
             _fresh_device()
             run["baseline"] = baseline(args, args.classes)
-            run["recipe_vs_baseline"] = round(
-                run["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
-            )
+            if "recipe" in run:
+                run["recipe_vs_baseline"] = round(
+                    run["recipe"]["images_per_s"] / run["baseline"]["images_per_s"], 4
+                )
             phase("baseline", run["baseline"])
         if not args.cpu_smoke and not args.no_nvjpeg:
             try:
-                run["nvjpeg_decode"] = nvjpeg_decode(tree, run["cache_size"], args.nvjpeg_images)
+                run["nvjpeg_decode"] = nvjpeg_decode(tree, args.cache_size, args.nvjpeg_images)
             except Exception as exc:  # torchvision without nvjpeg: say so, measure the rest
-                run["nvjpeg_decode"] = {"error": repr(exc)[:500]}
+                run["nvjpeg_decode"] = {"error": _error(exc)}
             gpu_rate = run["nvjpeg_decode"].get("images_per_s")
-            if gpu_rate:
-                run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / run["cache_build"]["images_per_s"], 3)
+            if gpu_rate and cpu_rate:
+                run["nvjpeg_vs_cpu_cache"] = round(gpu_rate / cpu_rate, 3)
             phase("nvjpeg", run["nvjpeg_decode"])
             try:
-                run["gpu_cache_build"] = gpu_cache_build(tree, run["cache_size"], work)
+                run["gpu_cache_build"] = gpu_cache_build(tree, args.cache_size, work)
             except Exception as exc:  # no torchvision/nvjpeg: say so, measure the rest
-                run["gpu_cache_build"] = {"error": repr(exc)[:500]}
+                run["gpu_cache_build"] = {"error": _error(exc)}
             gpu_rate = run["gpu_cache_build"].get("images_per_s")
-            if gpu_rate:
-                run["gpu_vs_cpu_cache_build"] = round(
-                    gpu_rate / run["cache_build"]["images_per_s"], 3
-                )
+            if gpu_rate and cpu_rate:
+                run["gpu_vs_cpu_cache_build"] = round(gpu_rate / cpu_rate, 3)
             phase("gpu cache build", run["gpu_cache_build"])
         run["variant_runs"] = {}
         for name in others:
             _fresh_device()
-            other = recipe_run(args, tree, work / f"run-{name}", name, args.variant_steps)
+            try:
+                other = recipe_run(args, tree, work / f"run-{name}", name, args.variant_steps)
+            except Exception as exc:
+                run["variant_runs"][name] = {"error": _error(exc)}
+                phase(f"variant {name} failed", run["variant_runs"][name])
+                continue
             keep = ("variant", "cuda_graphs", "recipe", "time_to_first_step_s", "run_s")
             run["variant_runs"][name] = {k: other[k] for k in keep}
             if "baseline" in run:
@@ -532,19 +541,35 @@ def main() -> None:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     short = {
-        "cache_images_per_s": run["cache_build"]["images_per_s"],
-        **run["recipe"],
-        "first_epoch_s": run["first_epoch_s"],
+        "cache_images_per_s": cpu_rate,
+        **run.get("recipe", {"recipe_error": run.get("recipe_error")}),
+        "first_epoch_s": run.get("first_epoch_s"),
         "nvjpeg_vs_cpu_cache": run.get("nvjpeg_vs_cpu_cache"),
         "gpu_vs_cpu_cache_build": run.get("gpu_vs_cpu_cache_build"),
     }
     if "baseline" in run:
         short["baseline_images_per_s"] = run["baseline"]["images_per_s"]
-        short["recipe_vs_baseline"] = run["recipe_vs_baseline"]
+        short["recipe_vs_baseline"] = run.get("recipe_vs_baseline")
     for name, other in run["variant_runs"].items():
-        short[f"{name}_images_per_s"] = other["recipe"]["images_per_s"]
+        short[f"{name}_images_per_s"] = other.get("recipe", {}).get("images_per_s")
     print(json.dumps(short, indent=2))
     print(f"wrote {out}")
+
+
+def _error(exc: BaseException) -> str:
+    import traceback
+
+    print(traceback.format_exc(), flush=True)  # the whole story in the log
+    return repr(exc)[:500]
+
+
+def _cpu_cache_rate(work: Path) -> float | None:
+    """The CPU cache build's images/s from its sidecar (None: no cache was built)."""
+    found = next((work / "cache").glob("*.u8.json"), None)
+    if found is None:
+        return None
+    built = json.loads(found.read_text())
+    return round(built["count"] / built["build_s"], 1) if built.get("build_s") else None
 
 
 if __name__ == "__main__":
