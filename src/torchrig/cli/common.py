@@ -108,6 +108,20 @@ def add_engine_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_cluster_size_options(parser: argparse.ArgumentParser, scope: str = "") -> None:
+    """--nodes and --gpus-per-node, overriding [cluster] (`run --on slurm`, the cluster exports);
+    `scope` starts their help, e.g. "slurm: " where they apply to one place only."""
+    parser.add_argument(
+        "--nodes", type=int, metavar="N", help=f"{scope}nodes (default: [cluster] nodes)"
+    )
+    parser.add_argument(
+        "--gpus-per-node",
+        type=int,
+        metavar="G",
+        help=f"{scope}GPUs and processes per node; 0 for CPU (default: [cluster] gpus_per_node)",
+    )
+
+
 def add_workbench_options(parser: argparse.ArgumentParser) -> None:
     """--spec, --host, --engine and --json: what every verb that touches a workbench takes."""
     add_spec_option(parser)

@@ -13,13 +13,9 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `export kubernetes` (the cluster exports share them)."""
-    parser.add_argument("--nodes", type=int, metavar="N", help="nodes (default: [cluster] nodes)")
-    parser.add_argument(
-        "--gpus-per-node",
-        type=int,
-        metavar="G",
-        help="GPUs and processes per node; 0 for CPU (default: [cluster] gpus_per_node)",
-    )
+    from torchrig.cli.common import add_cluster_size_options
+
+    add_cluster_size_options(parser)
     parser.add_argument(
         "--image",
         metavar="NAME@sha256:…",

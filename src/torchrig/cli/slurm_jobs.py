@@ -15,19 +15,15 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """run's cluster options."""
+    from torchrig.cli.common import add_cluster_size_options
+
     parser.add_argument(
         "--on",
         choices=("workbench", "slurm"),
         default="workbench",
         help="where the job runs: the workbench (default) or the Slurm cluster of [cluster]",
     )
-    parser.add_argument("--nodes", type=int, metavar="N", help="slurm: nodes ([cluster] nodes)")
-    parser.add_argument(
-        "--gpus-per-node",
-        type=int,
-        metavar="G",
-        help="slurm: GPUs and processes per node; 0 for CPU ([cluster] gpus_per_node)",
-    )
+    add_cluster_size_options(parser, "slurm: ")
     parser.add_argument(
         "--runtime",
         choices=("pyxis", "apptainer", "podman", "docker"),
