@@ -8,6 +8,16 @@ memory-mapped token file, against a plain loop on synthetic on-GPU tokens.
     # 2 H200: DDP scaling of GPT-2 (1 GPU, then 2), and FSDP2 vs DDP on the 1B model
     python benchmarks/train_causal_lm.py --model gpt2-124m --runs 1 2:ddp
     python benchmarks/train_causal_lm.py --model llama-1b --runs 2:ddp 2:fsdp
+    # 1 H100, one process, ~200 s: the plain loop, then the recipe per setting (issue 18)
+    python benchmarks/train_causal_lm.py --variants full-64 chunked-64 full-64-cdt \
+        --warmup-steps 10 --steps 30 --n-tokens 20e6 --timeout 235
+
+--variants LOSS-MICRO[-flash|-cudnn][-cTOKENS][-cdt] (e.g. chunked-64, full-64-cdt): one
+torchrun worker runs the plain loop at --baseline-micro (default: the smallest variant
+micro-batch), then the recipe once per setting (--loss, --micro-batch, --attention,
+--loss-chunk, --tune-kernels), each printing `result NAME: {...}` when measured; every
+recipe line carries vs_plain. On --timeout the worker is stopped (SIGTERM) and the JSON
+still holds every phase measured.
 
 Each entry of --runs (GPUS[:STRATEGY]) is one `torchrun --standalone` of this script in
 worker mode, so every run starts with a clean GPU and its own compile. A worker calls
