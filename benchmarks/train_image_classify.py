@@ -210,6 +210,7 @@ def recipe_run(
         "cache_build": {
             "images": built["count"],
             "seconds": built["build_s"],
+            "fsync_s": built.get("fsync_s"),
             "images_per_s": round(built["count"] / built["build_s"], 1),
             "processes": cfg.workers or cache_mod.available_cpus(),
             "bytes": sidecar.with_suffix("").stat().st_size,
@@ -283,6 +284,7 @@ def gpu_cache_build(tree: Path, size: int, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "images": len(built),
         "seconds": round(built.build_s, 2),
+        "fsync_s": json.loads(cache.sidecar(built.path).read_text()).get("fsync_s"),
         "images_per_s": round(built.images_per_s, 1),
         "skipped": len(built.skipped),
     }
