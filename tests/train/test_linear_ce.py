@@ -65,6 +65,15 @@ def test_bf16_autocast_matches_the_full_logits_loss() -> None:
     for a, b, ref in zip(got[1:], want[1:], exact[1:], strict=True):
         torch.testing.assert_close(a, b, rtol=2e-2, atol=2e-2)
         assert (a - ref).abs().max() <= 2 * (b - ref).abs().max() + 1e-3
+    # The dtype given (as the recipe does, from its precision) instead of read from
+    # autocast: the same numbers.
+    given = _loss_and_grads(
+        lambda h, w, t: linear_cross_entropy(h, w, t, 64, compute_dtype=torch.bfloat16),
+        *args,
+        bf16=False,
+    )
+    for a, b in zip(given, got, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_only_ignored_targets_give_zero_loss_and_gradients() -> None:
@@ -114,7 +123,7 @@ def test_tied_output_weight_gets_both_gradients() -> None:
     assert model.lm_head.weight is model.transformer.wte.weight
     x, y = _batch()
     loss_full, grads_full = _grads(CausalLMLoss(model, "full"), x, y)
-    loss_chunked, grads_chunked = _grads(CausalLMLoss(model, "chunked"), x, y)
+    loss_chunked, grads_chunked = _grads(CausalLMLoss(model, "chunked", 40), x, y)
     torch.testing.assert_close(loss_chunked, loss_full, rtol=1e-5, atol=1e-4)
     assert grads_chunked.keys() == grads_full.keys()
     for name, grad in grads_full.items():
@@ -127,8 +136,10 @@ def test_torch_compile_traces_it_in_one_graph() -> None:
     # a custom Function can break, without inductor's slow C++ builds on a CPU.
     model = _tiny()
     x, y = _batch()
-    eager_loss, eager_grads = _grads(CausalLMLoss(model, "chunked"), x, y)
-    compiled = torch.compile(CausalLMLoss(model, "chunked"), fullgraph=True, backend="aot_eager")
+    eager_loss, eager_grads = _grads(CausalLMLoss(model, "chunked", 40), x, y)
+    # As the recipe builds it: 3 chunks of 96 tokens (40, 40, 16), the dtype given.
+    module = CausalLMLoss(model, "chunked", 40, compute_dtype=torch.float32)
+    compiled = torch.compile(module, fullgraph=True, backend="aot_eager")
     torch._dynamo.reset()
     try:
         loss, grads = _grads(compiled, x, y)

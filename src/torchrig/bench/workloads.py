@@ -95,7 +95,9 @@ def build_gpt2(
     def loss_fn(ids: Any, targets: Any) -> Any:
         if loss == "chunked":
             hidden = model.transformer(input_ids=ids).last_hidden_state
-            loss_sum = linear_cross_entropy(hidden, model.lm_head.weight, targets, chunk)
+            loss_sum = linear_cross_entropy(
+                hidden, model.lm_head.weight, targets, chunk, compute_dtype=torch.bfloat16
+            )
             return loss_sum / targets.numel()
         logits = model(input_ids=ids).logits
         return f.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1))

@@ -94,6 +94,7 @@ def linear_cross_entropy(
     targets: torch.Tensor,
     chunk_tokens: int,
     ignore_index: int = -100,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Σ over targets of cross_entropy(hidden @ weight.T, targets), targets equal to
     `ignore_index` skipped; fp32 scalar. `hidden` (..., d), `weight` (vocab, d), `targets`
@@ -104,7 +105,9 @@ def linear_cross_entropy(
     if targets.numel() == 0:
         raise ValueError("no tokens: linear_cross_entropy needs at least one")
     flat = hidden.reshape(-1, hidden.shape[-1])
-    dtype = _compute_dtype(hidden)
+    # The recipe passes its precision's dtype, so a compiled step asks nothing of the
+    # autocast state; called without one, the dtype autocast would give the matmul.
+    dtype = compute_dtype or _compute_dtype(hidden)
     # The Function's own ops run outside autocast: it picks every dtype itself.
     with torch.autocast(hidden.device.type, enabled=False):
         out: torch.Tensor = _LinearCrossEntropy.apply(

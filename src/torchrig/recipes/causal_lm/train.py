@@ -67,10 +67,17 @@ class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
     loss="chunked": the model up to its last hidden states, then the output layer and the
     loss together in chunks of tokens (torchrig.train.linear_ce), never the full logits."""
 
-    def __init__(self, model: Any, loss: str = "full", chunk: int = LOSS_CHUNK_TOKENS) -> None:
+    def __init__(
+        self,
+        model: Any,
+        loss: str = "full",
+        chunk: int = LOSS_CHUNK_TOKENS,
+        compute_dtype: Any = None,
+    ) -> None:
         super().__init__()
         self.model = model
         self.chunk = chunk
+        self.compute_dtype = compute_dtype  # the chunked matmuls' (autocast's) dtype
         self.chunked = loss == "chunked"
         if self.chunked:
             model_mod.output_weight(model)  # a head it cannot take over fails now
@@ -82,7 +89,9 @@ class CausalLMLoss(torch.nn.Module):  # type: ignore[misc]
         if self.chunked:
             hidden = model_mod.final_hidden_states(self.model, x)
             weight = model_mod.output_weight(self.model)
-            return linear_cross_entropy(hidden, weight, y, chunk_tokens=self.chunk)
+            return linear_cross_entropy(
+                hidden, weight, y, self.chunk, compute_dtype=self.compute_dtype
+            )
         logits = self.model(input_ids=x).logits
         return F.cross_entropy(
             logits.reshape(-1, logits.size(-1)), y.reshape(-1), ignore_index=-100, reduction="sum"
@@ -264,7 +273,7 @@ def _run(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say, run: Scaffold
     if compiled and strategy == "fsdp":
         for block in blocks:
             block.compile()
-    loss_module = CausalLMLoss(model, loss_kind, cfg.loss_chunk)
+    loss_module = CausalLMLoss(model, loss_kind, cfg.loss_chunk, precision.dtype or torch.float32)
     wrapped = D.wrap_model(
         loss_module,
         dist,
