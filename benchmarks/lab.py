@@ -34,6 +34,12 @@ from pathlib import Path
 
 from _common import load_average, summary, write_result
 
+# The container tests' CPU-torch spec and wait, from this checkout's tests/ (as cluster.py
+# takes its cluster): one text for both, so a benchmark times what the tests check.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.container.workbench import cpu_torch_spec, wait_until
+
 from torchrig.lab.hub import HubApi, request
 
 PROJECT = "t-lab-bench"
@@ -52,29 +58,11 @@ def spec(hub: int, api: int, proxy: int) -> str:
         'memory = "2g"\ncpus = 1.0\n'
         for i, u in enumerate(USERS)
     )
-    return f"""[project]
-name = "{PROJECT}"
-
-[torch]
-version = "2.13.0"
-variant = "cpu"
-torchvision = false
-
-[python]
-version = "3.11"
-stack = "minimal"
-packages = ["jupyterhub==6.1.1"]
-
-[sources]
-torch_index = "none"
-find_links = ["/opt/wheels"]
-
-[lab]
-hub_port = {hub}
-hub_api_port = {api}
-proxy_api_port = {proxy}
-idle_timeout = 0
-{users}"""
+    lab = (
+        f"\n[lab]\nhub_port = {hub}\nhub_api_port = {api}\nproxy_api_port = {proxy}\n"
+        f"idle_timeout = 0\n{users}"
+    )
+    return cpu_torch_spec(PROJECT, packages=["jupyterhub==6.1.1"], extra=lab)
 
 
 def cli(project: Path, env: dict[str, str], *args: str) -> str:
@@ -103,22 +91,19 @@ def start_and_wait(url: str, user: str, token: str, timeout: float = 300) -> flo
     )
     if status not in (201, 202):
         raise SystemExit(f"starting {user}'s server: {status} {text[:300]}")
-    while time.monotonic() - began < timeout:
-        if ready(url, user, token):
-            return time.monotonic() - began
-        time.sleep(0.2)
-    raise SystemExit(f"{user}'s server was not ready within {timeout} s")
+    wait_until(lambda: ready(url, user, token), timeout, f"{user}'s server to be ready")
+    return time.monotonic() - began
 
 
 def stop_and_wait(url: str, user: str, token: str) -> None:
     request(f"{url}/hub/api/users/{user}/server", token=token, method="DELETE")
     name = f"torchrig-{PROJECT}-u-{user}"
-    for _ in range(300):
+
+    def stopped() -> bool:
         gone = subprocess.run(["docker", "inspect", name], capture_output=True).returncode != 0
-        if gone and not ready(url, user, token):
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"{user}'s server did not stop")
+        return gone and not ready(url, user, token)
+
+    wait_until(stopped, 90, f"{user}'s server to stop")
 
 
 def latency(url: str, token: str) -> float:

@@ -29,24 +29,14 @@ from pathlib import Path
 
 from _common import load_average, summary, write_result
 
-SPEC = """
-[project]
-name = "bench-up"
-[torch]
-version = "2.13.0"
-variant = "cpu"
-torchvision = false
-[python]
-version = "3.11"
-stack = "minimal"
-[services.jupyter]
-port = 18931  # off the usual 8888, so another workbench cannot move it between rounds
-[services.ssh]
-enabled = false
-[sources]
-torch_index = "none"
-find_links = ["/opt/wheels"]
-"""
+# The container tests' CPU-torch spec and wait, from this checkout's tests/ (as cluster.py
+# takes its cluster): one text for both, so a benchmark times what the tests check.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.container.workbench import cpu_torch_spec, jupyter_only, wait_until
+
+# JupyterLab off the usual 8888, so another workbench cannot move it between rounds.
+SPEC = cpu_torch_spec("bench-up", sections=jupyter_only(18931))
 
 
 def with_source(src: str | None) -> dict[str, str] | None:
@@ -77,11 +67,9 @@ def answered(url: str, token: str) -> bool:
 
 
 def wait_for_jupyter(url: str, token: str, started: float, limit: float = 60) -> float:
-    while time.perf_counter() - started < limit:
-        if answered(url, token):
-            return time.perf_counter() - started
-        time.sleep(0.05)
-    raise SystemExit(f"JupyterLab did not answer at {url} within {limit} s")
+    """Seconds from `started` to JupyterLab answering 200 (polled every 50 ms)."""
+    wait_until(lambda: answered(url, token), limit, f"JupyterLab answering at {url}", 0.05)
+    return time.perf_counter() - started
 
 
 def main() -> None:

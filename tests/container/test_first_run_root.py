@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.workbench import WHEELHOUSE, torchrig
+from tests.container.workbench import cpu_torch_spec, jupyter_only, torchrig
 
 pytestmark = pytest.mark.container
 
@@ -35,34 +35,11 @@ Rights = dict[str, dict[str, str]]  # account -> path -> "rwx" subset
 
 
 def spec(name: str, port: int) -> str:
-    # tests/container/workbench.py's cpu_spec, without [user]: the ids are torchrig's choice.
-    return f"""
-[project]
-name = "{name}"
-
-[torch]
-version = "2.13.0"
-variant = "cpu"
-torchvision = false
-
-[python]
-version = "3.11"
-stack = "minimal"
-
-[services.jupyter]
-port = {port}
-
-[services.ssh]
-enabled = false
-
-[sources]
-torch_index = "none"
-find_links = ["{WHEELHOUSE}"]
-
-# Not what this test is about (the shared Hugging Face cache has tests of its own).
-[cache]
-huggingface = "none"
-"""
+    # No [user]: the ids are torchrig's choice. The shared Hugging Face cache is not what
+    # this test is about (it has tests of its own).
+    return cpu_torch_spec(
+        name, sections=jupyter_only(port), extra='\n[cache]\nhuggingface = "none"\n'
+    )
 
 
 def rights_of_host_accounts(paths: list[Path]) -> Rights:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.workbench import WHEELHOUSE, wait_until
+from tests.container.workbench import cpu_torch_spec, wait_until
 
 pytestmark = pytest.mark.container
 
@@ -131,31 +131,11 @@ cpus = 1.0
 """
         for name, uid in (("alice", 71101), ("bob", 71102), ("dana", 71103))
     )
-    return f"""
-[project]
-name = "{PROJECT}"
-
-[torch]
-version = "2.13.0"
-variant = "cpu"
-torchvision = false
-
-[python]
-version = "3.11"
-stack = "minimal"
-packages = ["jupyterhub==6.1.1"]
-
-[sources]
-torch_index = "none"
-find_links = ["{WHEELHOUSE}"]
-
-[lab]
-hub_port = {hub}
-hub_api_port = {api}
-proxy_api_port = {proxy}
-admins = ["dana"]
-idle_timeout = 0
-{users}"""
+    lab = (
+        f"\n[lab]\nhub_port = {hub}\nhub_api_port = {api}\nproxy_api_port = {proxy}\n"
+        f'admins = ["dana"]\nidle_timeout = 0\n{users}'
+    )
+    return cpu_torch_spec(PROJECT, packages=["jupyterhub==6.1.1"], extra=lab)
 
 
 def _cleanup() -> None:

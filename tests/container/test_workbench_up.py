@@ -22,12 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import SecurityFigures
-from tests.container.workbench import let_owners_in
+from tests.container.workbench import GID, UID, cpu_torch_spec, let_owners_in
 
 pytestmark = pytest.mark.container
 
-WHEELHOUSE = "/opt/wheels"  # the CPU torch wheel these machines carry (see README)
-UID, GID = 4242, 4343
 SECRET = "s3cr3t-value-never-in-the-image"
 
 
@@ -44,35 +42,11 @@ def torchrig(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 
 def _spec(name: str, key: Path) -> str:
-    return f"""
-[project]
-name = "{name}"
-
-[torch]
-version = "2.13.0"
-variant = "cpu"
-torchvision = false
-
-[python]
-version = "3.11"
-stack = "minimal"
-
-[user]
-name = "alice"
-uid = {UID}
-gid = {GID}
-authorized_keys = ["{key}"]
-
-[services.jupyter]
-port = 18888
-
-[services.ssh]
-port = 12222
-
-[sources]
-torch_index = "none"
-find_links = ["{WHEELHOUSE}"]
-"""
+    user = (
+        f'[user]\nname = "alice"\nuid = {UID}\ngid = {GID}\nauthorized_keys = ["{key}"]\n\n'
+        "[services.jupyter]\nport = 18888\n\n[services.ssh]\nport = 12222\n\n"
+    )
+    return cpu_torch_spec(name, sections=user)
 
 
 @dataclass

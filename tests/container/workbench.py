@@ -9,6 +9,7 @@ index is needed; the project belongs to UID/GID, the host user the workbench map
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -49,7 +50,17 @@ def torchrig(
     return done
 
 
-def cpu_spec(name: str, *, jupyter_port: int, extra: str = "") -> str:
+def cpu_torch_spec(
+    name: str, *, packages: Sequence[str] = (), sections: str = "", extra: str = ""
+) -> str:
+    """The CPU-torch spec every container test and benchmark starts from.
+
+    torch 2.13.0 for the CPU from the wheelhouse (no index), Python 3.11, the minimal
+    stack plus `packages`. `sections` (whole TOML sections, each ending in a blank line)
+    go before [sources]; `extra` follows its last line, so it may add [sources] keys
+    (`registry = ...`) or further sections.
+    """
+    listed = f"packages = {json.dumps(list(packages))}\n" if packages else ""
     return f"""
 [project]
 name = "{name}"
@@ -62,22 +73,22 @@ torchvision = false
 [python]
 version = "3.11"
 stack = "minimal"
-
-[user]
-name = "alice"
-uid = {UID}
-gid = {GID}
-
-[services.jupyter]
-port = {jupyter_port}
-
-[services.ssh]
-enabled = false
-
-[sources]
+{listed}
+{sections}[sources]
 torch_index = "none"
 find_links = ["{WHEELHOUSE}"]
 {extra}"""
+
+
+def jupyter_only(port: int) -> str:
+    """[services] for a workbench that needs JupyterLab on `port` and no SSH server."""
+    return f"[services.jupyter]\nport = {port}\n\n[services.ssh]\nenabled = false\n\n"
+
+
+def cpu_spec(name: str, *, jupyter_port: int, extra: str = "") -> str:
+    """cpu_torch_spec for the host user UID/GID (as "alice") with JupyterLab only."""
+    user = f'[user]\nname = "alice"\nuid = {UID}\ngid = {GID}\n\n'
+    return cpu_torch_spec(name, sections=user + jupyter_only(jupyter_port), extra=extra)
 
 
 def let_owners_in(folder: Path) -> Path:
