@@ -339,8 +339,8 @@ def variants_worker(args: argparse.Namespace) -> None:
             got = baseline(
                 args.model, vocab, micro, seq, args.warmup_steps, args.steps, cpu=args.cpu_smoke
             )
-        except torch.OutOfMemoryError:
-            got = {"error": "out of GPU memory"}
+        except Exception as exc:  # one phase failing must not lose the others
+            got = {"micro_batch": micro, "error": _failure(exc)}
         got["phase_s"] = round(time.perf_counter() - began, 1)
         out["baselines"][key] = got
         print(f"result {key}: {json.dumps(got)}", flush=True)
@@ -352,8 +352,8 @@ def variants_worker(args: argparse.Namespace) -> None:
         try:
             got, _ = recipe_run(args, run_dir, variant.micro, seq, variant)
             got = {"micro_batch": variant.micro, "loss": variant.loss, **got}
-        except torch.OutOfMemoryError:
-            got = {"micro_batch": variant.micro, "error": "out of GPU memory"}
+        except Exception as exc:  # one phase failing must not lose the others
+            got = {"micro_batch": variant.micro, "error": _failure(exc)}
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
         got["phase_s"] = round(time.perf_counter() - began, 1)
@@ -366,6 +366,18 @@ def variants_worker(args: argparse.Namespace) -> None:
         key=lambda v: v["tokens_per_s"], default=None,
     )  # fmt: skip
     print(f"result best: {json.dumps(best)}", flush=True)
+
+
+def _failure(exc: BaseException) -> str:
+    """A phase's failure, one line for the JSON; the traceback goes to the log."""
+    import traceback
+
+    import torch
+
+    traceback.print_exc()
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "out of GPU memory"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 def _ratios(out: dict[str, Any]) -> None:

@@ -153,20 +153,24 @@ def test_benchmark_variants_bad_spec_is_one_line() -> None:
 
 def test_benchmark_variants_cpu_smoke(tmp_path: Path) -> None:
     # The whole --variants path on a CPU with the tiny model: the plain loop, then the
-    # recipe with each loss, each printed as a result line and written to one JSON.
+    # recipe with each loss, each printed as a result line and written to one JSON. A
+    # phase that fails (a micro-batch no host has memory for) is recorded and the next runs.
     out = tmp_path / "variants.json"
     done = _bench(
-        "--model", "tiny-gpt2", "--cpu-smoke", "--variants", "full-4", "chunked-4",
+        "--model", "tiny-gpt2", "--cpu-smoke", "--baseline-micro", "4",
+        "--variants", "full-4", "full-10000000", "chunked-4",
         "--steps", "2", "--warmup-steps", "2", "--log-every", "2", "--n-tokens", "50000",
         "--work", str(tmp_path / "work"), "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("result ")]
     assert [ln.split(":")[0] for ln in lines] == [
-        "result plain-4", "result recipe full-4", "result recipe chunked-4", "result best",
+        "result plain-4", "result recipe full-4", "result recipe full-10000000",
+        "result recipe chunked-4", "result best",
     ]  # fmt: skip
     data = json.loads(out.read_text())
     assert data["worker_exit"] == 0 and data["date"] and data["environment"]["torch"]
+    assert data["variants"]["full-10000000"]["error"].startswith("UsageError: --micro-batch")
     full, chunked = data["variants"]["full-4"], data["variants"]["chunked-4"]
     assert (full["loss"], chunked["loss"]) == ("full", "chunked")
     assert full["tokens_per_s"] > 0 and chunked["vs_plain_micro_batch"] == 4
