@@ -1,7 +1,7 @@
 """Chunked linear + cross-entropy: the causal LM's output layer and loss in one autograd
 Function that never holds the full logits tensor.
 
-    loss = linear_cross_entropy(hidden, lm_head.weight, targets)  # summed over targets
+    loss = linear_cross_entropy(hidden, lm_head.weight, targets, 8192)  # Σ over targets
 
 The plain path computes logits = hidden @ Wᵀ for every token at once (GPT-2 124M, 64 × 1024
 tokens: 64 × 1024 × 50,304 bf16 = 6.6 GB), keeps them for the backward pass and walks them
