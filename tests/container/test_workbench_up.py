@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,23 +21,11 @@ from pathlib import Path
 import pytest
 
 from tests.container.conftest import SecurityFigures
-from tests.container.workbench import GID, UID, cpu_torch_spec, let_owners_in
+from tests.container.workbench import GID, UID, cpu_torch_spec, let_owners_in, torchrig
 
 pytestmark = pytest.mark.container
 
 SECRET = "s3cr3t-value-never-in-the-image"
-
-
-def torchrig(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "torchrig.cli.main", *args]
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1500)
-    if check and done.returncode != 0:
-        pytest.fail(
-            f"`torchrig {' '.join(args)}` exited {done.returncode} in {cwd}\n"
-            f"stdout: {done.stdout[-3000:]}\nstderr: {done.stderr[-5000:]}",
-            pytrace=False,
-        )
-    return done
 
 
 def _spec(name: str, key: Path) -> str:
