@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
 from torchrig.lock.lockfile import LockFile, Target, read_lock
 from torchrig.plan.image import BaseRef, ContextFile
 
@@ -14,6 +15,15 @@ GOLDEN_LOCK = ROOT / "golden" / "lock" / "torchrig.lock"
 BASE = BaseRef("docker.io/library/ubuntu@sha256:" + "0" * 64, ("main", "universe"), "registry")
 BOOTSTRAP_BASE = BaseRef(
     "torchrig-base/ubuntu:noble-0123456789ab", ("main", "universe"), "bootstrap"
+)
+# The demo project and the GPU host (two H100s, driver 580, Docker with the NVIDIA runtime)
+# the plan and export tests render for.
+DEMO_SPEC = '[project]\nname = "demo"\n[torch]\nversion = "2.13.0"\n'
+GPU_HOST = HostFacts(
+    system=System(arch="x86_64", cpus=64, memory_bytes=512 << 30, user="alice", uid=4242, gid=4343),
+    driver=Driver(version="580.159.04", cuda="13.0"),
+    gpus=[Gpu(index=i, name="NVIDIA H100 80GB HBM3", cc="9.0", uuid=f"GPU-{i}") for i in range(2)],
+    engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True, nvidia_runtime=True)],
 )
 TORCHRIG_FILES = (
     ContextFile(path="torchrig/__init__.py", sha256="1" * 64, size=100),

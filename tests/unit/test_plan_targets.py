@@ -14,32 +14,33 @@ from pathlib import Path
 import pytest
 
 from tests.golden_util import GOLDEN, assert_golden
-from tests.plan_inputs import BASE, BOOTSTRAP_BASE, TORCHRIG_FILES, cpu_target, cuda_target
+from tests.plan_inputs import (
+    BASE,
+    BOOTSTRAP_BASE,
+    DEMO_SPEC,
+    GPU_HOST,
+    TORCHRIG_FILES,
+    cpu_target,
+    cuda_target,
+)
 from torchrig.compat.model import load_compat
 from torchrig.engine.docker import DockerEngine
-from torchrig.host.facts import Driver, Engine, Gpu, HostFacts, System
+from torchrig.host.facts import Engine, HostFacts, System
 from torchrig.launch.compose import render_compose, render_devcontainer
 from torchrig.plan.image import context_digest
 from torchrig.plan.plan import Local, Plan, plan
 from torchrig.spec.load import parse_spec
 
-GPU_HOST = HostFacts(
-    system=System(arch="x86_64", cpus=64, memory_bytes=512 << 30, user="alice", uid=4242, gid=4343),
-    driver=Driver(version="580.159.04", cuda="13.0"),
-    gpus=[Gpu(index=i, name="NVIDIA H100 80GB HBM3", cc="9.0", uuid=f"GPU-{i}") for i in range(2)],
-    engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True, nvidia_runtime=True)],
-)
 CPU_HOST = HostFacts(
     system=System(arch="x86_64", cpus=2, memory_bytes=24 << 30, user="alice", uid=4242, gid=4343),
     engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True)],
 )
-HEAD = '[project]\nname = "demo"\n[torch]\nversion = "2.13.0"\n'
 CASES: dict[str, tuple[str, HostFacts]] = {
-    "cpu": (HEAD + 'variant = "cpu"\n', CPU_HOST),
-    "cuda-default": (HEAD, GPU_HOST),
-    "devel": (HEAD + 'flavour = "devel"\n', GPU_HOST),
+    "cpu": (DEMO_SPEC + 'variant = "cpu"\n', CPU_HOST),
+    "cuda-default": (DEMO_SPEC, GPU_HOST),
+    "devel": (DEMO_SPEC + 'flavour = "devel"\n', GPU_HOST),
     "mirrors-offline": (
-        HEAD
+        DEMO_SPEC
         + "[sources]\n"
         + 'index = "https://pypi.corp.example/simple"\n'
         + 'torch_index = "none"\n'
@@ -49,9 +50,9 @@ CASES: dict[str, tuple[str, HostFacts]] = {
         + 'trusted_hosts = ["pypi.corp.example"]\n',
         GPU_HOST,
     ),
-    "gpus-subset": (HEAD + '[resources]\ngpus = ["1"]\n', GPU_HOST),
-    "tensorboard-on": (HEAD + "[services.tensorboard]\nenabled = true\n", GPU_HOST),
-    "ssh-off": (HEAD + "[services.ssh]\nenabled = false\n", GPU_HOST),
+    "gpus-subset": (DEMO_SPEC + '[resources]\ngpus = ["1"]\n', GPU_HOST),
+    "tensorboard-on": (DEMO_SPEC + "[services.tensorboard]\nenabled = true\n", GPU_HOST),
+    "ssh-off": (DEMO_SPEC + "[services.ssh]\nenabled = false\n", GPU_HOST),
 }
 WORKSPACE = Path("/work/demo")
 KEYS = Path("/home/alice/.local/state/torchrig/demo/authorized_keys")
@@ -102,6 +103,15 @@ def test_targets_are_golden_and_one_plan(case: str) -> None:
     assert f'image: "{tag}"' in compose and f'"image": "{tag}"' in devcontainer
     assert tag.endswith("-" + context_digest(p.image.context)[:12])
     assert {f.path for f in p.image.context} >= {"Dockerfile", "image.json", "constraints.txt"}
+
+
+def test_cuda_exports_publish_on_loopback_with_the_gpus_and_no_capabilities() -> None:
+    # What the former export goldens (test_runplan) asserted besides their text, which is
+    # cuda-default's compose.yaml and devcontainer.json above.
+    p = make_plan("cuda-default")
+    compose, devcontainer = render_compose(p), render_devcontainer(p)
+    assert "127.0.0.1:8888:8888" in compose and "driver" in compose
+    assert "--gpus=all" in devcontainer and "--cap-drop=ALL" in devcontainer
 
 
 def test_the_tag_follows_every_file_of_the_context() -> None:
