@@ -21,8 +21,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 from _common import load_average, write_result
 
@@ -60,6 +62,47 @@ def sh(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = 
     return time.perf_counter() - start
 
 
+class Results(dict[str, object]):
+    """The result file's fields, each also printed when measured: a run cut short (the
+    CUDA set takes most of an hour here) still leaves its numbers in the log."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        super().__setitem__(key, value)
+        print(f"result {key} = {json.dumps(value)[:300]}", flush=True)
+
+
+def timed_build(
+    cmd: list[str], *, env: dict[str, str], cwd: Path | None = None
+) -> tuple[float, str, list[list[object]]]:
+    """Run a build; (seconds, stdout, [seconds from the start, step] per Dockerfile step):
+    the profile of where a build's time goes. Both engines print `STEP n/m` or `Step n/m`
+    as a step begins, through `torchrig build`'s progress (stderr) and `docker build`."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    steps: list[list[object]] = []
+    tail: list[str] = []
+
+    def follow(stream: IO[str]) -> None:
+        for line in stream:
+            tail.append(line)
+            del tail[:-40]
+            words = line.strip().split(" ", 2)
+            if len(words) == 3 and words[0] in ("Step", "STEP") and "/" in words[1]:
+                steps.append([round(time.perf_counter() - start, 1), line.strip()[:100]])
+
+    assert proc.stderr is not None and proc.stdout is not None
+    followers = [threading.Thread(target=follow, args=(proc.stderr,), daemon=True)]
+    followers[0].start()
+    out = proc.stdout.read()
+    rc = proc.wait()
+    followers[0].join()
+    if rc != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{out[-2000:]}\n{''.join(tail)}")
+    return time.perf_counter() - start, out, steps
+
+
 def image_size(engine: str, tag: str) -> int:
     out = subprocess.run(
         [engine, "image", "inspect", "--format", "{{.Size}}", tag],
@@ -90,11 +133,17 @@ def main() -> None:
     engine = args.engine
     torchrig = [sys.executable, "-m", "torchrig.cli.main"]
     spec, host_file = (SPEC, H100) if args.set == "cuda" else (SPEC_CPU, CPU_ONLY)
-    results: dict[str, object] = {
-        "engine": engine,
-        "set": args.set,
-        "load_average_before": load_average(),
-    }
+    results = Results()
+    results["engine"] = engine
+    results["set"] = args.set
+    results["load_average_before"] = load_average()
+    results["engine_version"] = subprocess.run(
+        [engine, "version", "--format", "{{.Server.Version}}"], capture_output=True, text=True
+    ).stdout.strip()
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))  # the venv's
+    results["uv_version"] = subprocess.run(
+        [uv, "--version"], capture_output=True, text=True
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="torchrig-bench-") as tmp:
         tmpdir = Path(tmp)
         project = tmpdir / "project"
@@ -156,21 +205,16 @@ def main() -> None:
         results["base"] = base_tag
 
         build = [*torchrig, "build", "--engine", engine, "--json", *host]
-        start = time.perf_counter()
-        out = subprocess.run(
-            [*build, "--no-cache"], env=env, cwd=project, capture_output=True, text=True
-        )
-        if out.returncode != 0:
-            raise SystemExit(out.stderr[-4000:])
-        results["cold_build_s"] = round(time.perf_counter() - start, 2)
-        tag = json.loads(out.stdout)["image"]
+        seconds, stdout, steps = timed_build([*build, "--no-cache"], env=env, cwd=project)
+        results["cold_build_s"] = round(seconds, 2)
+        results["cold_build_steps"] = steps
+        tag = json.loads(stdout)["image"]
         results["cold_vs_floor"] = round(results["cold_build_s"] / results["download_floor_s"], 2)  # type: ignore[operator]
         results["image"] = tag
-        results["image_bytes"] = image_size(engine, tag)
-        results["installed_bytes"] = installed_bytes(engine, tag)
-        results["image_vs_installed"] = round(
-            results["image_bytes"] / results["installed_bytes"], 3
-        )  # type: ignore[operator]
+        size, content = image_size(engine, tag), installed_bytes(engine, tag)
+        results["image_bytes"] = size
+        results["installed_bytes"] = content
+        results["image_vs_installed"] = round(size / content, 3)
         results["unchanged_rebuild_s"] = round(sh(build, env=env, cwd=project), 2)
         # The layer cache as a normal build leaves it (Podman does not reuse the layers of a
         # --no-cache build: the add-package rebuild below then took 163 s, 2026-12-07).
@@ -235,22 +279,12 @@ def main() -> None:
                 NAIVE.format(base=base_tag, pip_args=pip_args, packages=packages)
             )
             naive_env = {**os.environ, "DOCKER_BUILDKIT": "0"}
-            results["naive_build_s"] = round(
-                sh(
-                    [
-                        engine,
-                        "build",
-                        "--network",
-                        "host",
-                        "--no-cache",
-                        "-t",
-                        "torchrig-bench/naive",
-                        str(naive),
-                    ],
-                    env=naive_env,
-                ),
-                2,
+            naive_build = [engine, "build", "--network", "host", "--no-cache"]
+            seconds, _, steps = timed_build(
+                [*naive_build, "-t", "torchrig-bench/naive", str(naive)], env=naive_env
             )
+            results["naive_build_s"] = round(seconds, 2)
+            results["naive_build_steps"] = steps
             if wheelhouse is not None:
                 wheelhouse.terminate()
             results["naive_image_bytes"] = image_size(engine, "torchrig-bench/naive")
