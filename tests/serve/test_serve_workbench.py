@@ -8,8 +8,8 @@ import argparse
 
 import pytest
 
-from tests.plan_inputs import BASE, TORCHRIG_FILES, cpu_target
-from tests.unit.test_plan_targets import CPU_HOST, HEAD, KEYS, WORKSPACE
+from tests.plan_inputs import BASE, DEMO_SPEC, TORCHRIG_FILES, cpu_target
+from tests.unit.test_plan_targets import CPU_HOST, KEYS, WORKSPACE
 from torchrig.cli import run as run_cli
 from torchrig.compat.model import load_compat
 from torchrig.engine.base import Port
@@ -20,7 +20,7 @@ from torchrig.plan.plan import Local, Plan, plan
 from torchrig.serve.image import render_serving_dockerfile
 from torchrig.spec.load import parse_spec, spec_digest
 
-CPU = HEAD + 'variant = "cpu"\n'
+CPU = DEMO_SPEC + 'variant = "cpu"\n'
 SERVE_ON = CPU + "[services.serve]\nenabled = true\n"
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.golden_util import GOLDEN, assert_golden
-from tests.plan_inputs import BASE, TORCHRIG_FILES, cpu_target
-from tests.unit.test_plan_targets import CPU_HOST, HEAD, KEYS, WORKSPACE
+from tests.plan_inputs import BASE, DEMO_SPEC, TORCHRIG_FILES, cpu_target
+from tests.unit.test_plan_targets import CPU_HOST, KEYS, WORKSPACE
 from torchrig.compat.model import load_compat
 from torchrig.errors import UsageError
 from torchrig.plan.plan import Local, Plan, plan
@@ -23,7 +23,7 @@ SERVER = NEEDED  # the server and what loads the model
 
 
 def _plan(with_server: bool, base: object = BASE) -> Plan:
-    spec = parse_spec(HEAD + 'variant = "cpu"\n')
+    spec = parse_spec(DEMO_SPEC + 'variant = "cpu"\n')
     target = cpu_target()
     if with_server:
         model = target.packages[0]

@@ -35,6 +35,8 @@ STACKS: dict[str, tuple[str, ...]] = {
 SERVE_PACKAGES = (
     "fastapi>=0.115",
     "uvicorn>=0.30",
+    "httptools>=0.6",
+    "uvloop>=0.19",
     "prometheus-client",
     "transformers",
     "safetensors",
