@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO
 
 from _common import load_average, summary, write_result
 
@@ -72,6 +75,33 @@ def wait_for_jupyter(url: str, token: str, started: float, limit: float = 60) ->
     return time.perf_counter() - started
 
 
+def follow_phases(stream: IO[str], started: float, marks: dict[str, float]) -> None:
+    """Where `up`'s time goes, from its `--debug` lines (each engine command, printed as it
+    starts): its own start (Python, imports, spec and lock) until the first engine command,
+    and everything before the engine is told to run the container (probe, plan, build
+    check, lookups); the engine's run and JupyterLab's start follow."""
+    for line in stream:
+        now = time.perf_counter() - started
+        if line.startswith("+ "):
+            marks.setdefault("first_engine_call_s", now)
+            words = line.split()
+            if len(words) > 2 and words[2] == "run" and Path(words[1]).name in ENGINES:
+                marks.setdefault("run_call_s", now)
+
+
+ENGINES = ("docker", "podman")
+TORCHRIG = (sys.executable, "-m", "torchrig.cli.main")
+
+
+def phase_medians(rounds: list[dict[str, float]]) -> dict[str, float]:
+    keys = ("first_engine_call_s", "run_call_s", "jupyter_answering_s")
+    return {
+        key: round(statistics.median(r[key] for r in rounds if key in r), 2)
+        for key in keys
+        if any(key in r for r in rounds)
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", default="docker")
@@ -101,6 +131,7 @@ def main() -> None:
             up_samples, engine_samples, returned = [], [], []
             before_samples, before_returned = [], []
             sources = [(None, up_samples, returned)]
+            phases: dict[str | None, list[dict[str, float]]] = {None: [], args.before: []}
             if args.before:
                 sources.append((args.before, before_samples, before_returned))
             for _ in range(args.rounds):
@@ -108,19 +139,29 @@ def main() -> None:
                     torchrig(project, "down", "--engine", engine, src=src)
                     started = time.perf_counter()
                     client = subprocess.Popen(
-                        [sys.executable, "-m", "torchrig.cli.main", "up", "--engine", engine],
+                        [*TORCHRIG, "--debug", "up", "--engine", engine],
                         cwd=project,
                         env=with_source(src),
                         stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
                     )
+                    marks: dict[str, float] = {}
+                    assert client.stderr is not None
+                    reader = threading.Thread(
+                        target=follow_phases, args=(client.stderr, started, marks), daemon=True
+                    )
+                    reader.start()
                     samples.append(wait_for_jupyter(url, token, started))
+                    marks["jupyter_answering_s"] = samples[-1]
+                    phases[src].append(marks)
                     label = "before" if src else "up"
                     print(f"{label} → JupyterLab answering: {samples[-1]:.2f} s", flush=True)
                     # `up` goes on to wait for the health check; a stop before it returns
                     # would look like a failed start to it (and it would clean up).
                     if client.wait(timeout=120) != 0:
                         raise SystemExit("torchrig up failed during the benchmark")
+                    reader.join(timeout=10)
                     returns.append(time.perf_counter() - started)
                 subprocess.run([engine, "stop", "-t", "30", name], check=True, capture_output=True)
                 started = time.perf_counter()
@@ -146,8 +187,11 @@ def main() -> None:
         "meets_target": up["median_s"] <= 3.0,
         "load_average_before": load_before,
         "load_average_after": load_average(),
+        # Seconds from launching `up`, medians over the rounds (follow_phases).
+        "up_phases_median_s": phase_medians(phases[None]),
     }
     if args.before:
+        result["before_phases_median_s"] = phase_medians(phases[args.before])
         result["before_source"] = args.before
         result["before_up_to_jupyter_answering"] = summary(before_samples)
         result["before_up_returns"] = summary(before_returned)

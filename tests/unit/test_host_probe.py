@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -451,10 +452,27 @@ def test_docker_recorded(tmp_path: Path) -> None:
     assert engine.storage_path == "/var/lib/docker"
     assert engine.storage_free_bytes is not None and engine.storage_free_bytes > 0
     assert notes == []
-    assert run.calls == [
-        ["/usr/local/bin/docker", "version", "--format", "{{json .}}"],
+    assert sorted(run.calls) == [  # asked at once (below): in either order
         ["/usr/local/bin/docker", "info", "--format", "{{json .}}"],
+        ["/usr/local/bin/docker", "version", "--format", "{{json .}}"],
     ]
+
+
+def test_docker_version_and_info_are_asked_at_once(tmp_path: Path) -> None:
+    """Issue 18 (up ≤ 3 s): the two questions are independent; asked one after the other
+    they cost two CLI starts and daemon round trips on the way of every `up`."""
+    answers = FakeRun(docker_answers())
+
+    def slow(cmd: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        time.sleep(0.5)
+        return answers(cmd, timeout)
+
+    started = time.monotonic()
+    engine, _ = probe.probe_engine(
+        "docker", root=tmp_path, run=slow, which=which_of(docker="/usr/bin/docker")
+    )
+    assert engine.reachable and engine.server_version == "20.10.24+dfsg1"
+    assert time.monotonic() - started < 0.9, "docker version, then docker info"
 
 
 def test_docker_daemon_not_running_recorded(tmp_path: Path) -> None:
@@ -474,7 +492,8 @@ def test_docker_daemon_not_running_recorded(tmp_path: Path) -> None:
     assert engine.present and not engine.reachable
     assert engine.client_version == "28.2.2"
     assert engine.error.startswith("Cannot connect to the Docker daemon at unix:///var/run/")
-    assert len(run.calls) == 1  # no `docker info` when the daemon is down
+    # `docker info` is asked at the same time (no wait for it) and its answer left unread.
+    assert engine.rootless is None and engine.storage_path == ""
 
 
 def test_docker_timeout_is_an_error_not_a_hang(tmp_path: Path) -> None:

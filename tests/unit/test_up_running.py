@@ -3,7 +3,9 @@ once it is healthy, as a fresh start does (it may be restarting, or broken)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +37,7 @@ class Restarting(RecordingEngine):
         super().run(RunSpec(image=IMAGE, name="torchrig-demo"))
         self.logs_of["torchrig-demo"] = ["supervise: jupyter exited 1"]
 
-    def health(self, container: str) -> str:
+    def health_of(self, container: str, info: Mapping[str, Any]) -> str:
         self.polls += 1
         return self.states[min(self.polls, len(self.states)) - 1]
 

@@ -14,7 +14,9 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +119,7 @@ class SlowHealth(RecordingEngine):
             list(cmd), 0 if self.ready else 1, "", ""
         )
 
-    def health(self, container: str) -> str:
+    def health_of(self, container: str, info: Mapping[str, Any]) -> str:
         return "starting"
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,7 +37,7 @@ pytestmark = pytest.mark.root
 
 
 class Healthy(RecordingEngine):
-    def health(self, container: str) -> str:
+    def health_of(self, container: str, info: Mapping[str, Any]) -> str:
         return "healthy"
 
 

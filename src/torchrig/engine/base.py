@@ -311,6 +311,10 @@ class Engine(abc.ABC):
         info = self.inspect(container)
         if info is None:
             raise ToolError(f"{self.name}: no container {container!r}")
+        return self.health_of(container, info)
+
+    def health_of(self, container: str, info: Mapping[str, Any]) -> str:
+        """health(), from an inspect document the caller already holds."""
         return health_from_inspect(info)
 
 

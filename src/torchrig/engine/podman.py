@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from torchrig.command import command_line
 from torchrig.engine.base import GpuSelector, health_from_inspect
@@ -139,15 +140,12 @@ class PodmanEngine(CliEngine):
     def remove_options(self, force: bool) -> list[str]:
         return ["--force", "--time", "0"] if force else []
 
-    def health(self, container: str) -> str:
-        info = self.inspect(container)
-        if info is None:
-            raise ToolError(f"{self.name}: no container {container!r}")
+    def health_of(self, container: str, info: Mapping[str, Any]) -> str:
         status = health_from_inspect(info)
         running = bool((info.get("State") or {}).get("Running"))
         if status == "none" or self.systemd or not running:
             return status
         argv = [*self.base_argv(), "healthcheck", "run", container]
         self._call(argv, f"health check of {container}", check=False)
-        info = self.inspect(container)
-        return health_from_inspect(info) if info is not None else status
+        after = self.inspect(container)
+        return health_from_inspect(after) if after is not None else status

@@ -1,0 +1,108 @@
+"""Issue 18 (up to JupyterLab ≤ 3 s warm on Docker): the engine calls of one `up`.
+
+Each engine call is a CLI start and a daemon round trip (0.1-0.2 s on the busy 2-core test
+host). `up` read the container's state twice per health poll (inspect, then inspect again
+for the health), and once more per service to find its published port; the container,
+volume and network lookups before the start ran one after the other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from torchrig.cli.main import main
+from torchrig.compat.model import load_compat
+from torchrig.compat.resolve import resolve
+from torchrig.engine import RecordingEngine
+from torchrig.engine.base import RunSpec
+from torchrig.host.facts import Engine, HostFacts, System
+from torchrig.launch.session import Session
+from torchrig.spec.load import parse_spec, spec_digest
+
+IMAGE = "torchrig/demo:cpu-0123456789ab"
+SPEC = '[project]\nname = "demo"\n[torch]\nversion = "2.13.0"\n[user]\nname = "ada"\n'
+HOST = HostFacts(
+    system=System(arch="x86_64", cpus=2, memory_bytes=8 << 30, user="ada", uid=4242, gid=4343),
+    engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True)],
+)
+LOOKUP_S = 0.3
+
+
+class StartsHealthy(RecordingEngine):
+    """Docker as `up` meets it: the workbench is healthy at the first poll, and the three
+    lookups before the start each take LOOKUP_S (their start and end times are kept)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_image(IMAGE)
+        self.lookups: list[tuple[float, float]] = []
+        self.lock = threading.Lock()
+
+    def run(self, spec: RunSpec) -> str:
+        cid = super().run(spec)
+        self.set_health(spec.name or "", "healthy")
+        # The token file, as the entrypoint writes it.
+        self.exec_handler = lambda _c, cmd: subprocess.CompletedProcess(
+            list(cmd), 0, "token-abc\n", ""
+        )
+        return cid
+
+    def _slow(self) -> None:
+        started = time.monotonic()
+        time.sleep(LOOKUP_S)
+        with self.lock:
+            self.lookups.append((started, time.monotonic()))
+
+    def volume_exists(self, name: str) -> bool:
+        self._slow()
+        return super().volume_exists(name)
+
+    def network_exists(self, name: str) -> bool:
+        self._slow()
+        return super().network_exists(name)
+
+    def inspect(self, container: str) -> dict[str, object] | None:
+        if not self.called("run"):  # the lookup before the start
+            self._slow()
+        return super().inspect(container)
+
+
+@pytest.fixture
+def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StartsHealthy:
+    spec_path = tmp_path / "torchrig.toml"
+    spec_path.write_text(SPEC)
+    spec = parse_spec(SPEC)
+    compat = load_compat()
+    made = Session(spec_path, spec, spec_digest(spec), HOST, compat, resolve(spec, HOST, compat))
+    monkeypatch.setattr("torchrig.cli.common.session_from", lambda args: made)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+    class Built:
+        tag = IMAGE
+        built = False
+
+    monkeypatch.setattr("torchrig.launch.up.build", lambda *a, **k: Built())
+    monkeypatch.setattr("torchrig.launch.up.check_workspace_access", lambda *a: False)
+    fake = StartsHealthy()
+    monkeypatch.setattr("torchrig.launch.session.engine_for", lambda session, name: fake)
+    return fake
+
+
+def test_up_reads_the_container_once_per_step(engine: StartsHealthy) -> None:
+    assert main(["up"]) == 0
+    # The lookup before the start, one health poll, and the description after it.
+    assert len(engine.called("inspect")) == 3, [c.method for c in engine.calls]
+
+
+def test_the_lookups_before_the_start_overlap(engine: StartsHealthy) -> None:
+    assert main(["up"]) == 0
+    assert len(engine.lookups) == 3, engine.lookups  # container, volume, network
+    last_start = max(start for start, _ in engine.lookups)
+    first_end = min(end for _, end in engine.lookups)
+    assert last_start < first_end, "each lookup waited for the one before"
