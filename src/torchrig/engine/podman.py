@@ -21,6 +21,10 @@ Differences from Docker that matter here:
 - Health checks run from systemd timers. Without systemd (containers, CI sandboxes) nothing
   runs them and the status stays "starting"; there `health()` runs one check itself
   (`podman healthcheck run`), so a caller that polls `health()` drives the checks.
+- Rootless, slirp4netns needs /dev/net/tun, which some hosts (sandboxes, hardened images)
+  leave 0600 root: every run that publishes a port then fails with slirp4netns's
+  "open("/dev/net/tun"): Permission denied"; torchrig names the fix instead (2026-12-07, a
+  normal user on the CI machine).
 - Rootful Podman 4 raises nofile and nproc to its own defaults (1048576, 4194304) as soon as
   any `--ulimit` is given; without CAP_SYS_RESOURCE runc then refuses to start the container
   ("error setting rlimit type 7"). Pass nofile and nproc explicitly, within the host's limits,
@@ -30,8 +34,9 @@ Differences from Docker that matter here:
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
     from torchrig.engine.cli import Runner
 
 RUNTIME_ENV = "TORCHRIG_PODMAN_RUNTIME"
+TUN = "/dev/net/tun"
 SLIRP4NETNS = "slirp4netns:port_handler=slirp4netns"
 OWN_MODES = ("slirp4netns", "pasta", "container:", "ns:", "bridge:")
 CDI_GPU = "nvidia.com/gpu"
@@ -72,6 +78,24 @@ class PodmanEngine(CliEngine):
 
     def base_argv(self) -> list[str]:
         return [self.path, "--runtime", self.runtime] if self.runtime else [self.path]
+
+    def _failed(
+        self,
+        what: str,
+        proc: subprocess.CompletedProcess[str],
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+    ) -> ToolError:
+        said = proc.stderr or proc.stdout or ""
+        if "slirp4netns" in said and TUN in said and "ermission denied" in said:
+            # Only rootless Podman meets this; the stderr alone did not say what to do.
+            return ToolError(
+                f"{self.name}: {what} failed: rootless Podman publishes ports through "
+                f"slirp4netns, which may not open {TUN} on this host",
+                f"as root, give users the usual access: chmod 0666 {TUN}; or use Docker "
+                "(--engine docker, as a member of the docker group)",
+            )
+        return super()._failed(what, proc, argv, env)
 
     def build_options(self) -> list[str]:
         return ["--format", "docker"]
