@@ -2,7 +2,8 @@
 [services.serve], `docker build`, `docker run`, then from outside with httpx: /readyz and
 /v1/predict answer for a tiny text classifier trained on the CPU (tests/serve/conftest.py),
 it runs as a non-root user, has no sshd, Jupyter or compiler, and is smaller than the
-workbench it came from. Names start with t-srvimg-."""
+workbench it came from. `torchrig run serve` in the running workbench answers on its
+published 127.0.0.1 port, with Docker and with Podman. Names start with t-srvimg-."""
 
 from __future__ import annotations
 
@@ -25,23 +26,33 @@ from tests.container.workbench import GID, UID, cpu_spec, give_to_user, let_owne
 pytestmark = [pytest.mark.container, pytest.mark.network]
 
 PREFIX = "t-srvimg-"
+# Podman builds the workbench itself (the tag follows the engine's own base image ID, so
+# Docker's image copied in would not be used): 26-50 s with its layer cache warm, as on the CI
+# machine after a first run (2026-12-07); TORCHRIG_TEST_SERVE_ENGINES=docker narrows it.
+SERVE_ENGINES = os.environ.get("TORCHRIG_TEST_SERVE_ENGINES", "docker,podman").split(",")
 # What serving must not carry (serve/image.py purges them), looked up inside the image.
 ABSENT = ("/usr/sbin/sshd", "/usr/bin/gcc", "/usr/bin/cc", "/opt/venv/bin/jupyter",
           "/opt/venv/bin/jupyter-lab")  # fmt: skip
 
 
-def docker(*args: str, check: bool = True, timeout: float = 600) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+def engine_cli(engine: str, *args: str, check: bool = True, timeout: float = 600) -> str:
+    done = subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
-        pytest.fail(f"docker {' '.join(args)}: {done.stderr[-3000:]}", pytrace=False)
+        pytest.fail(f"{engine} {' '.join(args)}: {done.stderr[-3000:]}", pytrace=False)
     return done.stdout.strip()
+
+
+def docker(*args: str, check: bool = True, timeout: float = 600) -> str:
+    return engine_cli("docker", *args, check=check, timeout=timeout)
 
 
 def image_size(tag: str) -> int:
     return int(docker("image", "inspect", "--format", "{{.Size}}", tag))
 
 
-def wait_ready(base: str, container: str, log: Path | None = None, timeout: float = 120) -> None:
+def wait_ready(
+    base: str, container: str, log: Path | None = None, timeout: float = 120, engine: str = "docker"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -49,14 +60,16 @@ def wait_ready(base: str, container: str, log: Path | None = None, timeout: floa
                 return
         except httpx.TransportError:
             pass
-        running = docker("inspect", "--format", "{{.State.Running}}", container, check=False)
+        running = engine_cli(
+            engine, "inspect", "--format", "{{.State.Running}}", container, check=False
+        )
         if running != "true":
             break
         time.sleep(0.5)
     if log is not None:  # a job's output (torchrig run) is its log file, not the engine's
         said = log.read_text() if log.exists() else "(no output yet)"
     else:
-        said = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
+        said = subprocess.run([engine, "logs", container], capture_output=True, text=True).stderr
     pytest.fail(f"the server never got ready:\n{said[-3000:]}", pytrace=False)
 
 
@@ -131,26 +144,32 @@ def test_the_serving_image_builds_runs_and_answers(
         docker("image", "rm", serving, check=False)
 
 
+@pytest.mark.parametrize("engine", SERVE_ENGINES)
 def test_run_serve_in_the_workbench_answers_on_the_published_port(
-    built: Built, text_run: Path
+    built: Built, text_run: Path, engine: str
 ) -> None:
     """`torchrig run serve RUN`: a detached job in the running workbench, reached from the
     host on the 127.0.0.1 port `up` published for [services.serve]."""
     runs = built.project / "runs"
-    shutil.copytree(text_run / "final", runs / "tickets")
-    for path in (runs, *runs.rglob("*")):
-        os.chown(path, UID, GID)
+    if not runs.exists():  # the second engine serves the same run
+        shutil.copytree(text_run / "final", runs / "tickets")
+        for path in (runs, *runs.rglob("*")):
+            os.chown(path, UID, GID)
+    up: dict[str, Any] = {}
     try:
-        up = json.loads(torchrig("up", "--engine", "docker", "--json", cwd=built.project).stdout)
+        up = json.loads(torchrig("up", "--engine", engine, "--json", cwd=built.project).stdout)
         port = up["ports"]["serve"]  # the spec's 18800, or the next free one
-        bound = docker("port", up["name"], "8000/tcp").splitlines()
+        bound = engine_cli(engine, "port", up["name"], "8000/tcp").splitlines()
         assert bound == [f"127.0.0.1:{port}"], bound  # loopback only
-        torchrig("run", "--engine", "docker", "--name", "srv", "serve", "runs/tickets",
+        torchrig("run", "--engine", engine, "--name", f"srv-{engine}", "serve", "runs/tickets",
                  cwd=built.project)  # fmt: skip
         base = f"http://127.0.0.1:{port}"
-        wait_ready(base, up["name"], built.project / ".torchrig" / "jobs" / "srv" / "output.log")
+        log = built.project / ".torchrig" / "jobs" / f"srv-{engine}" / "output.log"
+        wait_ready(base, up["name"], log, engine=engine)
         token_file = f"/home/{up['user']}/.config/torchrig/serve.token"
-        token = docker("exec", "-u", f"{UID}:{GID}", up["name"], "cat", token_file)
+        token = engine_cli(engine, "exec", "-u", f"{UID}:{GID}", up["name"], "cat", token_file)
         assert predict(base, token)["label"] == "billing"
     finally:
-        torchrig("down", "--engine", "docker", "--purge", cwd=built.project, check=False)
+        torchrig("down", "--engine", engine, "--purge", cwd=built.project, check=False)
+        if engine != "docker" and "image" in up:  # its own build; the fixture removes Docker's
+            engine_cli(engine, "image", "rm", up["image"], check=False)
