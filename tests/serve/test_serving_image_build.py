@@ -26,9 +26,10 @@ from tests.container.workbench import GID, UID, cpu_spec, give_to_user, let_owne
 pytestmark = [pytest.mark.container, pytest.mark.network]
 
 PREFIX = "t-srvimg-"
-# Podman builds the workbench itself (the tag follows the engine's own base image ID, so
-# Docker's image copied in would not be used): 26-50 s with its layer cache warm, as on the CI
-# machine after a first run (2026-12-07); TORCHRIG_TEST_SERVE_ENGINES=docker narrows it.
+# Podman builds the workbench itself (Docker's image copied in with `docker save | podman
+# load` was not used: `up` built again, once under another tag, as the tag hashes the base
+# reference each engine has): 26-50 s with its layer cache warm, as on the CI machine after
+# a first run (2026-12-07); TORCHRIG_TEST_SERVE_ENGINES=docker narrows it.
 SERVE_ENGINES = os.environ.get("TORCHRIG_TEST_SERVE_ENGINES", "docker,podman").split(",")
 # What serving must not carry (serve/image.py purges them), looked up inside the image.
 ABSENT = ("/usr/sbin/sshd", "/usr/bin/gcc", "/usr/bin/cc", "/opt/venv/bin/jupyter",
