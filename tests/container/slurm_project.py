@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from tests.container.slurmlab import SlurmLab
-from tests.container.workbench import cpu_spec, give_to_user, let_owners_in, torchrig
+from tests.container.workbench import (
+    GID,
+    UID,
+    cpu_spec,
+    give_to_user,
+    let_owners_in,
+    torchrig,
+)
 
 PROJECT = "t-slurm-proj"
 # The recipe's settings every run shares (each run adds --steps, --ckpt-every, --out).
@@ -143,8 +150,9 @@ def prepared_cluster(root: Path, timings: Timings) -> Iterator[Cluster]:
         timings.append(("build (slurm image)", "podman", time.monotonic() - began))
         began = time.monotonic()
         made.cli("push", "--engine", "podman")
-        # The project is UID's, as on a laptop; root pushed for it here.
-        give_to_user(project / "torchrig.images")
+        # The project is UID's, as on a laptop; root pushed for it, and wrote the record as UID.
+        record = (project / "torchrig.images").stat()
+        assert (record.st_uid, record.st_gid) == (UID, GID)
         timings.append(("push to the lab registry", "podman", time.monotonic() - began))
         yield made
     finally:

@@ -33,6 +33,14 @@ NODE_CPUS = 2
 REGISTRY_PORT = 5000
 SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
+# Slurm holds a requeued job back for cred_expire + 1 s (default 120 + 1): its next launch
+# credential must be newer than the one slurmd revoked when the last attempt was killed,
+# else slurmd refuses it ("Job credential revoked") and the job ends FAILED, exit 1, before
+# its script runs (man slurm.conf, AuthInfo cred_expire: "This also controls how long a
+# requeued job must wait before starting again"). A shorter window, not moving the job's
+# start by hand, keeps the requeue test short; 15 s still leaves a busy 2-CPU machine time
+# to launch a step on a fresh credential (the minimum Slurm takes is 5).
+CRED_EXPIRE_S = 15
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -215,7 +223,7 @@ MailProg=/bin/true
 SlurmctldPort={SLURMCTLD_PORT}
 SlurmdPort={SLURMD_PORT}
 AuthType=auth/munge
-AuthInfo=socket={self.munge_socket}
+AuthInfo=socket={self.munge_socket},cred_expire={CRED_EXPIRE_S}
 CredType=cred/munge
 SlurmUser=root
 SlurmdUser=root
