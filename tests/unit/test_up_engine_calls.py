@@ -11,7 +11,9 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,3 +108,29 @@ def test_the_lookups_before_the_start_overlap(engine: StartsHealthy) -> None:
     last_start = max(start for start, _ in engine.lookups)
     first_end = min(end for _, end in engine.lookups)
     assert last_start < first_end, "each lookup waited for the one before"
+
+
+class ChecksLate(StartsHealthy):
+    """The engine's own check passes at its third poll; until then it says "starting"."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.polls = 0
+
+    def health_of(self, container: str, info: Mapping[str, Any]) -> str:
+        self.polls += 1
+        return "healthy" if self.polls >= 3 else "starting"
+
+
+def test_no_check_runs_in_the_container_before_jupyterlab_answers(
+    engine: StartsHealthy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each in-container check is a Python started in the container: run every poll while
+    JupyterLab starts, they took CPU from it on a 2-core host. Nothing answers on the
+    workbench's JupyterLab port here, so `up` waits for the engine's own check."""
+    late = ChecksLate()
+    monkeypatch.setattr("torchrig.launch.session.engine_for", lambda session, name: late)
+    assert main(["up"]) == 0
+    checks = [c for c in late.called("exec") if c.args[1][:2] == ["/bin/sh", "-c"]]
+    assert checks == [], f"{len(checks)} checks ran in the container"
+    assert late.polls == 3

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import pwd
 import stat
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -220,7 +224,7 @@ def up(
     start = time.perf_counter()
     try:
         run_with_fallback(engine, run, progress)
-        wait_healthy(engine, name, check=run.healthcheck)
+        wait_healthy(engine, name, check=run.healthcheck, gate=jupyter_answers(run))
     except BaseException:
         # Nothing half-built: the container goes, and the volume and network too if this
         # run made them.
@@ -359,16 +363,45 @@ def run_with_fallback(engine: Engine, run: RunSpec, progress: Progress) -> None:
         engine.run(replace(run, ulimits={}))
 
 
+def jupyter_answers(run: RunSpec) -> Callable[[], bool] | None:
+    """Whether JupyterLab answers HTTP on its host port now, asked from the host; None
+    where the run publishes no JupyterLab port."""
+    ports = [p for p in run.ports if p.container_port == contract.JUPYTER_PORT and p.host_port]
+    if not ports:
+        return None
+    host = "127.0.0.1" if ports[0].host_ip in ("", "0.0.0.0") else ports[0].host_ip
+    url = f"http://{host}:{ports[0].host_port}/api"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy
+
+    def answers() -> bool:
+        try:
+            with direct.open(url, timeout=0.5):
+                return True
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer: it serves
+        except (OSError, http.client.HTTPException):
+            # Refused, or the engine's port proxy accepted and closed: not yet.
+            return False
+
+    return answers
+
+
 def wait_healthy(
     engine: Engine,
     name: str,
     timeout: float = HEALTHY_TIMEOUT_S,
     check: HealthCheck | None = None,
+    gate: Callable[[], bool] | None = None,
 ) -> None:
     """Until the engine reports the container healthy, or `check` (the run's own health
     check) passes when run now: the engine runs it first `interval` (5 s) after the start,
     so JupyterLab answered 3-5 s before `up` could say so (issue 18; Docker 20.10 and
-    Podman 4 have no start interval)."""
+    Podman 4 have no start interval).
+
+    `gate`: a cheap question asked from the host (JupyterLab answering on its port) before
+    `check` is run in the container. Each in-container check starts a Python there; run
+    every poll while JupyterLab starts, they took CPU from it on a 2-core host, and the
+    check cannot pass before JupyterLab answers anyway."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = engine.inspect(name)
@@ -384,6 +417,7 @@ def wait_healthy(
             check is not None
             and health == "starting"
             and state.get("Running")
+            and (gate is None or gate())
             and passes_now(engine, name, check.command, check.timeout_s)
         ):
             return
