@@ -221,14 +221,18 @@ MICRO_BATCH_BY_MEMORY: dict[str, tuple[tuple[float, int], ...]] = {
 LOSSES = ("auto", "full", "chunked")
 
 # What --loss auto runs, per model preset (others: "full"). One place for the recipe and
-# `torchrig bench`'s GPT-2 line. "chunked" saves the full logits' memory (6.6 GB at GPT-2
-# 124M micro-batch 64) with the same arithmetic; whether it is also faster on a GPU is
-# benchmarks/train_causal_lm.py --variants' question (issue 18).
-LOSS_BY_MODEL: dict[str, str] = {"gpt2-124m": "full"}
+# `torchrig bench`'s GPT-2 line. "chunked" saves the full logits' memory (peak 28.5 → 24.3
+# GiB at GPT-2 124M micro-batch 64) with the same arithmetic, and was faster on an H100
+# 80GB (2026-12-07, one process each, beside the plain loop): 496.2k vs 493.7k tokens/s at
+# micro-batch 64, 499.3k vs 498.1k at 128 (benchmarks/results/train-causal-lm-gpt2-124m-
+# H100-2026-12-07-mb*-variants.json).
+LOSS_BY_MODEL: dict[str, str] = {"gpt2-124m": "chunked"}
 
 
 # What --tune-kernels defaults to per model preset (others: off). Read by the recipe and
-# `torchrig bench`'s GPT-2 line, like LOSS_BY_MODEL.
+# `torchrig bench`'s GPT-2 line, like LOSS_BY_MODEL. Off: on the same H100 it gave +0.6%
+# at micro-batch 64 (496.7k vs 493.7k) for a 135 s compile instead of 28 s, and at 128 its
+# compile had not finished after 165 s (…-mb128-tuned-cut.json).
 TUNE_KERNELS_BY_MODEL: dict[str, bool] = {"gpt2-124m": False}
 
 
