@@ -53,6 +53,15 @@ def test_the_cluster_section_does_not_change_the_image() -> None:
         ('[cluster]\nshared_dir = "/s"\nenv = {LD_PRELOAD = "/x.so"}\n',
          'cluster.env.LD_PRELOAD: "LD_PRELOAD" is not a communication setting'),
         ('[cluster]\nshared_dir = "relative"\n', "cluster.shared_dir:"),
+        # A trailing newline passed the ^…$ patterns (re.match) and went into #SBATCH lines.
+        ('[cluster]\nshared_dir = "/s"\n[cluster.slurm]\npartition = "gpu\\n"\n',
+         "cluster.slurm.partition:"),
+        ('[cluster]\nshared_dir = "/s"\n[cluster.slurm]\nextra = ["--exclusive\\n"]\n',
+         "cluster.slurm.extra[0]:"),
+        ('[cluster]\nshared_dir = "/s"\ntime_limit = "01:00:00\\n"\n',
+         "cluster.time_limit:"),
+        ('[cluster]\nengine = "kubernetes"\n[cluster.kubernetes]\npvc = "ckpt\\n"\n',
+         "cluster.kubernetes.pvc:"),
     ],
 )  # fmt: skip
 def test_bad_cluster_is_one_line_naming_the_key(

@@ -77,7 +77,7 @@ class Slurm(StrictTable):
     def _name(cls, value: str) -> str:
         return must_match(
             value,
-            SLURM_NAME_RE.match,
+            SLURM_NAME_RE.fullmatch,
             "is not a Slurm name",
             "use letters, digits, '_', '.', '+' or '-' (see `sinfo -s`)",
             optional=True,
@@ -89,7 +89,7 @@ class Slurm(StrictTable):
         for index, option in enumerate(value):
             must_match(
                 option,
-                SBATCH_OPTION_RE.match,
+                SBATCH_OPTION_RE.fullmatch,
                 "is not one sbatch long option",
                 'write it as "--name=value" with no spaces or shell characters',
                 at=(index,),
@@ -122,7 +122,7 @@ class Kubernetes(StrictTable):
     def _namespace(cls, value: str) -> str:
         return must_match(
             value,
-            DNS_LABEL_RE.match,
+            DNS_LABEL_RE.fullmatch,
             "is not a Kubernetes namespace",
             "use lower-case letters, digits and '-', at most 63 (RFC 1123 label)",
         )
@@ -131,7 +131,7 @@ class Kubernetes(StrictTable):
     @classmethod
     def _node_selector(cls, value: dict[str, str]) -> dict[str, str]:
         for key, item in value.items():
-            if not LABEL_KEY_RE.match(key) or len(key.rpartition("/")[2]) > 63:
+            if not LABEL_KEY_RE.fullmatch(key) or len(key.rpartition("/")[2]) > 63:
                 raise Invalid(
                     f"{quoted(key)} is not a node label key",
                     'write [prefix/]name, e.g. "nvidia.com/gpu.product" (`kubectl get nodes '
@@ -140,7 +140,7 @@ class Kubernetes(StrictTable):
                 )
             must_match(
                 item,
-                LABEL_VALUE_RE.match,
+                LABEL_VALUE_RE.fullmatch,
                 "is not a label value",
                 "at most 63 letters, digits, '-', '_' or '.', starting and ending with "
                 "a letter or digit",
@@ -190,9 +190,11 @@ class Kubernetes(StrictTable):
     @field_validator("pvc", "secret")
     @classmethod
     def _object_name(cls, value: str) -> str:
-        if value and not DNS_SUBDOMAIN_RE.match(value):
+        if value and not DNS_SUBDOMAIN_RE.fullmatch(value):
             hint = (
-                f" (e.g. {quoted(value.lower())})" if DNS_SUBDOMAIN_RE.match(value.lower()) else ""
+                f" (e.g. {quoted(value.lower())})"
+                if DNS_SUBDOMAIN_RE.fullmatch(value.lower())
+                else ""
             )
             raise Invalid(
                 f"{quoted(value)} is not a Kubernetes object name",
@@ -253,7 +255,7 @@ class Cluster(StrictTable):
     def _time(cls, value: str) -> str:
         return must_match(
             value,
-            TIME_RE.match,
+            TIME_RE.fullmatch,
             "is not a time limit",
             'write minutes ("90"), "H:MM:SS" ("2:00:00") or "D-HH" ("1-12")',
             optional=True,
@@ -274,7 +276,7 @@ class Cluster(StrictTable):
     def _registry(cls, value: str) -> str:
         return must_match(
             value,
-            PUSH_REGISTRY_RE.match,
+            PUSH_REGISTRY_RE.fullmatch,
             "is not a registry",
             'write host[:port]/path, e.g. "ghcr.io/team"',
             optional=True,
@@ -285,7 +287,7 @@ class Cluster(StrictTable):
     def _image(cls, value: str) -> str:
         return must_match(
             value,
-            DIGEST_REF_RE.match,
+            DIGEST_REF_RE.fullmatch,
             "is not pinned by digest",
             "write NAME@sha256:<64 hex digits> (`torchrig push` prints it), or leave it "
             "out to use the push record",
@@ -297,7 +299,7 @@ class Cluster(StrictTable):
     def _ifname(cls, value: str) -> str:
         return must_match(
             value,
-            IFNAME_RE.match,
+            IFNAME_RE.fullmatch,
             "is not an interface name",
             'write e.g. "eth0" or "ib0"',
             optional=True,
@@ -309,7 +311,7 @@ class Cluster(StrictTable):
         for name, item in value.items():
             must_match(
                 name,
-                ENV_NAME_RE.match,
+                ENV_NAME_RE.fullmatch,
                 "is not a communication setting",
                 "only NCCL_*, GLOO_*, TORCH_*, CUDA_*, OMP_*, UCX_* and FI_* names belong here",
                 at=(name,),

@@ -49,9 +49,9 @@ def must_match(
 ) -> str:
     """`value` if `matches` accepts it, else Invalid('"VALUE" <wrong>; <fix>').
 
-    `matches` is the pattern's own method, `RE.fullmatch` or (for the ^…$ patterns of
-    cluster.py) `RE.match`, as each field has always been checked. `optional`: "" stands
-    for "not set" and passes.
+    `matches` is the pattern's own method: `RE.fullmatch`, since `$` in `RE.match` also
+    accepts a trailing newline (which would end an #SBATCH line early). `optional`: ""
+    stands for "not set" and passes.
     """
     if (value or not optional) and not matches(value):
         raise Invalid(f"{quoted(value)} {wrong}", fix, at=at)
