@@ -70,7 +70,23 @@ def test_square_resize_is_the_cpu_builds_resize(tmp_path: Path) -> None:
     assert np.abs(up - cache.decode(small, 36).astype(int)).max() <= 1
 
 
-def test_refused_files_go_to_pillow_and_unreadable_ones_are_skipped(tmp_path: Path) -> None:
+def test_a_batch_of_mixed_sizes_resizes_as_each_image_alone() -> None:
+    # Zero padding to the batch's largest image must not leak into any image's rows.
+    rng = np.random.default_rng(1)
+    images = [
+        torch.from_numpy(rng.integers(0, 256, (3, h, w), dtype=np.uint8))
+        for h, w in [(40, 63), (57, 41), (36, 36), (20, 27), (64, 50)]
+    ]
+    together = gpu_decode.resize_batch(images, 36)
+    alone = torch.stack([gpu_decode.resize_batch([im], 36)[0] for im in images])
+    assert together.shape == (5, 36, 36, 3) and torch.equal(together, alone)
+
+
+def test_refused_files_go_to_pillow_and_unreadable_ones_are_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Resize groups of a few images (a small pixel budget), as photos of many megapixels get.
+    monkeypatch.setattr(gpu_decode, "PIXELS", 3 * 64 * 64)
     root = make_tree(tmp_path / "train", per_class=3)
     good = (root / "red-vertical" / "000.jpg").read_bytes()
     (root / "red-vertical" / "truncated.jpg").write_bytes(good[: len(good) // 3])
@@ -93,6 +109,11 @@ def test_refused_files_go_to_pillow_and_unreadable_ones_are_skipped(tmp_path: Pa
     for rel in ("blue-horizontal/001.jpg", "red-horizontal/green.png"):
         row = folder.paths.index(rel)
         np.testing.assert_array_equal(built.images[row], cache.decode(root / rel, 36))
+    # Every other row is the CPU build's to ±1 (Pillow stands in for nvjpeg's decode here).
+    for row, rel in enumerate(folder.paths):
+        if built.readable(row):
+            cpu = cache.decode(root / rel, 36).astype(int)
+            assert np.abs(built.images[row].astype(int) - cpu).max() <= 1, rel
     # Batches: the files of a call together, not one call per file.
     assert max(decoder.calls) > 1
     meta = json.loads(cache.sidecar(built.path).read_text())

@@ -18,7 +18,8 @@ with its reason, as in the CPU build.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from torchrig.errors import UsageError
 
 BATCH = 128  # files per decode call: enough to fill the GPU, 25 MB of 256-px rows back
 READERS = 8  # threads reading files ahead of the decoder
+PIXELS = 32 * 2**20  # padded input pixels per resize call: 384 MiB of fp32 RGB
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 DecodeBatch = Callable[[list[Any]], list[Any]]
@@ -50,19 +52,23 @@ def nvjpeg(device: Any) -> DecodeBatch:
     return decode
 
 
-def _weights(length: int, start: float, stop: float, size: int, like: Any) -> Any:
-    """[size, length] resampling weights of Pillow's BILINEAR resize of the span
-    [start, stop) of an axis of `length` pixels to `size` (its precompute_coeffs: a
-    triangle filter widened by the scale when shrinking, so it antialiases; each row
-    normalised over the pixels inside the image)."""
+def _weights(lengths: Any, starts: Any, stops: Any, size: int, width: int) -> Any:
+    """[N, size, width] resampling weights of Pillow's BILINEAR resize of the span
+    [start, stop) of an axis of `length` pixels to `size`, one matrix per image (its
+    precompute_coeffs: a triangle filter widened by the scale when shrinking, so it
+    antialiases; each row normalised over the pixels inside the image; columns past the
+    image's length, padding, weigh nothing). lengths, starts, stops: float64 [N]."""
     import torch
 
-    scale = (stop - start) / size
-    support = max(scale, 1.0)  # the triangle's half-width in input pixels
-    centre = start + (torch.arange(size, dtype=torch.float64, device=like.device) + 0.5) * scale
-    pixel = torch.arange(length, dtype=torch.float64, device=like.device)
-    w = (1.0 - ((pixel[None, :] - centre[:, None] + 0.5) / support).abs()).clamp_(min=0.0)
-    return (w / w.sum(dim=1, keepdim=True)).to(torch.float32)
+    device = lengths.device
+    scale = (stops - starts) / size
+    support = scale.clamp(min=1.0)  # the triangle's half-width in input pixels
+    out = torch.arange(size, dtype=torch.float64, device=device)
+    centre = starts[:, None] + (out[None, :] + 0.5) * scale[:, None]  # [N, size]
+    pixel = torch.arange(width, dtype=torch.float64, device=device)
+    t = (pixel[None, None, :] - centre[:, :, None] + 0.5) / support[:, None, None]
+    w = (1.0 - t.abs()).clamp_(min=0.0) * (pixel[None, None, :] < lengths[:, None, None])
+    return (w / w.sum(dim=2, keepdim=True)).to(torch.float32)
 
 
 def _round_u8(x: Any) -> Any:
@@ -70,20 +76,61 @@ def _round_u8(x: Any) -> Any:
     return (x + 0.5).floor_().clamp_(0, 255)
 
 
-def square_resize(image: Any, size: int) -> Any:
-    """[3, H, W] uint8 → [size, size, 3] uint8: the centre square of the image resized to
-    `size` as cache.decode does it with Pillow (`resize(BILINEAR, box=centre square)`: the
-    same filter weights, the box's half-pixel offsets, horizontal pass first, rounding to
-    uint8 after each pass), as two small matrix products on the image's device."""
+@contextlib.contextmanager
+def _ieee_fp32() -> Iterator[None]:
+    """fp32 matmuls at full precision: with TF32 (what training turns on) the products
+    carry ~3 significant digits, enough to flip roundings of 0-255 sums."""
     import torch
 
-    _, h, w = image.shape
-    side = min(h, w)
-    left, top = (w - side) / 2, (h - side) / 2
-    x = image.to(torch.float32)
-    x = _round_u8(x @ _weights(w, left, left + side, size, x).T)  # [3, H, size]
-    x = _round_u8(_weights(h, top, top + side, size, x) @ x)  # [3, size, size]
-    return x.to(torch.uint8).permute(1, 2, 0)
+    matmul = torch.backends.cuda.matmul
+    # fp32_precision is the newer switch; allow_tf32 the one older torches know.
+    name = "fp32_precision"
+    ieee: Any = "ieee"
+    try:
+        before = getattr(matmul, name)
+    except AttributeError:
+        name, ieee = "allow_tf32", False
+        before = matmul.allow_tf32
+    setattr(matmul, name, ieee)
+    try:
+        yield
+    finally:
+        setattr(matmul, name, before)
+
+
+def resize_batch(images: Sequence[Any], size: int) -> Any:
+    """[3, H, W] uint8 images (any sizes, one device) → [N, size, size, 3] uint8: each
+    one's centre square resized to `size` as cache.decode does it with Pillow
+    (`resize(BILINEAR, box=centre square)`: the same filter weights, the box's half-pixel
+    offsets, horizontal pass first, rounding to uint8 after each pass). The images are
+    zero-padded to the largest and resized together as two batched matrix products: a
+    few dozen kernels per batch whatever its size, not per image."""
+    import torch
+
+    hs = [int(im.shape[1]) for im in images]
+    ws = [int(im.shape[2]) for im in images]
+    sides = [min(h, w) for h, w in zip(hs, ws, strict=True)]
+    device = images[0].device
+    x = torch.zeros((len(images), 3, max(hs), max(ws)), dtype=torch.float32, device=device)
+    for i, im in enumerate(images):
+        x[i, :, : hs[i], : ws[i]] = im
+    # Per-image geometry as one small host → device copy (no sync per image).
+    geometry = torch.tensor(
+        [[w, (w - s) / 2, h, (h - s) / 2, s] for h, w, s in zip(hs, ws, sides, strict=True)],
+        dtype=torch.float64,
+    ).to(device)
+    w_len, left, h_len, top, side = geometry.unbind(1)
+    with _ieee_fp32():
+        wx = _weights(w_len, left, left + side, size, x.shape[3])  # [N, size, W]
+        x = _round_u8(x @ wx.transpose(1, 2)[:, None])  # [N, 3, H, size]
+        wy = _weights(h_len, top, top + side, size, x.shape[2])  # [N, size, H]
+        x = _round_u8(wy[:, None] @ x)  # [N, 3, size, size]
+    return x.to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def square_resize(image: Any, size: int) -> Any:
+    """One [3, H, W] uint8 image → [size, size, 3] uint8 (resize_batch of one)."""
+    return resize_batch([image], size)[0]
 
 
 def _read(path: str) -> bytes:
@@ -137,10 +184,22 @@ def decode_into(
             if im is None:
                 pillow(i)
             else:
-                done.append((i, square_resize(im, size)))
-        if done:
-            pixels = torch.stack([p for _, p in done]).cpu().numpy()
-            rows[np.asarray([i for i, _ in done])] = pixels
+                done.append((i, im))
+        # Resized in groups of at most PIXELS padded input pixels (photos of many
+        # megapixels would otherwise pad a batch to gigabytes).
+        start = 0
+        while start < len(done):
+            stop, height, width = start, 0, 0
+            while stop < len(done):
+                _, h, w = done[stop][1].shape
+                height, width = max(height, int(h)), max(width, int(w))
+                if stop > start and (stop - start + 1) * height * width > PIXELS:
+                    break
+                stop += 1
+            group = done[start:stop]
+            pixels = resize_batch([im for _, im in group], size).cpu().numpy()
+            rows[np.asarray([i for i, _ in group])] = pixels
+            start = stop
 
     chunks = [list(range(i, min(i + BATCH, len(files)))) for i in range(0, len(files), BATCH)]
     with ThreadPoolExecutor(READERS) as pool:
