@@ -267,6 +267,22 @@ def nvjpeg_decode(tree: Path, size: int, limit: int, batch: int = 256) -> dict[s
     return {"images": n, "seconds": round(seconds, 2), "images_per_s": round(n / seconds, 1)}
 
 
+def cpu_cache_build(tree: Path, size: int, work: Path, workers: int | None) -> dict[str, Any]:
+    """The recipe's CPU cache build alone (--decode-only): Pillow processes over every CPU
+    into WORK/cache, as the first recipe run would build it."""
+    from torchrig.recipes.image_classify import cache
+    from torchrig.recipes.image_classify.folder import scan
+
+    built = cache.build_cache(scan(tree), work / "cache", size, workers, say=print)
+    return {
+        "images": len(built),
+        "seconds": round(built.build_s, 2),
+        "fsync_s": json.loads(cache.sidecar(built.path).read_text()).get("fsync_s"),
+        "images_per_s": round(built.images_per_s, 1),
+        "processes": built.workers,
+    }
+
+
 def gpu_cache_build(tree: Path, size: int, work: Path) -> dict[str, Any]:
     """The recipe's own `--decode gpu` build (cache.build_cache with nvjpeg) of the whole
     tree into a fresh folder, against the CPU build of step 2 in the same run: images/s,
@@ -444,6 +460,10 @@ def main() -> None:
     p.add_argument("--no-nvjpeg", action="store_true", help="skip the GPU JPEG decode measure")
     p.add_argument("--nvjpeg-images", type=int, default=8000, help="files the GPU decodes")
     p.add_argument(
+        "--decode-only", action="store_true",
+        help="only the cache builds: CPU (Pillow processes), nvjpeg alone, the recipe's GPU build",
+    )  # fmt: skip
+    p.add_argument(
         "--cpu-smoke", action="store_true", help="check the harness on a CPU (tiny-cnn, fp32)"
     )
     p.add_argument("--work", type=Path, help="scratch folder (default: a new temporary one)")
@@ -490,15 +510,20 @@ def main() -> None:
         print(
             f"made {made['images']} JPEGs ({made['bytes'] / 2**20:.0f} MiB) in {made['made_s']} s"
         )
-        first, *others = args.variants
+        names = [] if args.decode_only else list(args.variants)
+        first, others = (names[0] if names else None), names[1:]
+        if args.decode_only:
+            run["cache_build"] = cpu_cache_build(tree, args.cache_size, work, args.workers)
+            phase("cpu cache build", run["cache_build"])
         try:
-            run.update(recipe_run(args, tree, work / f"run-{first}", first))
-            phase("recipe", run)
+            if first:
+                run.update(recipe_run(args, tree, work / f"run-{first}", first))
+                phase("recipe", run)
         except Exception as exc:  # keep measuring the rest: the baseline, decoding, variants
             run["recipe_error"] = _error(exc)
             phase("recipe failed", run["recipe_error"])
         cpu_rate = _cpu_cache_rate(work)
-        if not args.no_baseline:
+        if not args.no_baseline and not args.decode_only:
             _fresh_device()
             run["baseline"] = baseline(args, args.classes)
             if "recipe" in run:
@@ -544,7 +569,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     short = {
         "cache_images_per_s": cpu_rate,
-        **run.get("recipe", {"recipe_error": run.get("recipe_error")}),
+        **run.get("recipe", {"recipe_error": run.get("recipe_error")} if first else {}),
         "first_epoch_s": run.get("first_epoch_s"),
         "nvjpeg_vs_cpu_cache": run.get("nvjpeg_vs_cpu_cache"),
         "gpu_vs_cpu_cache_build": run.get("gpu_vs_cpu_cache_build"),
