@@ -275,7 +275,7 @@ def create_app(state: State) -> FastAPI:
         return {"object": "list", "data": [card]}
 
     @app.post("/v1/predict")
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> JSONResponse:
         model = _ready(state)
         if not isinstance(model, Classifier):
             raise ApiError(
@@ -307,10 +307,16 @@ def create_app(state: State) -> FastAPI:
             raise ApiError(400, exc.message, "invalid_input") from None
         assert state.batcher is not None
         try:
-            rows = await asyncio.gather(*(state.batcher.submit(p) for p in prepared))
+            if len(prepared) == 1:  # the common case: no task per input
+                rows = [await state.batcher.submit(prepared[0])]
+            else:
+                rows = await asyncio.gather(*(state.batcher.submit(p) for p in prepared))
         except Busy:
             raise ApiError(503, "the server is busy (queue full): retry later", "busy") from None
-        return {"model": settings.model_name, "predictions": [_top(r, top_k) for r in rows]}
+        # A JSONResponse skips FastAPI's recursive encoder: the rows are plain JSON already.
+        return JSONResponse(
+            {"model": settings.model_name, "predictions": [_top(r, top_k) for r in rows]}
+        )
 
     @app.post("/v1/completions", response_model=None)
     async def completions(body: openai_api.CompletionRequest) -> Response | dict[str, Any]:
