@@ -506,10 +506,7 @@ def main() -> None:
             by_gpus[2]["recipe"]["tokens_per_s"] / by_gpus[1]["recipe"]["tokens_per_s"], 3
         )
     env = _environment()
-    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
-    day = dt.date.today().isoformat()
-    out = args.out or RESULTS / f"train-causal-lm-{args.model}-{gpu}-{day}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _result_path(args, env, "")
     data = {
         "machine": machine(),
         "environment": env,
@@ -521,6 +518,19 @@ def main() -> None:
     out.write_text(json.dumps(data, indent=2) + "\n")
     print(json.dumps({"runs": [_short(r) for r in runs], **summary}, indent=2))
     print(f"wrote {out}")
+
+
+def _result_path(args: argparse.Namespace, env: dict[str, Any], kind: str) -> Path:
+    """--out, or benchmarks/results/train-causal-lm-MODEL{kind}-GPU-DATE.json."""
+    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
+    day = dt.date.today().isoformat()
+    out = (
+        Path(args.out)
+        if args.out
+        else RESULTS / f"train-causal-lm-{args.model}{kind}-{gpu}-{day}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def main_variants(args: argparse.Namespace, tokens: Path, vocab: int, make_s: float) -> None:
@@ -559,10 +569,7 @@ def main_variants(args: argparse.Namespace, tokens: Path, vocab: int, make_s: fl
         code = f"stopped by --timeout {args.timeout} s"
     measured = json.loads(result_path.read_text()) if result_path.exists() else {}
     env = _environment()
-    gpu = env.get("gpu", "cpu").replace("NVIDIA ", "").replace(" ", "-")
-    day = dt.date.today().isoformat()
-    out = args.out or RESULTS / f"train-causal-lm-{args.model}-variants-{gpu}-{day}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _result_path(args, env, "-variants")
     data = {
         "machine": machine(),
         "environment": env,
