@@ -84,8 +84,10 @@ def test_command_lines_paste_back_into_the_same_argv(capsys: pytest.CaptureFixtu
 
 
 # A docker CLI that answers like a daemon with no workbench, and writes down each argv.
+# Each call's arguments in a file of its own: calls run at once, and two appends to one
+# file (arguments, then the newline) interleaved into one joined line and one empty line.
 FAKE_DOCKER = """#!/bin/sh
-printf '%s\\0' "$@" >> "$0.calls"; printf '\\n' >> "$0.calls"
+printf '%s\\0' "$@" > "$(mktemp "$0.call.XXXXXX")"
 case "$1" in
   version) echo '{"Client":{"Version":"27.0.0"},"Server":{"Version":"27.0.0"}}' ;;
   info) echo '{"ServerVersion":"27.0.0","DockerRootDir":"/var/lib/docker"}' ;;
@@ -116,7 +118,7 @@ def test_debug_prints_each_engine_command_as_it_ran(
     code = main(["--debug", *verb] if where == "before" else [*verb, "--debug"])
     out, err = capsys.readouterr()
     assert code == 0 and "not up" in out, err
-    ran = [line.split("\0")[:-1] for line in (bin_dir / "docker.calls").read_text().splitlines()]
+    ran = [f.read_text().split("\0")[:-1] for f in bin_dir.glob("docker.call.*")]
     printed = [shlex.split(line[2:]) for line in err.splitlines() if line.startswith("+ ")]
     # As a set: independent engine calls run at once (`docker version` and `docker info`),
     # each printed as it starts, so two of them may run in the other order.
