@@ -129,8 +129,10 @@ def _node_function(job: ClusterJob) -> list[str]:
     ]
     if job.runtime in ("podman", "docker"):
         engine = job.runtime
+        # --init: the command is not PID 1, so Slurm's SIGTERM (a cancel, a time limit)
+        # reaches it through the engine's signal proxy instead of being ignored.
         args = [
-            f"    exec {engine} run --rm --network=host --ipc=host",
+            f"    {engine} run --rm --init --network=host --ipc=host",
             '--name "$(container_name)"',
             '--user "$(id -u):$(id -g)" --entrypoint=',
             '--volume "$TORCHRIG_SHARED:$TORCHRIG_SHARED" --workdir "$TORCHRIG_JOB_DIR"',
@@ -142,8 +144,23 @@ def _node_function(job: ClusterJob) -> list[str]:
         if job.gpus_per_node:
             args.append("--device nvidia.com/gpu=all" if engine == "podman" else "--gpus all")
         args.append('"$TORCHRIG_IMAGE"')
-        args.append(launch)
+        args.append(launch + " &")
         lines.append(" \\\n        ".join(args))
+        lines += [
+            "    local client=$! status",
+            "    # srun ends a cancelled step with SIGKILL at once, so the trap below may never",
+            "    # run and the engine would keep the container. A watcher outside the step",
+            "    # (reparented away from it) stops the container once this shell is gone.",
+            '    ( setsid bash -c \'while kill -0 "$1" 2>/dev/null; do sleep 1; done; '
+            f'{engine} stop --time 20 "$2" >/dev/null 2>&1\' watcher "$$" "$(container_name)" '
+            "</dev/null >/dev/null 2>&1 & )",
+            "    # Slurm signals the step's processes, then kills them after KillWait; a killed",
+            "    # client would leave its container running. So the container itself is stopped.",
+            f"    trap '{engine} stop --time 20 \"$(container_name)\" >/dev/null 2>&1' TERM INT",
+            '    wait "$client"; status=$?',
+            '    while kill -0 "$client" 2>/dev/null; do wait "$client"; status=$?; done',
+            '    return "$status"',
+        ]
     elif job.runtime == "apptainer":
         lines += [f"    export APPTAINERENV_{k}={_q(v)}" for k, v in env.items()]
         nv = " --nv" if job.gpus_per_node else ""
@@ -206,7 +223,18 @@ def render_sbatch(job: ClusterJob) -> str:
             ' --container-mounts="$TORCHRIG_SHARED:$TORCHRIG_SHARED"'
             " --no-container-entrypoint"
         )
-    lines += [f"{srun} bash -c torchrig_node", "status=$?", ""]
+    lines += [
+        "# A cancel or time limit signals this script too: pass it on to the nodes and wait",
+        "# for them to stop. Ending here at once would end the job, and Slurm would then",
+        "# SIGKILL the nodes' tasks at once (their containers would outlive them).",
+        "signalled=0",
+        f"{srun} bash -c torchrig_node &",
+        "srun_pid=$!",
+        "trap 'signalled=1; kill -TERM \"$srun_pid\" 2>/dev/null' TERM INT",
+        'wait "$srun_pid"; status=$?',
+        'while kill -0 "$srun_pid" 2>/dev/null; do wait "$srun_pid"; status=$?; done',
+        "",
+    ]
     if job.resume_flag:
         lines += [
             "# A failed run (a node died, a process was killed) requeues itself and resumes",
@@ -214,7 +242,10 @@ def render_sbatch(job: ClusterJob) -> str:
             "# the requeued job back (AuthInfo cred_expire + 1 s): an attempt launched within",
             "# the second slurmd revoked this one's credential would be refused, so never",
             "# release it early with `scontrol update StartTime=now`.",
-            f'if [ "$status" -ne 0 ] && [ "${{SLURM_RESTART_COUNT:-0}}" -lt '
+            "# A signalled run (stopped, cancelled, out of time) is not requeued here; a",
+            "# preempted one is requeued by Slurm itself (#SBATCH --requeue).",
+            'if [ "$status" -ne 0 ] && [ "$signalled" = 0 ] '
+            f'&& [ "${{SLURM_RESTART_COUNT:-0}}" -lt '
             f"{job.cluster.slurm.max_requeues} ]; then",
             '    echo "torchrig: the run failed (exit $status); requeueing to resume (Slurm starts'
             ' the next attempt after its requeue hold: cred_expire + 1 s, 121 s by default)"',
