@@ -17,21 +17,11 @@ from typing import Any
 
 import pytest
 
+from tests.unit.test_up_running import IMAGE, demo_session
 from torchrig.cli.main import main
-from torchrig.compat.model import load_compat
-from torchrig.compat.resolve import resolve
 from torchrig.engine import RecordingEngine
 from torchrig.engine.base import RunSpec
-from torchrig.host.facts import Engine, HostFacts, System
-from torchrig.launch.session import Session
-from torchrig.spec.load import parse_spec, spec_digest
 
-IMAGE = "torchrig/demo:cpu-0123456789ab"
-SPEC = '[project]\nname = "demo"\n[torch]\nversion = "2.13.0"\n[user]\nname = "ada"\n'
-HOST = HostFacts(
-    system=System(arch="x86_64", cpus=2, memory_bytes=8 << 30, user="ada", uid=4242, gid=4343),
-    engines=[Engine(name="docker", path="/usr/bin/docker", reachable=True)],
-)
 LOOKUP_S = 0.3
 
 
@@ -76,21 +66,7 @@ class StartsHealthy(RecordingEngine):
 
 @pytest.fixture
 def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> StartsHealthy:
-    spec_path = tmp_path / "torchrig.toml"
-    spec_path.write_text(SPEC)
-    spec = parse_spec(SPEC)
-    compat = load_compat()
-    made = Session(spec_path, spec, spec_digest(spec), HOST, compat, resolve(spec, HOST, compat))
-    monkeypatch.setattr("torchrig.cli.common.session_from", lambda args: made)
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-
-    class Built:
-        tag = IMAGE
-        built = False
-
-    monkeypatch.setattr("torchrig.launch.up.build", lambda *a, **k: Built())
-    monkeypatch.setattr("torchrig.launch.up.check_workspace_access", lambda *a: False)
+    demo_session(tmp_path, monkeypatch)
     fake = StartsHealthy()
     monkeypatch.setattr("torchrig.launch.session.engine_for", lambda session, name: fake)
     return fake

@@ -44,6 +44,11 @@ class Restarting(RecordingEngine):
 
 @pytest.fixture
 def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Session:
+    return demo_session(tmp_path, monkeypatch)
+
+
+def demo_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Session:
+    """`up` of the demo spec with a build that is already there (also test_up_engine_calls)."""
     spec_path = tmp_path / "torchrig.toml"
     spec_path.write_text(SPEC)
     spec = parse_spec(SPEC)
