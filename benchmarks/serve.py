@@ -12,7 +12,7 @@ depend on what the weights learned; the shapes are the presets'). Classifier: th
 httpx connections spread over --client-processes processes (so that the clients' own
 Python is not what limits a fast server), each sending one short text per
 request until --requests are answered; once with --max-batch 32 (dynamic batching,
---max-wait-ms 5) and once with --max-batch 1, both through CUDA graphs on a GPU
+--max-wait-ms, default 5) and once with --max-batch 1, both through CUDA graphs on a GPU
 (--compare-graphs adds the batched server without them). Reported: requests/s, p50/p99
 latency, the mean batch the server formed (its /metrics, warm-up excluded).
 LM: `serve.generate` in this process, greedy, each --prompt-tokens length (default 16 and
@@ -178,14 +178,20 @@ def load_test(url: str, clients: int, requests: int, processes: int) -> dict[str
 
 
 def bench_classifier(
-    run: Path, clients: int, requests: int, max_batch: int, processes: int, graphs: bool = True
+    run: Path,
+    clients: int,
+    requests: int,
+    max_batch: int,
+    processes: int,
+    graphs: bool = True,
+    max_wait_ms: float = 5.0,
 ) -> dict[str, Any]:
     import httpx
 
     port = _free_port()
     cmd = [
         sys.executable, "-m", "torchrig.cli.main", "serve", str(run), "--no-auth",
-        "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", "5",
+        "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", f"{max_wait_ms:g}",
         *([] if graphs else ["--no-cuda-graphs"]),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -210,7 +216,8 @@ def bench_classifier(
         _, said = proc.communicate(timeout=60)
     graphs_line = [line for line in said.splitlines() if line.startswith("CUDA graphs")]
     return {
-        "max_batch": max_batch, "clients": clients, "requests": requests,
+        "max_batch": max_batch, "max_wait_ms": max_wait_ms, "clients": clients,
+        "requests": requests,
         "client_processes": processes, "server_said": graphs_line[0] if graphs_line else None,
         **result,
     }  # fmt: skip
@@ -270,6 +277,9 @@ def main() -> None:
     parser.add_argument(
         "--compare-graphs", action="store_true", help="also the batched server without CUDA graphs"
     )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="the batched server's wait to fill a batch"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -284,12 +294,14 @@ def main() -> None:
     classifier = train_classifier(args.work, classifier_preset)
     language_model = train_lm(args.work, lm_preset, seq_len)
     setup_s = time.perf_counter() - started
-    batched = bench_classifier(classifier, args.clients, requests, 32, processes)
+    batched = bench_classifier(
+        classifier, args.clients, requests, 32, processes, max_wait_ms=args.max_wait_ms
+    )
     print(f"result batched {json.dumps(batched)}", flush=True)
     unbatched = bench_classifier(classifier, args.clients, requests, 1, processes)
     print(f"result unbatched {json.dumps(unbatched)}", flush=True)
     eager = (
-        bench_classifier(classifier, args.clients, requests, 32, processes, graphs=False)
+        bench_classifier(classifier, args.clients, requests, 32, processes, False, args.max_wait_ms)
         if args.compare_graphs
         else None
     )
