@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine
+
+from torchrig.freeport import free_port
 
 WORDS = [
     "refund",
@@ -95,12 +96,6 @@ def train_lm(work: Path, preset: str, seq_len: int) -> Path:
     )  # fmt: skip
     train(cfg, say=_quiet)
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _drive(
@@ -188,7 +183,7 @@ def bench_classifier(
 ) -> dict[str, Any]:
     import httpx
 
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "torchrig.cli.main", "serve", str(run), "--no-auth",
         "--port", str(port), "--max-batch", str(max_batch), "--max-wait-ms", f"{max_wait_ms:g}",

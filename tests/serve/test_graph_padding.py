@@ -67,7 +67,9 @@ def test_graphs_say_why_they_are_off_on_a_cpu(text_run: Path) -> None:
 
 
 @pytest.mark.parametrize("texts", [["a"], ["refund " * 200]])
-def test_long_and_short_texts_fit_a_bucket_or_run_eagerly(text_run: Path, texts: list[str]) -> None:
+def test_long_and_short_texts_fit_a_length_bucket_after_truncation(
+    text_run: Path, texts: list[str]
+) -> None:
     model = classifier.load(text_run, device="cpu")
     inputs = model._inputs(texts)
     max_length = int(model.meta["preprocess"].get("max_length", 128))
