@@ -1,9 +1,17 @@
 """Text generation with a KV cache, stop strings and the model's context length.
 
-The prompt is run once (prefill) and its keys and values are kept (transformers'
-DynamicCache, passed as `cache`); every new token then costs one position's forward instead
-of the whole sequence's. `use_cache=False` recomputes everything each step: it is only there for the
-benchmark that measures what the cache buys.
+The prompt is run once (prefill) and its keys and values are kept; every new token then
+costs one position's forward instead of the whole sequence's. The cache (Request.cache):
+
+    auto     on a GPU, a static cache whose one-token step replays a CUDA graph
+             (decode_graph.py: ~4 ms of Python kernel launches a token become one call);
+             on a CPU, or where the graphs could not be captured, transformers'
+             DynamicCache, eagerly
+    static   the static cache, through the graphs on a GPU and eagerly elsewhere
+    dynamic  the DynamicCache, eagerly (generation before the graphs)
+
+`use_cache=False` recomputes everything each step: it is only there for the benchmark
+that measures what the cache buys.
 
 The context length is what the model was trained with (config n_positions /
 max_position_embeddings): GPT-2's learned position table has no row past it, so a longer
@@ -19,18 +27,21 @@ rules, chosen by the caller:
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from torchrig.errors import UsageError
+from torchrig.serve import decode_graph
+from torchrig.serve.decode_graph import StaticDecoder, cache_argument
 from torchrig.serve.lm import LanguageModel
 from torchrig.serve.sampling import Sampling, next_token
 from torchrig.serve.textstream import TextStream
 
 Overflow = Literal["refuse", "slide"]
+CacheKind = Literal["auto", "static", "dynamic"]
 
 
 class ContextError(UsageError):
@@ -46,6 +57,7 @@ class Request:
     seed: int | None = None
     overflow: Overflow = "refuse"
     use_cache: bool = True
+    cache: CacheKind = "auto"  # which KV cache (the module's docstring); with use_cache
 
 
 @dataclass
@@ -96,16 +108,36 @@ def plan_lengths(lm: LanguageModel, req: Request) -> tuple[list[int], int, bool]
     return list(req.prompt_ids), req.max_new_tokens, False
 
 
-def _cache_argument(model: Any) -> str:
-    """transformers renamed forward's `past_key_values` to `cache` (5.2x; the old name is
-    deprecated, to go in 5.40): use whichever this version's model takes."""
-    parameters = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
-
-
 def _returned_cache(out: Any) -> Any:
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+class _DynamicSteps:
+    """transformers' DynamicCache (or no cache), with decode_graph.Bucket's two calls."""
+
+    def __init__(self, lm: LanguageModel, use_cache: bool) -> None:
+        self.model, self.device, self.use_cache = lm.model, lm.device, use_cache
+        self.cache_arg = cache_argument(lm.model)
+        self.past: Any = None
+
+    def prefill(self, ids: list[int]) -> Any:
+        import torch
+
+        step = torch.tensor([ids], device=self.device)
+        out = self.model(input_ids=step, use_cache=self.use_cache, logits_to_keep=1)
+        self.past = _returned_cache(out) if self.use_cache else None
+        return out.logits
+
+    def step(self, token: int) -> Any:
+        import torch
+
+        step = torch.tensor([[token]], device=self.device)
+        out = self.model(
+            input_ids=step, use_cache=True, logits_to_keep=1, **{self.cache_arg: self.past}
+        )
+        self.past = _returned_cache(out)
+        return out.logits
 
 
 def token_ids(
@@ -116,36 +148,40 @@ def token_ids(
     generator: Any,
     use_cache: bool = True,
     cancelled: Callable[[], bool] = lambda: False,
+    decoder: StaticDecoder | None = None,
 ) -> Iterator[tuple[int, bool]]:
-    """Yield (token, slid) up to `count` times; stops early at EOS (which it yields)."""
+    """Yield (token, slid) up to `count` times; stops early at EOS (which it yields).
+
+    With a static `decoder` the cache is its bucket for the prompt + `count` tokens (the
+    DynamicCache while another generation holds it); without one, the DynamicCache, or
+    no cache with use_cache=False (the whole window every step)."""
     import torch
 
     window = list(ids)
-    past: Any = None
-    cache_arg = _cache_argument(lm.model)
-    model, device, eos = lm.model, lm.device, lm.eos_id
-    with torch.inference_mode():
-        for _ in range(count):
-            if cancelled():
-                return
-            slid = False
-            if len(window) >= lm.context:
-                # Full: drop the oldest quarter; the cache is rebuilt from what is left.
-                window = window[len(window) - (3 * lm.context) // 4 :]
-                past, slid = None, True
-            if use_cache and past is not None:
-                step = torch.tensor([window[-1:]], device=device)
-                out = model(input_ids=step, use_cache=True, logits_to_keep=1, **{cache_arg: past})
-            else:
-                step = torch.tensor([window], device=device)
-                out = model(input_ids=step, use_cache=use_cache, logits_to_keep=1)
-            past = _returned_cache(out) if use_cache else None
-            logits = out.logits[0, -1, : lm.vocab]
-            token = next_token(logits, sampling, generator)
-            yield token, slid
-            if eos is not None and token == eos:
-                return
-            window.append(token)
+    eos = lm.eos_id
+    with contextlib.ExitStack() as hold:
+        bucket = None
+        if use_cache and decoder is not None:
+            bucket = hold.enter_context(decoder.session(min(lm.context, len(ids) + count)))
+        steps = bucket if bucket is not None else _DynamicSteps(lm, use_cache)
+        fresh = True  # the cache does not hold the window: prefill it
+        with torch.inference_mode():
+            for _ in range(count):
+                if cancelled():
+                    return
+                slid = False
+                if len(window) >= lm.context:
+                    # Full: drop the oldest quarter; the cache is rebuilt from what is left
+                    # (a static cache is reset in place and prefilled again).
+                    window = window[len(window) - (3 * lm.context) // 4 :]
+                    fresh, slid = True, True
+                logits = steps.prefill(window) if fresh else steps.step(window[-1])
+                fresh = not use_cache
+                token = next_token(logits[0, -1, : lm.vocab], sampling, generator)
+                yield token, slid
+                if eos is not None and token == eos:
+                    return
+                window.append(token)
 
 
 def stream(
@@ -163,7 +199,9 @@ def stream(
     text = TextStream(lm.tokenizer, req.stop)
     result = Result(prompt_tokens=len(ids), slid=cut)
     start = time.perf_counter()
-    for token, slid in token_ids(lm, ids, count, req.sampling, generator, req.use_cache, cancelled):
+    decoder = decode_graph.pick(lm, req.cache) if req.use_cache else None
+    tokens = token_ids(lm, ids, count, req.sampling, generator, req.use_cache, cancelled, decoder)
+    for token, slid in tokens:
         result.completion_tokens += 1
         result.slid |= slid
         if token == lm.eos_id:

@@ -16,7 +16,8 @@ eagerly. The forward runs under bf16 autocast where the GPU has bf16, as in trai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,31 @@ def bucket_sizes(limit: int, start: int = 1) -> list[int]:
 
 def smallest_fit(sizes: Sequence[int], need: int) -> int | None:
     return next((size for size in sizes if size >= need), None)
+
+
+def capture(
+    run: Callable[[], Any],
+    context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    pool: Any = None,
+    warmups: int = 2,
+) -> tuple[Any, Any]:
+    """`run()` captured into a CUDA graph: (the graph, run's output, rewritten by each replay).
+
+    run is first called `warmups` times on a side stream, for real: lazy initialisation,
+    allocations that must outlive the graph and kernel choice happen there, never inside
+    the capture. `context()` wraps every call (e.g. autocast)."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.inference_mode(), context():
+        for _ in range(warmups):
+            run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.inference_mode(), context(), torch.cuda.graph(graph, pool=pool):
+        out = run()
+    return graph, out
 
 
 @dataclass(frozen=True)
@@ -108,24 +134,12 @@ class GraphedClassifier:
     def _capture(
         self, example: Sequence[Any], batch: int, length: int | None, pool: Any
     ) -> tuple[Any, tuple[Any, ...], Any]:
-        import torch
-
         static = tuple(
             t.to(self._device) for t in self._padding.pad([x[:1] for x in example], batch, length)
         )
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side), torch.inference_mode(), self._autocast(cache=False):
-            for _ in range(2):  # lazy initialisation and kernel choice happen outside capture
-                self._model(*static)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with (
-            torch.inference_mode(),
-            self._autocast(cache=False),
-            torch.cuda.graph(graph, pool=pool),
-        ):
-            logits = self._model(*static)
+        graph, logits = capture(
+            lambda: self._model(*static), lambda: self._autocast(cache=False), pool
+        )
         return graph, static, logits
 
     def __call__(self, inputs: tuple[Any, ...]) -> Any:

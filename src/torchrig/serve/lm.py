@@ -11,7 +11,7 @@ model costs.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ class LanguageModel:
     device: Any
     name: str
     vocab: int  # the tokenizer's size: ids past it are embedding padding, never sampled
+    # Static-cache decoders made at first use (decode_graph.pick), by kind: "graph", "eager".
+    decoders: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def eos_id(self) -> int | None:
