@@ -41,7 +41,7 @@ class Classifier:
     root: Path  # the folder classifier.json (or the export sidecar) is in
     backend: Backend
     device: Any
-    _run: Callable[[tuple[Any, ...]], Any]  # model inputs → logits (torch, CPU)
+    _run: Callable[[tuple[Any, ...]], Any]  # model inputs → logits (on the model's device)
     tokenizer: Any = None
     model: Any = None  # the PyTorch module (None for ONNX Runtime)
 
@@ -65,20 +65,26 @@ class Classifier:
 
         if not prepared:
             return []
-        logits = self._run(self._inputs(prepared))
-        probs = torch.softmax(torch.as_tensor(logits).float(), dim=-1)
+        logits = torch.as_tensor(self._run(self._inputs(prepared))).float()
+        # Softmax and top-k where the logits are (the GPU when serving on one), then one copy
+        # to the host: a serving thread's every small CPU op and host sync competes with the
+        # event loop for the GIL. Indices up to 2^24 are exact in float32.
         k = max(1, min(top_k, len(self.labels)))
+        probs = torch.softmax(logits, dim=-1)
         top = torch.topk(probs, k, dim=-1)
+        table = torch.cat((probs, top.values, top.indices.float()), dim=1).cpu().tolist()
+        n, labels = len(self.labels), self.labels
         rows = []
-        for p, values, indices in zip(probs.tolist(), top.values, top.indices, strict=True):
+        for row in table:
+            p, values, indices = row[:n], row[n : n + k], row[n + k :]
             rows.append(
                 {
-                    "label": self.labels[int(indices[0])],
+                    "label": labels[int(indices[0])],
                     "probabilities": {
-                        label: round(v, 6) for label, v in zip(self.labels, p, strict=True)
+                        label: round(v, 6) for label, v in zip(labels, p, strict=True)
                     },
                     "top_k": [
-                        {"label": self.labels[int(i)], "probability": round(float(v), 6)}
+                        {"label": labels[int(i)], "probability": round(v, 6)}
                         for v, i in zip(values, indices, strict=True)
                     ],
                 }
@@ -230,7 +236,7 @@ def _torch_runner(model: Any, device: Any) -> Callable[[tuple[Any, ...]], Any]:
 
     def run(inputs: tuple[Any, ...]) -> Any:
         with torch.inference_mode():
-            return model(*(t.to(device) for t in inputs)).float().cpu()
+            return model(*(t.to(device) for t in inputs))
 
     return run
 

@@ -154,9 +154,9 @@ class GraphedClassifier:
         )
         if batch is None or (self._padding.has_length and length is None):
             with torch.inference_mode(), self._autocast(cache=True):
-                return self._model(*(t.to(self._device) for t in inputs)).float().cpu()
+                return self._model(*(t.to(self._device) for t in inputs)).float()
         graph, static, logits = self._graphs[(batch, length)]
         for target, source in zip(static, self._padding.pad(inputs, batch, length), strict=True):
             target.copy_(source)
         graph.replay()
-        return logits[:rows].float().cpu()
+        return logits[:rows].float()
