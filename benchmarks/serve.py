@@ -17,8 +17,11 @@ request until --requests are answered; once with --max-batch 32 (dynamic batchin
 latency, the mean batch the server formed (its /metrics, warm-up excluded).
 LM: `serve.generate` in this process, greedy, each --prompt-tokens length (default 16 and
 512), --new-tokens new tokens, three runs each after one warm-up; tokens/s with the cache
-and without (every step recomputes the whole sequence). The result JSON goes to --out (default
-benchmarks/results/serve-{cpu2|GPU}-DATE.json).
+`generate` uses ("with_cache": on a GPU a static cache whose step replays a CUDA graph,
+serve/decode_graph.py; on a CPU the DynamicCache), with the DynamicCache on a GPU
+("dynamic_cache", eager: generation before the graphs) and without a cache ("without_cache":
+every step recomputes the whole sequence). --only lm or --only classifier runs one half.
+The result JSON goes to --out (default benchmarks/results/serve[-only]-{cpu2|GPU}-DATE.json).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine
@@ -218,20 +221,42 @@ def bench_classifier(
     }  # fmt: skip
 
 
+# LM decoding variants: (result key, Request.use_cache, Request.cache). "with_cache" is what
+# `generate` and `serve` use: a static cache + CUDA graph on a GPU, the DynamicCache on a CPU.
+LM_VARIANTS: tuple[tuple[str, bool, Literal["auto", "dynamic"]], ...] = (
+    ("with_cache", True, "auto"),
+    ("dynamic_cache", True, "dynamic"),
+    ("without_cache", False, "auto"),
+)
+
+
 def bench_lm(run: Path, new_tokens: int, prompt_lengths: list[int], device: str) -> dict[str, Any]:
-    """Greedy decoding with and without the KV cache, for each prompt length (cut so that
-    prompt + new tokens fit the context): the cache matters more the longer the text."""
-    from torchrig.serve import generate, kinds, lm
+    """Greedy decoding by each of LM_VARIANTS (on a CPU "with_cache" is the dynamic cache, so
+    "dynamic_cache" is not run twice), for each prompt length (cut so that prompt + new tokens
+    fit the context): the cache matters more the longer the text."""
+    from torchrig.serve import decode_graph, generate, kinds, lm
     from torchrig.serve.sampling import Sampling
 
     model = lm.load(kinds.find(run).path, device)
+    said: list[str] = []
+    graphed = decode_graph.graphed(model, said.append) if model.device.type == "cuda" else None
     words = list(model.tokenizer(" ".join(WORDS * 200))["input_ids"])
-    out: dict[str, Any] = {"context": model.context, "runs": []}
+    out: dict[str, Any] = {
+        "context": model.context,
+        "decoding": said[0] if said else "DynamicCache (CPU)",
+        "cache_sizes": graphed.sizes if graphed else None,
+        "runs": [],
+    }
     for length in prompt_lengths:
         prompt = words[: max(1, min(length, model.context - new_tokens - 1))]
         row: dict[str, Any] = {"prompt_tokens": len(prompt)}
-        for cache in (True, False):
-            req = generate.Request(prompt, new_tokens, Sampling(0.0), use_cache=cache)
+        texts: dict[str, str] = {}
+        for key, use_cache, cache in LM_VARIANTS:
+            if key == "dynamic_cache" and graphed is None:
+                continue  # "with_cache" was the DynamicCache already
+            req = generate.Request(
+                prompt, new_tokens, Sampling(0.0), use_cache=use_cache, cache=cache
+            )
             generate.complete(model, req)  # warm-up
             rates = []
             for _ in range(3):
@@ -241,13 +266,20 @@ def bench_lm(run: Path, new_tokens: int, prompt_lengths: list[int], device: str)
                     torch.cuda.synchronize()
                 result = generate.complete(model, req)
                 rates.append(result.completion_tokens / result.seconds)
-            row["with_cache" if cache else "without_cache"] = {
+            texts[key] = result.text
+            row[key] = {
                 "tokens_per_s": round(statistics.median(rates), 1),
-                "new_tokens": result.completion_tokens,  # greedy: the same tokens both ways
+                "new_tokens": result.completion_tokens,
             }
-        row["cache_speedup"] = round(
-            row["with_cache"]["tokens_per_s"] / row["without_cache"]["tokens_per_s"], 2
-        )
+        rate = {key: row[key]["tokens_per_s"] for key in texts}
+        row["cache_speedup"] = round(rate["with_cache"] / rate["without_cache"], 2)
+        if "dynamic_cache" in rate:
+            row["graph_speedup"] = round(rate["with_cache"] / rate["dynamic_cache"], 2)
+        # Greedy: the same text every way in fp32; in bf16 a near-tie may resolve otherwise
+        # where the kernels differ (a static cache attends over its whole masked length).
+        row["same_text_as_with_cache"] = {
+            key: text == texts["with_cache"] for key, text in texts.items() if key != "with_cache"
+        }
         out["runs"].append(row)
         print(f"result lm {json.dumps(row)}", flush=True)
     return out
@@ -275,6 +307,9 @@ def main() -> None:
     parser.add_argument(
         "--max-wait-ms", type=float, default=5.0, help="the batched server's wait to fill a batch"
     )
+    parser.add_argument(
+        "--only", choices=("classifier", "lm"), help="one half of the benchmark (default: both)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -286,41 +321,46 @@ def main() -> None:
     new_tokens = args.new_tokens or (100 if args.cpu else 256)
     processes = args.client_processes or max(1, min(8, (os.cpu_count() or 2) // 2))
     started = time.perf_counter()
-    classifier = train_classifier(args.work, classifier_preset)
-    language_model = train_lm(args.work, lm_preset, seq_len)
+    classifier = train_classifier(args.work, classifier_preset) if args.only != "lm" else None
+    language_model = train_lm(args.work, lm_preset, seq_len) if args.only != "classifier" else None
     setup_s = time.perf_counter() - started
-    batched = bench_classifier(
-        classifier, args.clients, requests, 32, processes, max_wait_ms=args.max_wait_ms
-    )
-    print(f"result batched {json.dumps(batched)}", flush=True)
-    unbatched = bench_classifier(classifier, args.clients, requests, 1, processes)
-    print(f"result unbatched {json.dumps(unbatched)}", flush=True)
-    eager = (
-        bench_classifier(classifier, args.clients, requests, 32, processes, False, args.max_wait_ms)
-        if args.compare_graphs
-        else None
-    )
-    result = {
+    result: dict[str, Any] = {
         "what": "serve: classifier batched vs unbatched; LM tokens/s with and without KV cache",
         "device": device,
         "gpu": _gpu_name(),
-        "classifier": {
+    }
+    if classifier is not None:
+        batched = bench_classifier(
+            classifier, args.clients, requests, 32, processes, max_wait_ms=args.max_wait_ms
+        )
+        print(f"result batched {json.dumps(batched)}", flush=True)
+        unbatched = bench_classifier(classifier, args.clients, requests, 1, processes)
+        print(f"result unbatched {json.dumps(unbatched)}", flush=True)
+        eager = (
+            bench_classifier(
+                classifier, args.clients, requests, 32, processes, False, args.max_wait_ms
+            )
+            if args.compare_graphs
+            else None
+        )
+        result["classifier"] = {
             "preset": classifier_preset,
             "batched": batched,
             "unbatched": unbatched,
             "speedup": round(batched["requests_per_s"] / unbatched["requests_per_s"], 2),
             **({"batched_without_cuda_graphs": eager} if eager else {}),
-        },
-        "lm": {
+        }
+    if language_model is not None:
+        result["lm"] = {
             "preset": lm_preset,
             **bench_lm(language_model, new_tokens, args.prompt_tokens, device),
-        },
-        "setup_s": round(setup_s, 1),
-        # This machine is shared: its load says how far the CPU numbers are from idle ones.
-        "load_average_1_5_15m": [round(x, 2) for x in os.getloadavg()],
-    }
+        }
+    result["setup_s"] = round(setup_s, 1)
+    # This machine is shared: its load says how far the CPU numbers are from idle ones.
+    result["load_average_1_5_15m"] = [round(x, 2) for x in os.getloadavg()]
     tag = "cpu2" if args.cpu else (result["gpu"] or "gpu").split()[-1].lower()
-    out = args.out or RESULTS / f"serve-{tag}-{dt.date.today().isoformat()}.json"
+    part = f"-{args.only}" if args.only else ""
+    out = args.out or RESULTS / f"serve{part}-{tag}-{dt.date.today().isoformat()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
     print(json.dumps(result, indent=2))

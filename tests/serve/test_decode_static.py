@@ -215,3 +215,37 @@ def test_the_step_reads_nothing_from_the_device_on_the_host(
     with mock.patch.object(import_utils, "is_cuda_stream_capturing", lambda: True):
         logits = bucket.step(5, eager=True)
     assert logits.device.type == "meta" and tuple(logits.shape[:2]) == (1, 1)
+
+
+def _capture_stand_in(frozen: bool) -> Any:
+    """graphs.capture on a CPU: "replay" reruns the step into the captured output, as a
+    graph does; `frozen` replays nothing, as a graph whose position was frozen would."""
+
+    def stand_in(run: Any, context: Any = None, pool: Any = None, warmups: int = 2) -> Any:
+        import torch
+
+        with torch.inference_mode():  # as graphs.capture
+            for _ in range(warmups):
+                run()
+            out = run()
+        replay = (lambda: None) if frozen else (lambda: out.copy_(run()))
+        return SimpleNamespace(replay=replay), out
+
+    return stand_in
+
+
+def test_replayed_steps_are_checked_against_eager_ones(model: lm.LanguageModel) -> None:
+    prompt = _ids(model, "The quick")
+    with mock.patch.object(decode_graph, "capture", _capture_stand_in(frozen=False)):
+        decoder = StaticDecoder(
+            model.model, model.device, model.context, graphs=True, min_bucket=16
+        )
+        decoder.capture_all()
+    assert all(bucket.graphed for bucket in decoder._buckets.values())
+    assert sorted(decoder._buckets) == [16, 32, 64]
+    assert _tokens(model, prompt, 40, decoder) == _tokens(model, prompt, 40, None)
+    with (
+        mock.patch.object(decode_graph, "capture", _capture_stand_in(frozen=True)),
+        pytest.raises(decode_graph.GraphError, match="replayed step differs from the eager"),
+    ):
+        Bucket(model.model, model.device, 16).capture()

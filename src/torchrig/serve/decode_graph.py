@@ -116,14 +116,11 @@ class Bucket:
 
     def capture(self, pool: Any = None) -> None:
         """Capture the step into a CUDA graph, then check it against the eager step."""
-        import torch
-
         self._check_graphable()
         # Warm-ups (inside `capture`) allocate the cache and advance it: start from one
         # token, so that they and the captured step stay inside the cache.
         self.prefill([PROBE[0]])
         self._graph, self._logits = capture(lambda: self._forward(self._token), pool=pool)
-        torch.cuda.synchronize()
         self._check()
 
     def _check_graphable(self) -> None:
@@ -202,9 +199,11 @@ class StaticDecoder:
 
 def describe(decoder: StaticDecoder) -> str:
     sizes = decoder.sizes
-    span = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]}…{sizes[-1]}"
+    if len(sizes) == 1:
+        return f"decoding: CUDA graphs on (static KV cache; 1 size captured: {sizes[0]} tokens)"
     return (
-        f"decoding: CUDA graphs on (static KV cache, {len(sizes)} sizes of {span} tokens captured)"
+        f"decoding: CUDA graphs on (static KV cache; {len(sizes)} sizes captured: "
+        f"{sizes[0]}…{sizes[-1]} tokens)"
     )
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -149,7 +149,7 @@ def token_ids(
     use_cache: bool = True,
     cancelled: Callable[[], bool] = lambda: False,
     decoder: StaticDecoder | None = None,
-) -> Iterator[tuple[int, bool]]:
+) -> Generator[tuple[int, bool], None, None]:
     """Yield (token, slid) up to `count` times; stops early at EOS (which it yields).
 
     With a static `decoder` the cache is its bucket for the prompt + `count` tokens (the
@@ -198,21 +198,26 @@ def stream(
     generator.manual_seed(req.seed if req.seed is not None else int(time.time_ns() % 2**63))
     text = TextStream(lm.tokenizer, req.stop)
     result = Result(prompt_tokens=len(ids), slid=cut)
-    start = time.perf_counter()
+    # Before the clock starts: a GPU model's first generation captures its graphs here.
     decoder = decode_graph.pick(lm, req.cache) if req.use_cache else None
-    tokens = token_ids(lm, ids, count, req.sampling, generator, req.use_cache, cancelled, decoder)
-    for token, slid in tokens:
-        result.completion_tokens += 1
-        result.slid |= slid
-        if token == lm.eos_id:
-            result.finish_reason = "stop"
-            break
-        delta = text.push(token)
-        if delta:
-            yield delta
-        if text.stopped:
-            result.finish_reason = "stop"
-            break
+    start = time.perf_counter()
+    # Closed when the answer stops early (EOS, a stop string, a client gone), so that
+    # the static cache it holds is free for the next generation at once.
+    with contextlib.closing(
+        token_ids(lm, ids, count, req.sampling, generator, req.use_cache, cancelled, decoder)
+    ) as tokens:
+        for token, slid in tokens:
+            result.completion_tokens += 1
+            result.slid |= slid
+            if token == lm.eos_id:
+                result.finish_reason = "stop"
+                break
+            delta = text.push(token)
+            if delta:
+                yield delta
+            if text.stopped:
+                result.finish_reason = "stop"
+                break
     tail = text.flush()
     if tail:
         yield tail
