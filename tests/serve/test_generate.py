@@ -122,6 +122,10 @@ def test_generate_cli_streams_text(lm_run: Path) -> None:
                     "--max-new-tokens", "12")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "fox" in done.stdout and "12 tokens" in done.stderr
+    static = torchrig("generate", str(lm_run), "--prompt", "The quick", "--temperature", "0",
+                      "--max-new-tokens", "12", "--cache", "static")  # fmt: skip
+    assert static.returncode == 0, static.stderr
+    assert static.stdout == done.stdout
 
 
 def test_generate_cli_bad_input_is_one_line(lm_run: Path, text_run: Path, tmp_path: Path) -> None:

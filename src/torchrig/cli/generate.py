@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="past the trained context: refuse (default) or slide the window",
     )  # fmt: skip
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--cache", choices=("auto", "static", "dynamic"), default="auto",
+        help="the KV cache: auto (a GPU: static, each token one CUDA graph replay; a CPU: "
+        "dynamic), static, or dynamic (transformers' DynamicCache, eager)",
+    )  # fmt: skip
     parser.add_argument("--no-cache", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             overflow=args.overflow,
             use_cache=not args.no_cache,
+            cache=args.cache,
         )
 
     if args.prompt is not None:
