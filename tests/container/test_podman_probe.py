@@ -8,6 +8,7 @@ engine probe; afterwards no process of theirs may be left (rootless Podman's `ca
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import shutil
@@ -24,15 +25,38 @@ from torchrig.host.probe import probe_engine
 pytestmark = pytest.mark.container
 
 
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def reap_dead_children(within: float) -> None:
+    """Reap the children that have ended, for up to `within` seconds; live ones are left
+    to be found. (As init would: this machine's PID 1 reaps late, or not in time.)"""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # none left
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def probe_as(uid: int, gid: int, home: Path) -> str:
     """torchrig's podman probe in a forked child that has become the user (this Python
-    lives under /root, which they may not enter: no exec). What it found, as one line."""
+    lives under /root, which they may not enter: no exec). What it found, as one line.
+
+    The child is a subreaper, as systemd is for a login: the pause process Podman
+    daemonizes is its orphan, so the one the probe kills is reaped here, not left a zombie
+    of a PID 1 that reaps when it likes (CI's did not within 10 s)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         code = 70
         try:
             os.close(read_end)
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
@@ -40,6 +64,7 @@ def probe_as(uid: int, gid: int, home: Path) -> str:
             os.environ.clear()
             os.environ.update({"HOME": str(home), "PATH": "/usr/bin:/bin", "USER": "probe"})
             engine, _ = probe_engine("podman")
+            reap_dead_children(within=2.0)
             os.write(write_end, f"{engine.reachable} {engine.rootless} {engine.error}".encode())
             code = 0
         finally:

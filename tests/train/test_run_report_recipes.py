@@ -23,7 +23,9 @@ def _tb(folder: Path) -> dict[str, list[int]]:
 
     acc = EventAccumulator(str(folder))
     acc.Reload()
-    return {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    # Sorted by step: the reader takes event files in name order, and two writers of one
+    # process in one second are named by a counter, where "...9" sorts after "...10".
+    return {tag: sorted(e.step for e in acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}
 
 
 def test_a_resumed_classifier_run_is_marked_and_reported(tmp_path: Path) -> None:
