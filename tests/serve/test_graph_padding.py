@@ -26,7 +26,7 @@ def _logits(model: classifier.Classifier, inputs: tuple[object, ...]) -> object:
     import torch
 
     with torch.inference_mode():
-        return model.model(*inputs)
+        return model.model(*(torch.as_tensor(x) for x in inputs))
 
 
 def test_padded_text_rows_give_the_same_logits(text_run: Path) -> None:

@@ -41,7 +41,7 @@ class Classifier:
     root: Path  # the folder classifier.json (or the export sidecar) is in
     backend: Backend
     device: Any
-    _run: Callable[[tuple[Any, ...]], Any]  # model inputs → logits (on the model's device)
+    _run: Callable[[tuple[Any, ...]], Any]  # model inputs → scores(logits), on its device
     tokenizer: Any = None
     model: Any = None  # the PyTorch module (None for ONNX Runtime)
 
@@ -65,18 +65,14 @@ class Classifier:
 
         if not prepared:
             return []
-        logits = torch.as_tensor(self._run(self._inputs(prepared))).float()
-        # Softmax and top-k where the logits are (the GPU when serving on one), then one copy
-        # to the host: a serving thread's every small CPU op and host sync competes with the
-        # event loop for the GIL. Indices up to 2^24 are exact in float32.
-        k = max(1, min(top_k, len(self.labels)))
-        probs = torch.softmax(logits, dim=-1)
-        top = torch.topk(probs, k, dim=-1)
-        table = torch.cat((probs, top.values, top.indices.float()), dim=1).cpu().tolist()
+        # The runner returns the scores() table where the model is (on a GPU, from the same
+        # CUDA graph as the forward): one copy to the host, then plain lists.
+        table = torch.as_tensor(self._run(self._inputs(prepared))).cpu().tolist()
         n, labels = len(self.labels), self.labels
+        k = max(1, min(top_k, n))
         rows = []
         for row in table:
-            p, values, indices = row[:n], row[n : n + k], row[n + k :]
+            p, values, indices = row[:n], row[n : n + k], row[2 * n : 2 * n + k]
             rows.append(
                 {
                     "label": labels[int(indices[0])],
@@ -111,7 +107,7 @@ class Classifier:
             padding, max_length = Padding((0.0,)), None
         try:
             graphed = GraphedClassifier(
-                self.model, self.device, example, padding, max_batch, max_length
+                self.model, self.device, example, padding, max_batch, max_length, head=scores
             )
         except Exception as exc:  # any capture failure leaves the eager path serving
             reason = " ".join(str(exc).split())[:200] or type(exc).__name__
@@ -131,7 +127,7 @@ class Classifier:
                 truncation=True,
                 max_length=int(pre.get("max_length", 128)),
                 padding="longest",
-                return_tensors="pt",
+                return_tensors="np",  # padded to a graph's bucket in NumPy (serve/graphs.py)
             )
             return (enc["input_ids"], enc["attention_mask"])
         from torchrig.recipes.image_classify.augment import eval_transform
@@ -231,12 +227,26 @@ def load(path: Path, backend: Backend = "torch", device: str = "auto") -> Classi
     )
 
 
+def scores(logits: Any) -> Any:
+    """What predict reads, as one [rows, 3 × labels] float32 table on the logits' device:
+    the probabilities, the same sorted from the most likely down, and the label index of
+    each sorted one (exact in float32 up to 2^24 labels). One table is one copy to the host;
+    on a GPU it is computed inside the forward's CUDA graph (serve/graphs.py). Every small
+    op and host copy a serving thread makes releases and retakes the GIL, which the event
+    loop holds most of the time under load: each retake can wait."""
+    import torch
+
+    probs = torch.softmax(logits.float(), dim=-1)
+    values, indices = torch.sort(probs, dim=-1, descending=True)
+    return torch.cat((probs, values, indices.float()), dim=1)
+
+
 def _torch_runner(model: Any, device: Any) -> Callable[[tuple[Any, ...]], Any]:
     import torch
 
     def run(inputs: tuple[Any, ...]) -> Any:
         with torch.inference_mode():
-            return model(*(t.to(device) for t in inputs))
+            return scores(model(*(torch.as_tensor(t).to(device) for t in inputs)))
 
     return run
 
@@ -264,7 +274,10 @@ def _onnx_runner(model_file: Path) -> Callable[[tuple[Any, ...]], Any]:
     names = [i.name for i in session.get_inputs()]
 
     def run(inputs: tuple[Any, ...]) -> Any:
-        feed = {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
-        return session.run(["logits"], feed)[0]
+        import numpy as np
+        import torch
+
+        feed = {n: np.asarray(t) for n, t in zip(names, inputs, strict=True)}
+        return scores(torch.from_numpy(session.run(["logits"], feed)[0]))
 
     return run

@@ -72,25 +72,29 @@ class Padding:
     has_length: bool = False
 
     def pad(self, inputs: Sequence[Any], batch: int, length: int | None) -> tuple[Any, ...]:
-        """`inputs` padded to `batch` rows (and `length` tokens): new CPU tensors."""
-        import torch
+        """`inputs` (arrays or CPU tensors) padded to `batch` rows (and `length` tokens): new
+        NumPy arrays. NumPy, not torch: small NumPy ops keep the GIL, while each torch op
+        releases and retakes it (a wait, when the event loop holds it)."""
+        import numpy as np
 
         out = []
-        for i, (tensor, value) in enumerate(zip(inputs, self.values, strict=True)):
-            shape = list(tensor.shape)
+        for i, (given, value) in enumerate(zip(inputs, self.values, strict=True)):
+            array = np.asarray(given)
+            shape = list(array.shape)
             shape[0] = batch
             if self.has_length and length is not None:
                 shape[1] = length
-            padded = torch.full(shape, value, dtype=tensor.dtype)
-            padded[tuple(slice(0, n) for n in tensor.shape)] = tensor
+            padded = np.full(shape, value, dtype=array.dtype)
+            padded[tuple(slice(0, n) for n in array.shape)] = array
             if i == self.mask_index:
-                padded[tensor.shape[0] :, 0] = 1  # a padded row attends to one token, not none
+                padded[array.shape[0] :, 0] = 1  # a padded row attends to one token, not none
             out.append(padded)
         return tuple(out)
 
 
 class GraphedClassifier:
-    """model(*inputs) -> logits through one captured CUDA graph per bucket."""
+    """head(model(*inputs)) through one captured CUDA graph per bucket (head: what is made of
+    the logits, e.g. the probabilities; the logits as they are by default)."""
 
     def __init__(
         self,
@@ -100,10 +104,12 @@ class GraphedClassifier:
         padding: Padding,
         max_batch: int,
         max_length: int | None = None,
+        head: Callable[[Any], Any] = lambda logits: logits.float(),
     ) -> None:
         import torch
 
         self._model = model
+        self._head = head
         self._device = device
         self._padding = padding
         self._dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else None
@@ -134,13 +140,16 @@ class GraphedClassifier:
     def _capture(
         self, example: Sequence[Any], batch: int, length: int | None, pool: Any
     ) -> tuple[Any, tuple[Any, ...], Any]:
+        import torch
+
         static = tuple(
-            t.to(self._device) for t in self._padding.pad([x[:1] for x in example], batch, length)
+            torch.from_numpy(a).to(self._device)
+            for a in self._padding.pad([x[:1] for x in example], batch, length)
         )
-        graph, logits = capture(
-            lambda: self._model(*static), lambda: self._autocast(cache=False), pool
+        graph, out = capture(
+            lambda: self._head(self._model(*static)), lambda: self._autocast(cache=False), pool
         )
-        return graph, static, logits
+        return graph, static, out
 
     def __call__(self, inputs: tuple[Any, ...]) -> Any:
         import torch
@@ -154,9 +163,11 @@ class GraphedClassifier:
         )
         if batch is None or (self._padding.has_length and length is None):
             with torch.inference_mode(), self._autocast(cache=True):
-                return self._model(*(t.to(self._device) for t in inputs)).float()
-        graph, static, logits = self._graphs[(batch, length)]
+                return self._head(
+                    self._model(*(torch.as_tensor(t).to(self._device) for t in inputs))
+                )
+        graph, static, out = self._graphs[(batch, length)]
         for target, source in zip(static, self._padding.pad(inputs, batch, length), strict=True):
-            target.copy_(source)
+            target.copy_(torch.from_numpy(source))
         graph.replay()
-        return logits[:rows].float()
+        return out[:rows]  # rewritten by the next replay: read it before (predict copies it)
