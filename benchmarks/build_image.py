@@ -133,14 +133,35 @@ def image_size(engine: str, tag: str) -> int:
     return int(out.stdout.strip())
 
 
-def installed_bytes(engine: str, tag: str) -> int:
+def installed_bytes(engine: str, tag: str, path: str = "/") -> int:
+    """Bytes under `path` in the image (0 where it does not exist)."""
     out = subprocess.run(
-        [engine, "run", "--rm", "--entrypoint", "du", tag, "-sxb", "/"],
+        [engine, "run", "--rm", "--entrypoint", "du", tag, "-sxb", path],
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.split()[0]) if out.returncode == 0 else 0
+
+
+def layers(engine: str, tag: str) -> list[list[object]]:
+    """[bytes, the step that made it] per layer with content, oldest first: where an
+    image's size is (and what each layer's commit had to write)."""
+    out = subprocess.run(
+        [
+            engine,
+            "history",
+            "--no-trunc",
+            "--human=false",
+            "--format",
+            "{{.Size}}\t{{.CreatedBy}}",
+            tag,
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
-    return int(out.stdout.split()[0])
+    rows = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line]
+    return [[int(size), step.strip()[:80]] for size, step in reversed(rows) if int(size) > 0]
 
 
 def rebuilds(
@@ -223,6 +244,11 @@ def naive_build(engine: str, tmpdir: Path, base_tag: str, which: str, results: R
     results["naive_build_s"] = round(seconds, 2)
     results["naive_build_steps"] = steps
     results["naive_image_bytes"] = image_size(engine, "torchrig-bench/naive")
+    results["naive_layers"] = layers(engine, "torchrig-bench/naive")
+    # pip's own cache (no --no-cache-dir in the naive file): what of its size is wheels kept.
+    results["naive_pip_cache_bytes"] = installed_bytes(
+        engine, "torchrig-bench/naive", "/root/.cache/pip"
+    )
     subprocess.run([engine, "rmi", "-f", "torchrig-bench/naive"], capture_output=True)
 
 
@@ -334,6 +360,7 @@ def main() -> None:
         results["image_bytes"] = size
         results["installed_bytes"] = content
         results["image_vs_installed"] = round(size / content, 3)
+        results["image_layers"] = layers(engine, tag)
         if args.cold_only:  # the CUDA set: a second 6 GB build each, the time and disk
             subprocess.run([engine, "rmi", "-f", tag], capture_output=True)
         else:
