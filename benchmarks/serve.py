@@ -12,7 +12,7 @@ depend on what the weights learned; the shapes are the presets'). Classifier: th
 httpx connections spread over --client-processes processes (so that the clients' own
 Python is not what limits a fast server), each sending one short text per
 request until --requests are answered; once with --max-batch 32 (dynamic batching,
---max-wait-ms, default 5) and once with --max-batch 1, both through CUDA graphs on a GPU
+--max-wait-ms, the server's default) and once with --max-batch 1, both through CUDA graphs on a GPU
 (--compare-graphs adds the batched server without them). Reported: requests/s, p50/p99
 latency, the mean batch the server formed (its /metrics, warm-up excluded).
 LM: `serve.generate` in this process, greedy, each --prompt-tokens length (default 16 and
@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS, machine
 
 from torchrig.freeport import free_port
+from torchrig.serve.batcher import DEFAULT_MAX_WAIT_MS
 
 WORDS = [
     "refund",
@@ -182,7 +183,7 @@ def bench_classifier(
     max_batch: int,
     processes: int,
     graphs: bool = True,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
 ) -> dict[str, Any]:
     import httpx
 
@@ -305,7 +306,10 @@ def main() -> None:
         "--compare-graphs", action="store_true", help="also the batched server without CUDA graphs"
     )
     parser.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="the batched server's wait to fill a batch"
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        help="the batched server's wait to fill a batch",
     )
     parser.add_argument(
         "--only", choices=("classifier", "lm"), help="one half of the benchmark (default: both)"

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from torchrig.errors import UsageError
+from torchrig.serve.batcher import DEFAULT_MAX_WAIT_MS
 
 TOKEN_ENV = "TORCHRIG_SERVE_TOKEN"
 DEFAULT_TOKEN_FILE = Path("~/.config/torchrig/serve.token")
@@ -41,7 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("torch", "onnx"), default="torch")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--max-batch", type=int, default=32, help="classifier batch (1: off)")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="wait to fill a batch")
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=DEFAULT_MAX_WAIT_MS,
+        help=f"wait to fill a batch (default {DEFAULT_MAX_WAIT_MS:g})",
+    )
     parser.add_argument(
         "--no-cuda-graphs", dest="cuda_graphs", action="store_false",
         help="on a GPU, run a classifier eagerly instead of through CUDA graphs",
