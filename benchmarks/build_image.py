@@ -146,22 +146,23 @@ def installed_bytes(engine: str, tag: str, path: str = "/") -> int:
 def layers(engine: str, tag: str) -> list[list[object]]:
     """[bytes, the step that made it] per layer with content, oldest first: where an
     image's size is (and what each layer's commit had to write)."""
-    out = subprocess.run(
-        [
-            engine,
-            "history",
-            "--no-trunc",
-            "--human=false",
-            "--format",
-            "{{.Size}}\t{{.CreatedBy}}",
-            tag,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line]
-    return [[int(size), step.strip()[:80]] for size, step in reversed(rows) if int(size) > 0]
+    command = [engine, "history", "--no-trunc"]
+    if engine == "podman":
+        # Podman 4.3's {{.Size}} is human-readable whatever --human says; its JSON is bytes.
+        out = subprocess.run(
+            [*command, "--format", "json", tag], capture_output=True, text=True, check=True
+        )
+        rows = [(int(r["size"]), str(r["CreatedBy"])) for r in json.loads(out.stdout)]
+    else:
+        out = subprocess.run(
+            [*command, "--human=false", "--format", "{{.Size}}\t{{.CreatedBy}}", tag],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        pairs = [line.split("\t", 1) for line in out.stdout.splitlines() if "\t" in line]
+        rows = [(int(size), step) for size, step in pairs]
+    return [[size, step.strip()[:80]] for size, step in reversed(rows) if size > 0]
 
 
 def rebuilds(
