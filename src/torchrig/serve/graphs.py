@@ -93,8 +93,8 @@ class Padding:
 
 
 class GraphedClassifier:
-    """head(model(*inputs)) through one captured CUDA graph per bucket (head: what is made of
-    the logits, e.g. the probabilities; the logits as they are by default)."""
+    """head(model(*inputs)) through one captured CUDA graph per bucket (head: what the
+    caller reads of the logits, computed inside the graph, e.g. classifier.scores)."""
 
     def __init__(
         self,
@@ -104,7 +104,8 @@ class GraphedClassifier:
         padding: Padding,
         max_batch: int,
         max_length: int | None = None,
-        head: Callable[[Any], Any] = lambda logits: logits.float(),
+        *,
+        head: Callable[[Any], Any],
     ) -> None:
         import torch
 
