@@ -33,6 +33,7 @@ import argparse
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,11 +211,15 @@ class Runner:
                 start_new_session=True,
             )
         except OSError as exc:
-            os.write(
-                log_fd, f"torchrig: cannot start {self.job['argv'][0]}: {exc.strerror}\n".encode()
-            )
+            # As a shell does: 127 when the command is found nowhere, 126 when it is found but
+            # cannot run. exec says "permission denied" for a name found nowhere when a folder
+            # on PATH is not searchable (a normal user's PATH that names a root-only folder).
+            name = self.job["argv"][0]
+            found = "/" in name or shutil.which(name, path=env.get("PATH")) is not None
+            reason = exc.strerror if found else "command not found"
+            os.write(log_fd, f"torchrig: cannot start {name}: {reason}\n".encode())
             os.close(log_fd)
-            return self.finish(126 if isinstance(exc, PermissionError) else 127, started)
+            return self.finish(126 if isinstance(exc, PermissionError) and found else 127, started)
         os.close(log_fd)
         pid = child.pid
         self.job.update(pgid=pid, pid_start=_start_of(pid), status="running")
