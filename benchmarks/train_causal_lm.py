@@ -12,7 +12,7 @@ memory-mapped token file, against a plain loop on synthetic on-GPU tokens.
     python benchmarks/train_causal_lm.py --variants full-64 chunked-64 full-64-cdt \
         --warmup-steps 10 --steps 30 --n-tokens 20e6 --timeout 235
 
---variants LOSS-MICRO[-flash|-cudnn][-cTOKENS][-cdt] (e.g. chunked-64, full-64-cdt): one
+--variants LOSS-MICRO[-flash|-cudnn][-cTOKENS][-cdt|-gemm|-max] (e.g. full-64-cdt): one
 torchrun worker runs the plain loop at --baseline-micro (default: the smallest variant
 micro-batch), then the recipe once per setting (--loss, --micro-batch, --attention,
 --loss-chunk, --tune-kernels), each printing `result NAME: {...}` when measured; every
@@ -171,47 +171,64 @@ def baseline(
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One recipe setting of --variants, written LOSS-MICRO[-ATTENTION][-cTOKENS][-cdt]:
+    """One recipe setting of --variants, written LOSS-MICRO[-ATTENTION][-cTOKENS][-TUNING]:
     e.g. "chunked-128", "full-64-flash", "chunked-64-c16384" (tokens per loss chunk);
-    "cdt": the recipe's --tune-kernels (inductor's coordinate-descent tuning; longer
-    compile). Without -cdt the recipe's own default (config.TUNE_KERNELS_BY_MODEL)."""
+    TUNING is the recipe's --tune-kernels level: "cdt" (blocks: inductor's
+    coordinate-descent tuning), "gemm" (Triton matmul templates with fused epilogues),
+    "max" (both), "off"; each a longer compile. Without one, the recipe's own default
+    (config.TUNE_KERNELS_BY_MODEL)."""
 
     loss: str
     micro: int
     attention: str = "auto"
     chunk: int | None = None  # None: the recipe's default (linear_ce.CHUNK_TOKENS)
-    cdt: bool = False
+    tuning: str | None = None  # None: the recipe's default; else a KERNEL_TUNINGS level
 
     @property
     def name(self) -> str:
+        micro = "auto" if self.micro == AUTO_MICRO else str(self.micro)
         extra = [self.attention] * (self.attention != "auto")
-        extra += [f"c{self.chunk}"] * (self.chunk is not None) + ["cdt"] * self.cdt
-        return "-".join([self.loss, str(self.micro), *extra])
+        extra += [f"c{self.chunk}"] * (self.chunk is not None)
+        extra += [TUNING_NAMES[self.tuning]] if self.tuning is not None else []
+        return "-".join([self.loss, micro, *extra])
+
+
+# --variants' micro-batch "auto": the preset's step (--global-batch 512 sequences), its
+# micro-batch and accumulation as the recipe fits them to the GPU (config.fit_to_device).
+AUTO_MICRO = -1
+
+# --variants' name for each --tune-kernels level ("blocks" was the first, named by the
+# inductor option it sets).
+TUNING_NAMES = {"blocks": "cdt", "gemm": "gemm", "max": "max", "off": "off"}
+TUNING_PARTS = {name: level for level, name in TUNING_NAMES.items()}
 
 
 def parse_variant(text: str) -> Variant:
-    loss, micro, attention, chunk, cdt = "", 0, "auto", None, False
+    loss, micro, attention, chunk, tuning = "", 0, "auto", None, None
     for part in text.split("-"):
         if part in ("full", "chunked"):
             loss = part
         elif part.isdigit() and int(part) > 0:
             micro = int(part)
+        elif part == "auto":
+            micro = AUTO_MICRO
         elif part in ("flash", "cudnn"):
             attention = part
         elif part.startswith("c") and part[1:].isdigit() and int(part[1:]) > 0:
             chunk = int(part[1:])
-        elif part == "cdt":
-            cdt = True
+        elif part in TUNING_PARTS:
+            tuning = TUNING_PARTS[part]
         else:
             raise argparse.ArgumentTypeError(
                 f"--variants {text!r}: unknown part {part!r} "
-                "(LOSS-MICRO[-flash|-cudnn][-cTOKENS][-cdt], e.g. chunked-128)"
+                "(LOSS-MICRO[-flash|-cudnn][-cTOKENS][-cdt|-gemm|-max|-off], e.g. chunked-128)"
             )
     if not loss or not micro:
         raise argparse.ArgumentTypeError(
-            f"--variants {text!r}: give a loss (full|chunked) and a micro-batch, e.g. full-64"
+            f"--variants {text!r}: give a loss (full|chunked) and a micro-batch or auto, "
+            "e.g. full-64"
         )
-    return Variant(loss, micro, attention, chunk, cdt)
+    return Variant(loss, micro, attention, chunk, tuning)
 
 
 def recipe_run(
@@ -231,7 +248,9 @@ def recipe_run(
     preset = "tiny" if args.model.startswith("tiny") else args.model
     cfg = from_preset(
         preset, model=args.model, tokens=Path(args.tokens), out=run_dir, steps=total,
-        warmup=min(10, total), seq_len=seq, micro_batch=micro, grad_accum=args.grad_accum,
+        warmup=min(10, total), seq_len=seq,
+        micro_batch=None if micro == AUTO_MICRO else micro,
+        grad_accum=None if micro == AUTO_MICRO else args.grad_accum,
         log_every=args.log_every, ckpt_every=total, keep=1, strategy=args.strategy,
         compile=not (args.no_compile or args.cpu_smoke),
         precision="fp32" if args.cpu_smoke else "bf16",
@@ -239,12 +258,16 @@ def recipe_run(
         loss=variant.loss if variant else None,
         attention=variant.attention if variant else None,
         loss_chunk=variant.chunk if variant else None,
-        tune_kernels=True if variant and variant.cdt else None,
+        tune_kernels=variant.tuning if variant else None,
     )  # fmt: skip
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     result = train(cfg, say=print if rank == 0 else (lambda _: None))
-    return steady(result.records, args.warmup_steps, "tokens_per_s", "tokens_per_s"), result
+    got = steady(result.records, args.warmup_steps, "tokens_per_s", "tokens_per_s")
+    if rank == 0:  # the step as the recipe shaped it (config.json of the run)
+        ran = json.loads((run_dir / "config.json").read_text())
+        got["step_shape"] = {k: ran[k] for k in ("micro_batch", "grad_accum", "global_batch")}
+    return got, result
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -313,7 +336,8 @@ def variants_worker(args: argparse.Namespace) -> None:
     _, seq, vocab = DEFAULTS[args.model]
     seq = args.seq_len or seq
     variants: list[Variant] = args.variants
-    micros = args.baseline_micro or sorted({v.micro for v in variants})[:1]
+    given = sorted({v.micro for v in variants} - {AUTO_MICRO})[:1]
+    micros = args.baseline_micro or given or [DEFAULTS[args.model][0]]
     out: dict[str, Any] = {
         "mode": "variants", "model": args.model, "seq_len": seq, "grad_accum": args.grad_accum,
         "warmup_steps": args.warmup_steps, "timed_steps": args.steps,
@@ -351,7 +375,9 @@ def variants_worker(args: argparse.Namespace) -> None:
         run_dir = Path(args.work) / f"run-{variant.name}"
         try:
             got, _ = recipe_run(args, run_dir, variant.micro, seq, variant)
-            got = {"micro_batch": variant.micro, "loss": variant.loss, **got}
+            micro = got["step_shape"]["micro_batch"]
+            got = {"micro_batch": micro, "loss": variant.loss, **got}
+            got["tune_kernels"] = variant.tuning or "recipe default"
         except Exception as exc:  # one phase failing must not lose the others
             got = {"micro_batch": variant.micro, "error": _failure(exc)}
         finally:
@@ -441,7 +467,7 @@ def main() -> None:
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument(
-        "--variants", nargs="+", type=parse_variant, metavar="LOSS-MICRO[-ATTN][-cdt]",
+        "--variants", nargs="+", type=parse_variant, metavar="LOSS-MICRO[-ATTN][-TUNING]",
         help="one GPU, one process: the plain loop, then the recipe once per setting "
         "(e.g. full-64 chunked-64 chunked-128); see Variant",
     )  # fmt: skip

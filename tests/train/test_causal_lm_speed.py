@@ -44,27 +44,40 @@ def test_loss_flag_reaches_the_config_and_auto_follows_the_table(
 def test_kernel_tuning_is_on_for_the_run_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # --tune-kernels: inductor's coordinate-descent tuning while train() runs (its compiles
-    # happen inside), the process's setting back after; the table decides when not given.
+    # --tune-kernels [LEVEL]: inductor's tuning while train() runs (its compiles happen
+    # inside), the process's settings back after; the table decides when not given.
     import torch._inductor.config as inductor
 
     from torchrig.recipes.causal_lm import train as train_mod
 
-    seen: list[bool] = []
+    seen: list[tuple[bool, bool]] = []
     monkeypatch.setattr(
-        train_mod, "_train", lambda *a: seen.append(inductor.coordinate_descent_tuning)
+        train_mod,
+        "_train",
+        lambda *a: seen.append((inductor.coordinate_descent_tuning, inductor.max_autotune_gemm)),
     )
     data = tmp_path / "x.txt"
     data.write_text("hello\n")
     base = ["--preset", "tiny", "--data", str(data), "--out", str(tmp_path / "o")]
     assert config_from_args(base).tune_kernels is None
-    for argv in (base, [*base, "--tune-kernels"], [*base, "--no-tune-kernels"]):
-        train_mod.train(config_from_args(argv), say=lambda _: None)
-    assert seen == [False, True, False]
-    assert inductor.coordinate_descent_tuning is False
-    monkeypatch.setitem(config.TUNE_KERNELS_BY_MODEL, "tiny-gpt2", True)
-    assert config.tune_kernels_for("tiny-gpt2") is True
-    assert config.tune_kernels_for("tiny-gpt2", False) is False
+    runs = [[], ["--tune-kernels"], ["--tune-kernels", "gemm"], ["--tune-kernels", "max"]]
+    runs += [["--no-tune-kernels"]]
+    for extra in runs:
+        train_mod.train(config_from_args([*base, *extra]), say=lambda _: None)
+    assert seen == [(False, False), (True, False), (False, True), (True, True), (False, False)]
+    assert (inductor.coordinate_descent_tuning, inductor.max_autotune_gemm) == (False, False)
+    monkeypatch.setitem(config.TUNE_KERNELS_BY_MODEL, "tiny-gpt2", "gemm")
+    assert config.tune_kernels_for("tiny-gpt2") == "gemm"
+    assert config.tune_kernels_for("tiny-gpt2", "off") == "off"
+
+
+def test_an_unknown_kernel_tuning_is_one_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "x.txt"
+    data.write_text("hello\n")
+    cfg = config.from_preset("tiny", data=[data], out=tmp_path / "o", tune_kernels="fast")
+    with pytest.raises(UsageError) as err:
+        cfg.check()
+    assert "--tune-kernels" in str(err.value) and "blocks" in (err.value.fix or "")
 
 
 def test_chunked_loss_under_fsdp_is_one_clear_error(tmp_path: Path) -> None:
@@ -88,13 +101,16 @@ def test_chunked_loss_under_fsdp_is_one_clear_error(tmp_path: Path) -> None:
 def test_benchmark_variant_names_round_trip() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        from train_causal_lm import Variant, parse_variant
+        from train_causal_lm import AUTO_MICRO, Variant, parse_variant
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     for text, want in [
         ("chunked-128", Variant("chunked", 128)),
         ("64-full-flash", Variant("full", 64, "flash")),
-        ("chunked-64-c16384-cdt", Variant("chunked", 64, chunk=16384, cdt=True)),
+        ("chunked-64-c16384-cdt", Variant("chunked", 64, chunk=16384, tuning="blocks")),
+        ("chunked-128-gemm", Variant("chunked", 128, tuning="gemm")),
+        ("max-full-128", Variant("full", 128, tuning="max")),
+        ("chunked-auto", Variant("chunked", AUTO_MICRO)),
     ]:
         assert parse_variant(text) == want and parse_variant(want.name) == want
 
@@ -130,10 +146,10 @@ def test_bench_gpt2_line_takes_the_recipe_table(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d=None: Props())
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
     monkeypatch.setitem(config.LOSS_BY_MODEL, "gpt2-124m", "chunked")
-    monkeypatch.setitem(config.TUNE_KERNELS_BY_MODEL, "gpt2-124m", True)
-    assert workloads._train_gpt2(torch, True, 1, 1, {})["tune_kernels"] is True
-    assert workloads._train_gpt2(torch, False, 1, 1, {})["tune_kernels"] is False
-    assert seen["True"] == {"batch": 64, "loss": "chunked"}
+    monkeypatch.setitem(config.TUNE_KERNELS_BY_MODEL, "gpt2-124m", "blocks")
+    assert workloads._train_gpt2(torch, True, 1, 1, {})["tune_kernels"] == "blocks"
+    assert workloads._train_gpt2(torch, False, 1, 1, {})["tune_kernels"] == "off"
+    assert seen["True"] == {"batch": 128, "loss": "chunked"}
     assert seen["False"] == {}  # eager: B=16, full logits
 
 
@@ -158,7 +174,7 @@ def test_benchmark_variants_cpu_smoke(tmp_path: Path) -> None:
     out = tmp_path / "variants.json"
     done = _bench(
         "--model", "tiny-gpt2", "--cpu-smoke", "--baseline-micro", "4",
-        "--variants", "full-4", "full-10000000", "chunked-4",
+        "--variants", "full-4", "full-10000000", "chunked-4", "chunked-auto",
         "--steps", "2", "--warmup-steps", "2", "--log-every", "2", "--n-tokens", "50000",
         "--work", str(tmp_path / "work"), "--out", str(out),
     )  # fmt: skip
@@ -166,7 +182,7 @@ def test_benchmark_variants_cpu_smoke(tmp_path: Path) -> None:
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("result ")]
     assert [ln.split(":")[0] for ln in lines] == [
         "result plain-4", "result recipe full-4", "result recipe full-10000000",
-        "result recipe chunked-4", "result best",
+        "result recipe chunked-4", "result recipe chunked-auto", "result best",
     ]  # fmt: skip
     data = json.loads(out.read_text())
     assert data["worker_exit"] == 0 and data["date"] and data["environment"]["torch"]
@@ -174,5 +190,9 @@ def test_benchmark_variants_cpu_smoke(tmp_path: Path) -> None:
     full, chunked = data["variants"]["full-4"], data["variants"]["chunked-4"]
     assert (full["loss"], chunked["loss"]) == ("full", "chunked")
     assert full["tokens_per_s"] > 0 and chunked["vs_plain_micro_batch"] == 4
+    # "auto": the preset's own step, as the recipe shaped it (tiny: 8 × 1 per process).
+    auto = data["variants"]["chunked-auto"]
+    assert auto["step_shape"] == {"micro_batch": 8, "grad_accum": 1, "global_batch": None}
+    assert auto["micro_batch"] == 8 and auto["tokens_per_s"] > 0
     # Same seed, same data, same arithmetic in fp32: the same training curve.
     assert chunked["loss_last"] == pytest.approx(full["loss_last"], rel=1e-4)

@@ -83,21 +83,52 @@ def test_cuda_graphs_flag_reaches_the_config() -> None:
 
 
 def test_gpt2_preset_micro_batch_follows_gpu_memory(tmp_path: Path) -> None:
+    # The preset's step is 512 sequences over all processes (nanoGPT's 0.5M tokens); each
+    # process takes its share, as large a micro-batch as its memory fits at a time.
     data = tmp_path / "a.txt"
     data.write_text("text\n")
     cfg = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run")
-    sequences = cfg.micro_batch * cfg.grad_accum
-    for memory, micro in [(80 * GIB, 64), (40 * GIB, 32), (24 * GIB, 16), (None, 16)]:
-        fitted = fit_to_device(cfg, memory)
-        assert (fitted.micro_batch, fitted.micro_batch * fitted.grad_accum) == (micro, sequences)
-    # A micro-batch or accumulation given on the command line is kept.
+    assert cfg.global_batch == 512
+    cases = [
+        (80 * GIB, 1, 128, 4), (40 * GIB, 1, 32, 16), (24 * GIB, 1, 16, 32), (None, 1, 16, 32),
+        (80 * GIB, 8, 64, 1), (80 * GIB, 2, 128, 2), (24 * GIB, 8, 16, 4),
+    ]  # fmt: skip
+    for memory, world, micro, accum in cases:
+        fitted = fit_to_device(cfg, memory, world)
+        assert (fitted.micro_batch, fitted.grad_accum) == (micro, accum), (memory, world)
+    # A micro-batch given on the command line is kept; the accumulation makes up the step.
     given = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", micro_batch=8)
-    assert fit_to_device(given, 80 * GIB).micro_batch == 8
+    assert (fit_to_device(given, 80 * GIB).micro_batch, fit_to_device(given, None).grad_accum) == (
+        8, 64,
+    )  # fmt: skip
+    # --grad-accum sets the step per process: the preset's global batch is dropped.
     accum = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", grad_accum=2)
-    assert (fit_to_device(accum, 80 * GIB).micro_batch, accum.grad_accum) == (16, 2)
-    # Another model under the preset keeps the preset's numbers.
+    assert accum.global_batch is None
+    fitted = fit_to_device(accum, 80 * GIB, 8)
+    assert (fitted.micro_batch, fitted.grad_accum) == (16, 2)
+    # Another model under the preset keeps the preset's micro-batch and its global batch.
     other = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", model="gpt2-350m")
-    assert fit_to_device(other, 80 * GIB).micro_batch == 16
+    fitted = fit_to_device(other, 80 * GIB, 2)
+    assert (fitted.micro_batch, fitted.grad_accum) == (16, 16)
+    # Without a global batch (the tiny preset), micro × accum is per process, as given.
+    tiny = lm_preset("tiny", data=[data], out=tmp_path / "run")
+    assert fit_to_device(tiny, 80 * GIB, 4) == tiny
+
+
+def test_a_global_batch_that_does_not_split_is_one_clear_error(tmp_path: Path) -> None:
+    data = tmp_path / "a.txt"
+    data.write_text("text\n")
+    cfg = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run")
+    with pytest.raises(UsageError) as err:
+        fit_to_device(cfg, 80 * GIB, 3)
+    assert "--global-batch 512" in str(err.value) and "3 processes" in str(err.value)
+    given = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", micro_batch=48)
+    with pytest.raises(UsageError) as err:
+        fit_to_device(given, 80 * GIB, 2)
+    assert "--micro-batch 48" in str(err.value) and "256" in str(err.value)
+    zero = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", global_batch=0)
+    with pytest.raises(UsageError, match="--global-batch must be at least 1"):
+        zero.check()
 
 
 def test_attention_kernel_per_gpu(monkeypatch: Any) -> None:

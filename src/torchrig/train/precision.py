@@ -87,13 +87,36 @@ def should_compile(requested: bool | None, device: Any) -> bool:
     return bool(device.type == "cuda")
 
 
-def kernel_tuning(on: bool) -> contextlib.AbstractContextManager[Any]:
-    """Inductor's coordinate-descent tuning of compiled kernels' block sizes while the
-    context is open (compiles happen at the first call, so open it around the whole run);
-    the process's setting is restored after. Off: nothing changes."""
-    if not on:
+# What --tune-kernels may ask of inductor, cheapest first. "blocks": coordinate-descent
+# tuning of its Triton kernels' block sizes. "gemm": each matmul also tries inductor's
+# Triton templates (persistent TMA ones on Hopper) against cuBLAS, benchmarked with the
+# pointwise work that follows fused into the template's epilogue (GPT-2's bias + GELU and,
+# backward, the GELU gradient): the matmul's output then need not be written and read
+# again. "max": both. Each costs first-compile time (minutes), then comes from inductor's
+# on-disk cache.
+KERNEL_TUNINGS = ("off", "blocks", "gemm", "max")
+
+
+def kernel_tuning(level: str) -> contextlib.AbstractContextManager[Any]:
+    """Inductor's kernel tuning at `level` (KERNEL_TUNINGS) while the context is open
+    (compiles happen at the first call, so open it around the whole run); the process's
+    settings are restored after. "off": nothing changes."""
+    if level not in KERNEL_TUNINGS:
+        raise ValueError(f"unknown kernel tuning {level!r}")
+    if level == "off":
         return contextlib.nullcontext()
     import torch._inductor.config as inductor
 
-    patch: contextlib.AbstractContextManager[Any] = inductor.patch(coordinate_descent_tuning=True)
+    changes: dict[str, Any] = {}
+    if level in ("blocks", "max"):
+        changes["coordinate_descent_tuning"] = True
+    if level in ("gemm", "max"):
+        changes.update(
+            {
+                "max_autotune_gemm": True,
+                "max_autotune_gemm_backends": "ATEN,TRITON",
+                "triton.enable_persistent_tma_matmul": True,
+            }
+        )
+    patch: contextlib.AbstractContextManager[Any] = inductor.patch(changes)
     return patch

@@ -14,6 +14,7 @@ from typing import Any
 
 from torchrig.recipes.causal_lm.config import PRESETS, TrainConfig, from_preset
 from torchrig.recipes.entry import run_recipe
+from torchrig.train.precision import KERNEL_TUNINGS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -39,7 +40,16 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, help="optimizer steps in total")
     t.add_argument("--seq-len", type=int)
     t.add_argument("--micro-batch", type=int, help="sequences per process per micro-step")
-    t.add_argument("--grad-accum", type=int, help="micro-steps per optimizer step")
+    t.add_argument(
+        "--grad-accum", type=int,
+        help="micro-steps per optimizer step (given: the step is micro-batch × grad-accum "
+        "sequences per process, and the preset's --global-batch is dropped)",
+    )  # fmt: skip
+    t.add_argument(
+        "--global-batch", type=int,
+        help="sequences per optimizer step over all processes (gpt2-124m: 512, ~0.5M "
+        "tokens); each process takes its share, the micro-batch its GPU fits at a time",
+    )  # fmt: skip
     t.add_argument("--lr", type=float, help="peak learning rate")
     t.add_argument("--warmup", type=int, help="linear warmup steps")
     t.add_argument("--weight-decay", type=float)
@@ -56,10 +66,15 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--loss-chunk", type=int, help="tokens per chunk of --loss chunked")
     tune = r.add_mutually_exclusive_group()
     tune.add_argument(
-        "--tune-kernels", dest="tune_kernels", action="store_true", default=None,
-        help="coordinate-descent tuning of the compiled kernels (longer first compile)",
+        "--tune-kernels", dest="tune_kernels", nargs="?", const="blocks", default=None,
+        choices=KERNEL_TUNINGS, metavar="LEVEL",
+        help="tune the compiled kernels (longer first compile): blocks (the default level: "
+        "Triton block sizes), gemm (Triton matmul templates with fused epilogues), max "
+        "(both), off",
     )  # fmt: skip
-    tune.add_argument("--no-tune-kernels", dest="tune_kernels", action="store_false")
+    tune.add_argument(
+        "--no-tune-kernels", dest="tune_kernels", action="store_const", const="off"
+    )  # fmt: skip
     r.add_argument(
         "--attention", choices=["auto", "flash", "cudnn"],
         help="the attention kernel tried first (auto: cuDNN on H100/H200, else Flash)",

@@ -18,6 +18,7 @@ from typing import Any
 from torchrig.errors import UsageError
 from torchrig.recipes import settings
 from torchrig.train.attention import ATTENTION_CHOICES
+from torchrig.train.precision import KERNEL_TUNINGS
 
 # Tokens per chunk of the chunked loss: 8192 × 50,304 bf16 logits = 0.8 GB live at a time
 # (GPT-2 124M at micro-batch 64: 8 chunks). Larger chunks keep the matmuls large and make
@@ -42,6 +43,11 @@ class TrainConfig:
     seq_len: int = 64
     micro_batch: int = 8
     grad_accum: int = 1
+    # Sequences per optimizer step over all processes. Set (the gpt2-124m and llama-1b
+    # presets: nanoGPT's ~0.5M tokens), each of N processes takes global_batch / N of them,
+    # micro_batch at a time, and grad_accum makes up the rest: the same training run on one
+    # GPU or eight, only the time differs. None: micro_batch × grad_accum per process.
+    global_batch: int | None = None
     steps: int = 60
     # Optimizer and schedule.
     lr: float = 3e-3
@@ -61,9 +67,9 @@ class TrainConfig:
     device: str = "auto"  # auto | cuda | cpu
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     compile: bool | None = None  # None: on CUDA, off on CPU
-    # Inductor's coordinate-descent tuning of the compiled kernels' block sizes: a longer
-    # first compile, sometimes faster steps. None: TUNE_KERNELS_BY_MODEL's choice.
-    tune_kernels: bool | None = None
+    # Inductor's tuning of the compiled kernels (precision.KERNEL_TUNINGS: off, blocks,
+    # gemm, max): a longer first compile, sometimes faster steps. None: the table's choice.
+    tune_kernels: str | None = None
     strategy: str = "auto"  # auto | none | ddp | fsdp
     # The output layer + loss: "full" logits for every token at once, or "chunked"
     # (torchrig.train.linear_ce: no full logits tensor); "auto" is LOSS_BY_MODEL's choice.
@@ -99,12 +105,18 @@ class TrainConfig:
                 "--steps": self.steps,
                 "--log-every": self.log_every,
                 "--loss-chunk": self.loss_chunk,
+                "--global-batch": 1 if self.global_batch is None else self.global_batch,
                 "--ckpt-every": self.ckpt_every,
                 "--keep": self.keep,
             }
         )
         if self.loss not in LOSSES:
             raise UsageError(f"unknown --loss {self.loss!r}", f"use one of: {', '.join(LOSSES)}")
+        if self.tune_kernels is not None and self.tune_kernels not in KERNEL_TUNINGS:
+            raise UsageError(
+                f"unknown --tune-kernels {self.tune_kernels!r}",
+                f"use one of: {', '.join(KERNEL_TUNINGS)}",
+            )
         if self.attention not in ATTENTION_CHOICES:
             raise UsageError(
                 f"unknown --attention {self.attention!r}",
@@ -177,13 +189,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 10,
         "ckpt_every": 20,
     },
-    # nanoGPT's GPT-2 small run: ~0.5M tokens per step across 8 GPUs (16 × 1024 × 4 × 8).
+    # nanoGPT's GPT-2 small run: 512 × 1024 = 0.5M tokens per step on any number of GPUs
+    # (each its share, the micro-batch its memory fits: 16 here, 128 on an 80 GB GPU).
     "gpt2-124m": {
         "model": "gpt2-124m",
         "vocab_size": 50257,
         "seq_len": 1024,
+        "global_batch": 512,
         "micro_batch": 16,
-        "grad_accum": 4,
         "steps": 20000,
         "lr": 6e-4,
         "warmup": 700,
@@ -191,13 +204,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "log_every": 10,
         "ckpt_every": 1000,
     },
-    # Llama-3.2-1B's shape with a 32k trained tokenizer; ~0.5M tokens per step on 8 GPUs.
+    # Llama-3.2-1B's shape with a 32k trained tokenizer; 256 × 2048 = 0.5M tokens per step.
     "llama-1b": {
         "model": "llama-1b",
         "vocab_size": 32000,
         "seq_len": 2048,
+        "global_batch": 256,
         "micro_batch": 8,
-        "grad_accum": 4,
         "steps": 20000,
         "lr": 3e-4,
         "warmup": 2000,
@@ -209,12 +222,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 # Micro-batch by GPU memory: (GiB of device memory at least, micro-batch), largest first;
-# --grad-accum keeps the preset's sequences per step. A larger micro-batch does the same
-# step in fewer, larger kernels (GPT-2 124M on an H100: a plain loop 493k tokens/s at 64,
-# 467k at 32, issue 18). 32 × 1024 peaked at 15.1 GiB compiled bf16 (H200,
-# benchmarks/results); 64 about twice that (docs/training.md).
+# --grad-accum makes up the step's sequences. A larger micro-batch does the same step in
+# fewer, larger kernels and fewer micro-steps (GPT-2 124M on an H100 80GB, 2026-12-07, the
+# recipe: 492.2k tokens/s at 64, 503.2k at 128; a plain loop 467k at 32). Peak memory,
+# compiled bf16 with the chunked loss: 24.3 GiB at 64, 54.8 GiB at 128 (an 80 GB card
+# shows 79.2 GiB; benchmarks/results/train-causal-lm-gpt2-124m-H100-2026-12-07-record.json).
 MICRO_BATCH_BY_MEMORY: dict[str, tuple[tuple[float, int], ...]] = {
-    "gpt2-124m": ((60.0, 64), (30.0, 32), (0.0, 16)),
+    "gpt2-124m": ((75.0, 128), (60.0, 64), (30.0, 32), (0.0, 16)),
 }
 
 
@@ -233,14 +247,14 @@ LOSS_BY_MODEL: dict[str, str] = {"gpt2-124m": "chunked"}
 # `torchrig bench`'s GPT-2 line, like LOSS_BY_MODEL. Off: on the same H100 it gave +0.6%
 # at micro-batch 64 (496.7k vs 493.7k) for a 135 s compile instead of 28 s, and at 128 its
 # compile had not finished after 165 s (…-mb128-tuned-cut.json).
-TUNE_KERNELS_BY_MODEL: dict[str, bool] = {"gpt2-124m": False}
+TUNE_KERNELS_BY_MODEL: dict[str, str] = {"gpt2-124m": "off"}
 
 
-def tune_kernels_for(model: str, requested: bool | None = None) -> bool:
-    """Whether compiled kernels get coordinate-descent tuning: the request, else the table."""
+def tune_kernels_for(model: str, requested: str | None = None) -> str:
+    """The kernel tuning a run uses (precision.KERNEL_TUNINGS): the request, else the table."""
     if requested is not None:
         return requested
-    return TUNE_KERNELS_BY_MODEL.get(model, False)
+    return TUNE_KERNELS_BY_MODEL.get(model, "off")
 
 
 def loss_for(model: str, requested: str = "auto", strategy: str = "none") -> str:
@@ -273,6 +287,8 @@ def from_preset(name: str, **overrides: Any) -> TrainConfig:
     """The preset's config with `overrides` (None values are ignored: flag not given)."""
     cfg = settings.from_preset(TrainConfig, PRESETS, name, **overrides)
     given = {k for k, v in overrides.items() if v is not None}
+    if "grad_accum" in given and "global_batch" not in given:
+        cfg.global_batch = None  # the step is what was asked: micro × accum per process
     preset_model = PRESETS[name].get("model")
     cfg.auto_micro_batch = (
         cfg.model == preset_model
@@ -282,13 +298,31 @@ def from_preset(name: str, **overrides: Any) -> TrainConfig:
     return cfg
 
 
-def fit_to_device(cfg: TrainConfig, memory_bytes: int | None) -> TrainConfig:
-    """`cfg` with the micro-batch of its device (auto_micro_batch only): same sequences per
-    optimizer step, fewer and larger micro-steps where the memory allows."""
-    if not cfg.auto_micro_batch:
-        return cfg
-    sequences = cfg.micro_batch * cfg.grad_accum
-    micro = micro_batch_for(cfg.model, memory_bytes, cfg.micro_batch)
-    if sequences % micro:
-        return cfg
-    return replace(cfg, micro_batch=micro, grad_accum=sequences // micro)
+def fit_to_device(cfg: TrainConfig, memory_bytes: int | None, world: int = 1) -> TrainConfig:
+    """`cfg` shaped for `world` processes on devices of `memory_bytes`: with global_batch,
+    each process's share of the step's sequences, micro_batch at a time (the device's, with
+    auto_micro_batch), grad_accum the rest; without, micro_batch × grad_accum per process,
+    the micro-batch raised to the device's where it divides them."""
+    micro = cfg.micro_batch
+    if cfg.auto_micro_batch:
+        micro = micro_batch_for(cfg.model, memory_bytes, cfg.micro_batch)
+    if cfg.global_batch is None:
+        sequences = cfg.micro_batch * cfg.grad_accum
+        if sequences % micro:
+            return cfg
+        return replace(cfg, micro_batch=micro, grad_accum=sequences // micro)
+    share, left = divmod(cfg.global_batch, world)
+    if left or not share:
+        raise UsageError(
+            f"--global-batch {cfg.global_batch} does not split evenly over {world} processes",
+            f"give a multiple of {world}, or --micro-batch and --grad-accum per process",
+        )
+    if cfg.auto_micro_batch:  # the largest that fits and divides the share
+        micro = max(m for m in range(1, min(micro, share) + 1) if share % m == 0)
+    elif share % micro:
+        raise UsageError(
+            f"--micro-batch {micro} does not divide the {share} sequences each of {world} "
+            f"process(es) takes of --global-batch {cfg.global_batch}",
+            f"give a micro-batch that divides {share}, or --grad-accum to set the step yourself",
+        )
+    return replace(cfg, micro_batch=micro, grad_accum=share // micro)

@@ -238,8 +238,8 @@ def train(cfg: TrainConfig, stop: StopFlag | None = None, say: Say = print) -> R
 
 def _train(cfg: TrainConfig, stop: StopFlag, dist: D.Dist, say: Say) -> RunResult:
     ckpts, latest = find_checkpoint(cfg, dist, say)
-    # The preset's micro-batch for this GPU's memory (same sequences per step).
-    cfg = fit_to_device(cfg, D.device_memory_bytes(dist))
+    # The step shaped for this GPU's memory and the number of processes (fit_to_device).
+    cfg = fit_to_device(cfg, D.device_memory_bytes(dist), dist.world_size)
     check_before_work(cfg, dist.device)  # the model and the step's memory, before any file
     with staged_run(cfg, dist, say, ckpts, latest) as run:
         return _run(cfg, stop, dist, say, run)
