@@ -246,7 +246,8 @@ LOSS_BY_MODEL: dict[str, str] = {"gpt2-124m": "chunked"}
 # What --tune-kernels defaults to per model preset (others: off). Read by the recipe and
 # `torchrig bench`'s GPT-2 line, like LOSS_BY_MODEL. Off: on the same H100 it gave +0.6%
 # at micro-batch 64 (496.7k vs 493.7k) for a 135 s compile instead of 28 s, and at 128 its
-# compile had not finished after 165 s (…-mb128-tuned-cut.json).
+# compile had not finished after 165 s (…-mb128-tuned-cut.json); "gemm" gave 0.9994× the
+# plain loop at 128 after a ~420 s compile, cuBLAS winning every matmul (…-mb128-gemm.json).
 TUNE_KERNELS_BY_MODEL: dict[str, str] = {"gpt2-124m": "off"}
 
 
