@@ -132,10 +132,19 @@ def test_sigterm_saves_a_final_checkpoint_and_exits_0(corpus: Path, tmp_path: Pa
     assert trainer["step"] == latest.step and trainer["data"][0]["step"] == latest.step
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_match_one_process(strategy: str, sft_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "shape"),
+    [
+        ("ddp", ["--micro-batch", "4"]),
+        ("fsdp", ["--micro-batch", "4"]),
+        ("ddp", ["--global-batch", "8"]),
+    ],
+)
+def test_two_processes_match_one_process(
+    strategy: str, shape: list[str], sft_data: Path, tmp_path: Path
+) -> None:
     """torchrun, 2 processes on gloo (DDP, or FSDP2 sharding every block), 4 sequences
-    each == 1 process, 8 sequences: the
+    each (given, or their share of --global-batch 8) == 1 process, 8 sequences: the
     same records per step (SftBatches deals epoch order round-robin to ranks) and a loss
     normalised by the step's total target tokens, so only the order of float sums
     differs. Tolerance: 1e-4 on each step's loss, 1e-4 on every parameter."""
@@ -149,7 +158,7 @@ def test_two_processes_match_one_process(strategy: str, sft_data: Path, tmp_path
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
         "--standalone", "-m", "torchrig.recipes.causal_lm", *common,
-        "--micro-batch", "4", "--out", str(ddp), "--strategy", strategy,
+        *shape, "--out", str(ddp), "--strategy", strategy,
     ]  # fmt: skip
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -167,4 +176,4 @@ def test_two_processes_match_one_process(strategy: str, sft_data: Path, tmp_path
     for key in pa:
         assert torch.allclose(pa[key], pb[key], atol=1e-4, rtol=0), key
     config = json.loads((ddp / "config.json").read_text())
-    assert config["micro_batch"] == 4
+    assert (config["micro_batch"], config["grad_accum"]) == (4, 1)

@@ -126,6 +126,8 @@ def test_a_global_batch_that_does_not_split_is_one_clear_error(tmp_path: Path) -
     with pytest.raises(UsageError) as err:
         fit_to_device(given, 80 * GIB, 2)
     assert "--micro-batch 48" in str(err.value) and "256" in str(err.value)
+    with pytest.raises(UsageError, match="--grad-accum and --global-batch both"):
+        lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", global_batch=64, grad_accum=2)
     zero = lm_preset("gpt2-124m", data=[data], out=tmp_path / "run", global_batch=0)
     with pytest.raises(UsageError, match="--global-batch must be at least 1"):
         zero.check()

@@ -91,6 +91,9 @@ class TrainConfig:
     # Set by from_preset when the preset's micro-batch follows the GPU's memory and neither
     # --micro-batch nor --grad-accum was given; fit_to_device then picks it.
     auto_micro_batch: bool = False
+    # Set by from_preset when --micro-batch was given: a global batch must then split into
+    # it exactly (else one clear error); otherwise fit_to_device may take a smaller one.
+    micro_batch_given: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return settings.to_json(self)
@@ -288,8 +291,14 @@ def from_preset(name: str, **overrides: Any) -> TrainConfig:
     """The preset's config with `overrides` (None values are ignored: flag not given)."""
     cfg = settings.from_preset(TrainConfig, PRESETS, name, **overrides)
     given = {k for k, v in overrides.items() if v is not None}
-    if "grad_accum" in given and "global_batch" not in given:
+    if {"grad_accum", "global_batch"} <= given:
+        raise UsageError(
+            "--grad-accum and --global-batch both set the optimizer step",
+            "give --global-batch (the accumulation follows), or --micro-batch and --grad-accum",
+        )
+    if "grad_accum" in given:
         cfg.global_batch = None  # the step is what was asked: micro × accum per process
+    cfg.micro_batch_given = "micro_batch" in given
     preset_model = PRESETS[name].get("model")
     cfg.auto_micro_batch = (
         cfg.model == preset_model
@@ -318,7 +327,7 @@ def fit_to_device(cfg: TrainConfig, memory_bytes: int | None, world: int = 1) ->
             f"--global-batch {cfg.global_batch} does not split evenly over {world} processes",
             f"give a multiple of {world}, or --micro-batch and --grad-accum per process",
         )
-    if cfg.auto_micro_batch:  # the largest that fits and divides the share
+    if not cfg.micro_batch_given:  # the largest that fits and divides the share
         micro = max(m for m in range(1, min(micro, share) + 1) if share % m == 0)
     elif share % micro:
         raise UsageError(
