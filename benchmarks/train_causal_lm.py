@@ -379,7 +379,8 @@ def variants_worker(args: argparse.Namespace) -> None:
             got = {"micro_batch": micro, "loss": variant.loss, **got}
             got["tune_kernels"] = variant.tuning or "recipe default"
         except Exception as exc:  # one phase failing must not lose the others
-            got = {"micro_batch": variant.micro, "error": _failure(exc)}
+            micro = None if variant.micro == AUTO_MICRO else variant.micro
+            got = {"micro_batch": micro, "error": _failure(exc)}
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)
         got["phase_s"] = round(time.perf_counter() - began, 1)
