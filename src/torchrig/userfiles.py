@@ -218,11 +218,10 @@ def _write_as_owner(owner: Owner, path: Path, text: str) -> int:
 
 def _check_inside(path: Path, owner: Owner) -> None:
     """A path named inside the project stays inside it once its symlinks are followed."""
-    named = os.path.abspath(path)  # noqa: PTH100 - as named: symlinks kept
-    project = str(owner.project)
-    if named != project and not named.startswith(project.rstrip("/") + "/"):
+    if _inside(str(path), owner) is None:
         return
-    real, real_project = os.path.realpath(named), os.path.realpath(project)
+    project = str(owner.project)
+    real, real_project = os.path.realpath(path), os.path.realpath(project)
     if real != real_project and not real.startswith(real_project.rstrip("/") + "/"):
         raise _refused(errno.EPERM, f"a symlink out of the project folder {project}")
 
@@ -266,16 +265,38 @@ def _read_here(path: str, limit: int, *, folder: bool = False, probe: bool = Fal
         return _FAILED + f" {exc.errno or errno.EIO}\n".encode()
 
 
+def _inside(path: str, owner: Owner) -> str | None:
+    """`path` relative to the project folder when it is named inside it, else None."""
+    named, project = os.path.abspath(path), str(owner.project)  # noqa: PTH100 - as named
+    if named == project:
+        return "."
+    if named.startswith(project.rstrip("/") + "/"):
+        return os.path.relpath(named, project)
+    return None
+
+
 def _as_owner(
     owner: Owner, path: str, limit: int, *, folder: bool = False, probe: bool = False
 ) -> bytes:
-    """_read_here in a forked child that has become the owner for good."""
+    """_read_here in a forked child that has become the owner for good.
+
+    A file inside the project is opened from the project folder, which this process opens
+    first: the owner reads the project's files with their rights, but needs no right to the
+    folders above it (a project of root's in 0700 /root, read as nobody because the
+    workbench UID may write in it; _check_inside has kept its symlinks inside)."""
+    relative = _inside(path, owner)
+    start = None
+    if relative is not None:
+        start = os.open(owner.project, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        path = relative
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into the parent's code
         code = 70
         try:
             os.close(read_end)
+            if start is not None:
+                os.fchdir(start)
             os.setgroups(list(owner.groups))
             os.setresgid(owner.gid, owner.gid, owner.gid)
             os.setresuid(owner.uid, owner.uid, owner.uid)
@@ -286,6 +307,8 @@ def _as_owner(
         finally:
             os._exit(code)
     os.close(write_end)
+    if start is not None:
+        os.close(start)
     chunks = []
     try:
         while chunk := os.read(read_end, 1 << 16):

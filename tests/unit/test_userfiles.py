@@ -149,6 +149,36 @@ def test_a_root_folder_others_may_write_is_read_as_nobody(room: Path) -> None:
 
 
 @as_root
+def test_roots_project_under_a_private_folder_is_read_after_up_gave_the_workbench_its_acl(
+    room: Path,
+) -> None:
+    # `up` as root gives the workbench UID an ACL entry on the project, so its group-class
+    # bits (the ACL mask) say others may write: the files are read as nobody. Nobody may not
+    # enter the 0700 folder above it (/root), yet must read the spec `down --spec` names.
+    private = room / "root-home"
+    private.mkdir(mode=0o700)
+    project = private / "myproject"
+    project.mkdir()
+    project.chmod(0o775)  # what the ACL mask shows: rwx for the workbench UID
+    spec = project / "torchrig.toml"
+    spec.write_text('[project]\nname = "x"\n')
+    spec.chmod(0o644)
+    owner = userfiles.owner_of(project)
+    assert owner is not None and owner.uid == userfiles.NOBODY
+    assert userfiles.read_bytes(spec, project) == b'[project]\nname = "x"\n'
+    # Still nobody's rights inside: a root-only file of the project is refused,
+    leak = project / "root-only"
+    leak.write_bytes(SECRET)
+    leak.chmod(0o600)
+    with pytest.raises(OSError):
+        userfiles.read_bytes(leak, project)
+    # and a symlink out of the project to a root-only file is refused.
+    (project / "link.toml").symlink_to(root_only(room))
+    with pytest.raises(OSError, match="symlink out of the project"):
+        userfiles.read_bytes(project / "link.toml", project)
+
+
+@as_root
 def test_a_uid_without_passwd_entry_never_gets_group_root(room: Path) -> None:
     project = project_of(room)
     os.chown(project, OWNER, 0)
