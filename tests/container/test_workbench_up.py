@@ -318,7 +318,9 @@ def test_torch_compile_and_dataloader_workers_work(bench: Bench) -> None:
         "import torch\n"
         "f = torch.compile(lambda x: torch.sin(x) * 2 + 1)\n"
         "x = torch.randn(64)\n"
-        "assert torch.allclose(f(x), torch.sin(x) * 2 + 1)\n"
+        # Inductor's vectorised sin may differ from eager's by an ulp or two (2.4e-7 seen),
+        # which allclose's default atol of 1e-8 fails where 2·sin(x) + 1 is near 0.
+        "assert torch.allclose(f(x), torch.sin(x) * 2 + 1, atol=1e-6)\n"
         "class D(torch.utils.data.Dataset):\n"
         "    def __len__(self): return 8\n"
         "    def __getitem__(self, i): return torch.full((64, 1024, 1024), float(i))\n"  # 256 MB
